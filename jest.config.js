@@ -1,0 +1,31 @@
+// Jest runs TypeScript ESM through ts-jest (see docs/adr/0001-esm-typescript-jest-node24.md).
+/** @type {import('ts-jest').TsJestTransformerOptions} */
+const tsJest = { useESM: true, tsconfig: 'tsconfig.json', diagnostics: false };
+
+const common = {
+  extensionsToTreatAsEsm: ['.ts'],
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  transform: { '^.+\\.ts$': ['ts-jest', tsJest] },
+  testEnvironment: 'node',
+};
+
+/** @type {import('jest').Config} */
+export default {
+  projects: [
+    {
+      ...common,
+      displayName: 'unit',
+      roots: ['<rootDir>/src'],
+      testMatch: ['**/*.test.ts'],
+    },
+    {
+      ...common,
+      displayName: 'integration',
+      roots: ['<rootDir>/test/integration'],
+      testMatch: ['**/*.test.ts'],
+      globalSetup: '<rootDir>/test/env/jest-global-setup.ts',
+      globalTeardown: '<rootDir>/test/env/jest-global-teardown.ts',
+      testTimeout: 120000,
+    },
+  ],
+};

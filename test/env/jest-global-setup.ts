@@ -1,0 +1,2 @@
+// Replaced by the test-environment implementation.
+export default function globalSetup(): void {}
