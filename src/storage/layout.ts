@@ -1,0 +1,52 @@
+/**
+ * Object key layout in the store (DESIGN.md "Storage layout"). Every key the product writes is built here.
+ * Bundle and delta objects are content-addressed and immutable; the index and the root are the only objects that
+ * are overwritten.
+ */
+export interface AppRef {
+  namespace: string;
+  name: string;
+}
+
+function clean(prefix: string): string {
+  return prefix.replace(/^\/+|\/+$/g, '');
+}
+
+function join(...parts: string[]): string {
+  return parts.filter((p) => p.length > 0).join('/');
+}
+
+export class StorageLayout {
+  readonly prefix: string;
+
+  constructor(prefix = '') {
+    this.prefix = clean(prefix);
+  }
+
+  appPrefix(app: AppRef): string {
+    return join(this.prefix, app.namespace, app.name) + '/';
+  }
+
+  /** `<prefix>/<ns>/<app>/bundles/<sha256 of the stored object>.zip` */
+  bundleKey(app: AppRef, storedSha256: string): string {
+    return this.appPrefix(app) + `bundles/${storedSha256}.zip`;
+  }
+
+  /** `<prefix>/<ns>/<app>/files/<sha256 of the stored body>` — delta (manifest) file bodies. */
+  deltaFileKey(app: AppRef, storedSha256: string): string {
+    return this.appPrefix(app) + `files/${storedSha256}`;
+  }
+
+  indexKey(app: AppRef): string {
+    return this.appPrefix(app) + 'index.json';
+  }
+
+  /** Prefix under which update-service replicas write their stats rollups (the only prefix they may write). */
+  statsPrefix(app: AppRef): string {
+    return this.appPrefix(app) + 'stats/';
+  }
+
+  rootKey(): string {
+    return join(this.prefix, 'root.json');
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * The object-store interface the product depends on. The S3 implementation (minio client) lives in s3-store.ts;
+ * unit tests use an in-memory fake behind this interface. Only the plain S3 API is needed.
+ */
+import type { Readable } from 'node:stream';
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  /** Entity tag without quotes. */
+  etag: string;
+  lastModified: Date;
+  contentType?: string;
+}
+
+export interface GetResult {
+  info: ObjectInfo;
+  body: Readable;
+}
+
+export interface RangeSpec {
+  /** First byte, inclusive. */
+  start: number;
+  /** Last byte, inclusive; undefined = to the end. */
+  end?: number;
+}
+
+export interface PutOptions {
+  contentType?: string;
+  /** Known length, required for streams by some S3 servers; omitted = the implementation buffers or multiparts. */
+  size?: number;
+  signal?: AbortSignal;
+}
+
+export interface ObjectStore {
+  readonly bucket: string;
+  /** Throws {@link ObjectNotFoundError} when the key does not exist. */
+  stat(key: string, signal?: AbortSignal): Promise<ObjectInfo>;
+  /** Returns null for 304 when `ifNoneMatch` equals the current ETag. Throws {@link ObjectNotFoundError}. */
+  get(key: string, opts?: { range?: RangeSpec; ifNoneMatch?: string; signal?: AbortSignal }): Promise<GetResult | null>;
+  getBuffer(key: string, opts?: { maxBytes?: number; signal?: AbortSignal }): Promise<{ info: ObjectInfo; data: Buffer }>;
+  put(key: string, body: Readable | Buffer | string, opts?: PutOptions): Promise<{ etag: string }>;
+  remove(key: string, signal?: AbortSignal): Promise<void>;
+  list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo>;
+  /** A presigned GET URL for devices, when the store's endpoint is reachable by them. */
+  presignGet?(key: string, expirySeconds: number): Promise<string>;
+}
+
+export class ObjectNotFoundError extends Error {
+  constructor(readonly key: string) {
+    super(`object not found: ${key}`);
+    this.name = 'ObjectNotFoundError';
+  }
+}
+
+/** The store could not be reached or answered 5xx: callers retry with backoff, devices get 503 + Retry-After. */
+export class StoreUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailableError';
+  }
+}
