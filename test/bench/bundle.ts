@@ -1,0 +1,294 @@
+/**
+ * Bundle encryption benchmark (`npx tsx test/bench/bundle.ts [--sizes 256,1024] [--runs 2]`).
+ *
+ * On random "zip-like" files generated in the OS temp dir (deleted afterwards), for each size:
+ * - ours: `encryptBundle` (one pass: SHA-256 + AES-128-CBC + RSA signatures) in a child process, which reports
+ *   wall time, CPU time and its peak RSS growth over the RSS it had before starting (`process.resourceUsage`);
+ * - baseline: `openssl enc -aes-128-cbc -K .. -iv .. -in FILE | sha256sum` on the same file (`/usr/bin/time`), and,
+ *   for information, `... | openssl dgst -sha256` (coreutils sha256sum may not use the CPU's SHA extensions);
+ * - Capgo: `capgo bundle encrypt FILE SHA256 --key ..` in a temporary Capacitor project (`/usr/bin/time`).
+ * Best of `--runs` for ours and the baseline (the machine is shared; the best run is the least disturbed).
+ * The table goes to stderr, the results as one JSON object to stdout. Goals: ratio ≥ 0.8, RSS growth < 64 MiB and
+ * flat across sizes.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes, randomFillSync } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  encryptBundle,
+  generateSigningKey,
+  readSigningKeyFile,
+  writeKeyFiles,
+} from '../../src/bundle/index.js';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const SELF = fileURLToPath(import.meta.url);
+const MiB = 1024 * 1024;
+
+interface Measure {
+  wallSeconds: number;
+  cpuSeconds: number;
+  /** Peak resident set of the process (or, for a pipeline, of its largest process), MiB. */
+  peakRssMiB: number;
+  /** Ours only: peak RSS minus the RSS just before encrypting, MiB. */
+  rssGrowthMiB?: number;
+  error?: string;
+}
+
+interface SizeResult {
+  sizeMiB: number;
+  ours: Measure;
+  /** The baseline of the goal: `openssl enc | sha256sum`. */
+  openssl: Measure;
+  /** A stricter, informative baseline: `openssl enc | openssl dgst -sha256` (SHA extensions, like Node). */
+  opensslDgst: Measure;
+  capgo: Measure;
+  /** Our throughput / baseline throughput, by wall time and by CPU time. */
+  ratioWall: number;
+  ratioCpu: number;
+  ratioWallDgst: number;
+}
+
+/** Child mode: encrypt one file and print what it cost. */
+async function child(file: string, keyPath: string, out: string): Promise<void> {
+  const key = await readSigningKeyFile(keyPath);
+  const rssBefore = process.memoryUsage().rss;
+  const cpuBefore = process.cpuUsage();
+  const start = performance.now();
+  await encryptBundle({ input: file, output: out, key });
+  const wallSeconds = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  const peak = process.resourceUsage().maxRSS * 1024; // KiB → bytes
+  const result: Measure = {
+    wallSeconds,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    peakRssMiB: peak / MiB,
+    rssGrowthMiB: Math.max(0, peak - rssBefore) / MiB,
+  };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+function run(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(command, args, {
+      cwd: options.cwd ?? REPO,
+      env: options.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+  });
+}
+
+/** Run under GNU time; its last stderr line is "wall user sys maxrssKiB". */
+async function timed(
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<Measure> {
+  const r = await run('/usr/bin/time', ['-f', 'TIME %e %U %S %M', ...args], options);
+  const line = r.stderr.split('\n').find((l) => l.startsWith('TIME '));
+  const [wall, user, sys, rss] = (line ?? 'TIME 0 0 0 0').slice(5).split(' ').map(Number) as [
+    number,
+    number,
+    number,
+    number,
+  ];
+  const measure: Measure = { wallSeconds: wall, cpuSeconds: user + sys, peakRssMiB: rss / 1024 };
+  if (r.code !== 0)
+    measure.error = `exit ${r.code}: ${r.stderr
+      .split('\n')
+      .filter((l) => l && !l.startsWith('TIME '))
+      .slice(-3)
+      .join(' | ')}`;
+  return measure;
+}
+
+async function generate(path: string, bytes: number): Promise<void> {
+  const out = createWriteStream(path);
+  const chunk = Buffer.allocUnsafe(16 * MiB);
+  for (let written = 0; written < bytes; written += chunk.length) {
+    randomFillSync(chunk);
+    const slice = chunk.subarray(0, Math.min(chunk.length, bytes - written));
+    if (!out.write(Buffer.from(slice))) await new Promise<void>((r) => out.once('drain', () => r()));
+  }
+  await new Promise<void>((resolve, reject) =>
+    out.end((err?: Error | null) => (err ? reject(err) : resolve())),
+  );
+}
+
+async function capacitorProject(dir: string): Promise<void> {
+  await writeFile(
+    join(dir, 'capacitor.config.json'),
+    JSON.stringify({
+      appId: 'com.example.bench',
+      appName: 'Bench',
+      webDir: 'dist',
+      plugins: { CapacitorUpdater: {} },
+    }),
+  );
+  await writeFile(
+    join(dir, 'package.json'),
+    JSON.stringify({
+      name: 'bench',
+      version: '1.0.0',
+      private: true,
+      dependencies: { '@capgo/capacitor-updater': '8.51.23' },
+    }),
+  );
+  await mkdir(join(dir, 'node_modules/@capgo'), { recursive: true });
+  await symlink(
+    join(REPO, 'node_modules/@capgo/capacitor-updater'),
+    join(dir, 'node_modules/@capgo/capacitor-updater'),
+  );
+}
+
+const best = (runs: Measure[]): Measure =>
+  runs.filter((r) => !r.error).sort((a, b) => a.wallSeconds - b.wallSeconds)[0] ?? runs[0]!;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      sizes: { type: 'string', default: '256,1024' },
+      runs: { type: 'string', default: '2' },
+      child: { type: 'boolean' },
+    },
+    allowPositionals: true,
+    strict: false,
+  });
+  const sizes = String(values.sizes).split(',').map(Number);
+  const runs = Number(values.runs);
+  const work = await mkdtemp(join(tmpdir(), 'liveupdate-bench-'));
+  const results: SizeResult[] = [];
+  try {
+    await capacitorProject(work);
+    const key = generateSigningKey();
+    const { privateKeyPath } = await writeKeyFiles(key, work);
+    for (const sizeMiB of sizes) {
+      const file = join(work, `bundle-${sizeMiB}.zip`);
+      process.stderr.write(`generating ${sizeMiB} MiB...\n`);
+      await generate(file, sizeMiB * MiB);
+      const ours: Measure[] = [];
+      const openssl: Measure[] = [];
+      const opensslDgst: Measure[] = [];
+      let sha256 = '';
+      for (let i = 0; i < runs; i++) {
+        process.stderr.write(`run ${i + 1}/${runs}: ours, openssl | sha256sum, openssl | openssl dgst\n`);
+        const r = await run(process.execPath, [
+          '--import',
+          'tsx',
+          SELF,
+          '--child',
+          file,
+          privateKeyPath,
+          join(work, 'ours.enc'),
+        ]);
+        ours.push(
+          r.code === 0
+            ? (JSON.parse(r.stdout.trim()) as Measure)
+            : { wallSeconds: 0, cpuSeconds: 0, peakRssMiB: 0, error: r.stderr.trim() },
+        );
+        await rm(join(work, 'ours.enc'), { force: true });
+        const k = randomBytes(16).toString('hex');
+        const iv = randomBytes(16).toString('hex');
+        const enc = `openssl enc -aes-128-cbc -K ${k} -iv ${iv} -in '${file}'`;
+        openssl.push(await timed(['bash', '-o', 'pipefail', '-c', `${enc} | sha256sum`]));
+        opensslDgst.push(await timed(['bash', '-o', 'pipefail', '-c', `${enc} | openssl dgst -sha256`]));
+      }
+      if (!sha256) sha256 = (await run('sha256sum', [file])).stdout.split(' ')[0] ?? '';
+      process.stderr.write('capgo bundle encrypt\n');
+      const capgo = await timed(
+        [
+          process.execPath,
+          join(REPO, 'node_modules/@capgo/cli/dist/index.js'),
+          'bundle',
+          'encrypt',
+          file,
+          sha256,
+          '--key',
+          privateKeyPath,
+          '--json',
+        ],
+        {
+          cwd: work,
+          env: {
+            ...process.env,
+            CAPGO_DISABLE_TELEMETRY: '1',
+            CAPGO_DISABLE_POSTHOG: '1',
+            CAPGO_SKIP_UPDATE_PROMPT: '1',
+            CI: '1',
+          },
+        },
+      );
+      await rm(`${file}_encrypted.zip`, { force: true });
+      await rm(file, { force: true });
+      const o = best(ours);
+      const b = best(openssl);
+      const d = best(opensslDgst);
+      results.push({
+        sizeMiB,
+        ours: o,
+        openssl: b,
+        opensslDgst: d,
+        capgo,
+        ratioWall: o.wallSeconds > 0 ? b.wallSeconds / o.wallSeconds : 0,
+        ratioCpu: o.cpuSeconds > 0 ? b.cpuSeconds / o.cpuSeconds : 0,
+        ratioWallDgst: o.wallSeconds > 0 ? d.wallSeconds / o.wallSeconds : 0,
+      });
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  printTable(results);
+  process.stdout.write(`${JSON.stringify({ benchmark: 'bundle-encrypt', results })}\n`);
+}
+
+function printTable(results: SizeResult[]): void {
+  const f = (n: number, d = 2): string => n.toFixed(d);
+  const rows = [
+    ['size', 'tool', 'wall s', 'cpu s', 'MiB/s (wall)', 'peak RSS MiB', 'RSS growth MiB', 'note'],
+  ];
+  for (const r of results) {
+    const row = (tool: string, m: Measure, note = ''): string[] => [
+      `${r.sizeMiB} MiB`,
+      tool,
+      f(m.wallSeconds),
+      f(m.cpuSeconds),
+      m.wallSeconds > 0 ? f(r.sizeMiB / m.wallSeconds, 0) : '-',
+      f(m.peakRssMiB, 1),
+      m.rssGrowthMiB === undefined ? '-' : f(m.rssGrowthMiB, 1),
+      m.error ?? note,
+    ];
+    rows.push(
+      row(
+        'ours (encryptBundle)',
+        r.ours,
+        `ratio vs baseline: ${f(r.ratioWall)} wall, ${f(r.ratioCpu)} cpu; vs dgst: ${f(r.ratioWallDgst)} wall`,
+      ),
+    );
+    rows.push(row('openssl enc | sha256sum', r.openssl, 'baseline'));
+    rows.push(row('openssl enc | openssl dgst', r.opensslDgst));
+    rows.push(row('capgo bundle encrypt', r.capgo));
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
+  for (const row of rows) process.stderr.write(`${row.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ')}\n`);
+}
+
+if (process.argv.includes('--child')) {
+  const [file, keyPath, out] = process.argv.slice(process.argv.indexOf('--child') + 1);
+  await child(file!, keyPath!, out!);
+} else {
+  await main();
+}
