@@ -25,7 +25,7 @@ export default {
       testMatch: ['**/*.test.ts'],
       globalSetup: '<rootDir>/test/env/jest-global-setup.ts',
       globalTeardown: '<rootDir>/test/env/jest-global-teardown.ts',
-      testTimeout: 120000,
+      setupFilesAfterEnv: ['<rootDir>/test/env/jest-integration-timeout.ts'],
     },
   ],
 };
