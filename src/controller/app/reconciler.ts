@@ -1,0 +1,292 @@
+/**
+ * LiveUpdateApp reconciler: appId uniqueness → signing key (public key and key_id into status) → release index
+ * (render from the app's channels and Ready bundles, validate, check referenced objects, write, update the root).
+ * Deletion removes the index and the root entry; the bundles' own finalizers remove their objects.
+ */
+import {
+  APP_RESOURCE,
+  BUNDLE_RESOURCE,
+  CHANNEL_RESOURCE,
+  ConditionType,
+  Reason,
+  type LiveUpdateApp,
+  type LiveUpdateAppStatus,
+  type LiveUpdateBundle,
+  type LiveUpdateChannel,
+} from '../../api/v1alpha1/index.js';
+import type { EventRecorder, ObjectClient, ObjectKey } from '../../kube/types.js';
+import { StorageLayout } from '../../storage/layout.js';
+import { ObjectNotFoundError, StoreUnavailableError, type ObjectStore } from '../../storage/object-store.js';
+import type { IndexManifestEntry, ReleaseIndex } from '../../storage/release-index.js';
+import { ReleaseIndexValidationError } from '../../storage/release-index-schema.js';
+import { removeCondition, rfc3339, setCondition } from '../common/conditions.js';
+import { StallingError, TransientError } from '../common/errors.js';
+import { reconcileObject, type KindSteps, type StepContext, type StepsResult } from '../common/reconcile.js';
+import { layoutForApp } from '../common/layout.js';
+import { readSigningKey } from '../common/secrets.js';
+import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler.js';
+import {
+  MissingObjectError,
+  RootPublisher,
+  isServable,
+  publishIndex,
+  readIndex,
+  renderIndex,
+  type PublishResult,
+} from '../index-publisher.js';
+
+export interface AppReconcilerOptions {
+  client: ObjectClient;
+  recorder: EventRecorder;
+  store: ObjectStore;
+  /** The operator's storage prefix; an app's spec.storage.prefix replaces it for that app's objects. */
+  storagePrefix?: string;
+  /** Shared by every app reconciler of the process (root document writes are serialized through it). */
+  root?: RootPublisher;
+  now?: () => Date;
+}
+
+const MAX_MANIFEST_BYTES = 32 * 1024 * 1024;
+
+function creationOrder(a: LiveUpdateApp, b: LiveUpdateApp): number {
+  const ta = a.metadata.creationTimestamp ?? '';
+  const tb = b.metadata.creationTimestamp ?? '';
+  if (ta !== tb) return ta < tb ? -1 : 1;
+  return `${a.metadata.namespace}/${a.metadata.name}`.localeCompare(
+    `${b.metadata.namespace}/${b.metadata.name}`,
+  );
+}
+
+export class AppReconciler implements Reconciler, KindSteps<LiveUpdateApp, LiveUpdateAppStatus> {
+  readonly type = APP_RESOURCE;
+  readonly transientReason = Reason.StorageUnavailable;
+  private readonly root: RootPublisher;
+
+  constructor(private readonly opts: AppReconcilerOptions) {
+    this.root =
+      opts.root ?? new RootPublisher(opts.store, new StorageLayout(opts.storagePrefix ?? '').rootKey());
+  }
+
+  reconcile(key: ObjectKey, ctx: ReconcileContext): Promise<ReconcileResult> {
+    return reconcileObject(this.opts, this, key, ctx);
+  }
+
+  async reconcileLive(
+    app: LiveUpdateApp,
+    status: LiveUpdateAppStatus,
+    ctx: StepContext,
+  ): Promise<StepsResult> {
+    await this.checkUniqueAppId(app);
+    await this.reconcileSigningKey(app, status, ctx);
+    return this.reconcileIndex(app, status, ctx);
+  }
+
+  /** The oldest app claiming an appId owns it; later ones stall, so devices never see two indexes for one id. */
+  private async checkUniqueAppId(app: LiveUpdateApp): Promise<void> {
+    const all = await this.opts.client.list<LiveUpdateApp>(APP_RESOURCE);
+    const claimants = all
+      .filter((a) => a.spec.appId === app.spec.appId && !a.metadata.deletionTimestamp)
+      .sort(creationOrder);
+    const owner = claimants[0];
+    if (
+      owner &&
+      !(owner.metadata.namespace === app.metadata.namespace && owner.metadata.name === app.metadata.name)
+    ) {
+      throw new StallingError(
+        Reason.DuplicateAppId,
+        `appId ${app.spec.appId} is already used by LiveUpdateApp ${owner.metadata.namespace}/${owner.metadata.name}`,
+      );
+    }
+  }
+
+  private async reconcileSigningKey(
+    app: LiveUpdateApp,
+    status: LiveUpdateAppStatus,
+    ctx: StepContext,
+  ): Promise<void> {
+    const conditions = (status.conditions ??= []);
+    const generation = app.metadata.generation ?? 0;
+    if (!app.spec.signingKey) {
+      delete status.keyId;
+      delete status.publicKey;
+      removeCondition(conditions, ConditionType.KeyValid);
+      return;
+    }
+    try {
+      const key = await readSigningKey(this.opts.client, app);
+      if (!key) return;
+      status.keyId = key.keyId;
+      status.publicKey = key.publicKeyPem;
+      setCondition(
+        conditions,
+        {
+          type: ConditionType.KeyValid,
+          status: 'True',
+          reason: Reason.Succeeded,
+          message: `key_id ${key.keyId}`,
+          observedGeneration: generation,
+        },
+        ctx.now(),
+      );
+    } catch (error) {
+      if (error instanceof StallingError) {
+        delete status.keyId;
+        delete status.publicKey;
+        setCondition(
+          conditions,
+          {
+            type: ConditionType.KeyValid,
+            status: 'False',
+            reason: error.reason,
+            message: error.message,
+            observedGeneration: generation,
+          },
+          ctx.now(),
+        );
+      }
+      throw error;
+    }
+  }
+
+  private async reconcileIndex(
+    app: LiveUpdateApp,
+    status: LiveUpdateAppStatus,
+    ctx: StepContext,
+  ): Promise<StepsResult> {
+    const namespace = app.metadata.namespace ?? '';
+    const layout = layoutForApp(app, this.opts.storagePrefix);
+    const [channels, bundles] = await Promise.all([
+      this.opts.client.list<LiveUpdateChannel>(CHANNEL_RESOURCE, namespace),
+      this.opts.client.list<LiveUpdateBundle>(BUNDLE_RESOURCE, namespace),
+    ]);
+    const appRef = { namespace, name: app.metadata.name };
+    const store = this.opts.store;
+    let published: PublishResult;
+    try {
+      const previous = await readIndex(store, layout.indexKey(appRef), ctx.signal);
+      const manifests = await this.loadManifests(app, bundles, ctx.signal);
+      const content = renderIndex({ app: { ...app, status }, channels, bundles, previous, manifests });
+      published = await publishIndex(store, layout, content, {
+        previous,
+        knownRevision: status.index?.revision ?? 0,
+        now: ctx.now(),
+        signal: ctx.signal,
+      });
+      await this.root.upsert(
+        {
+          ...appRef,
+          appId: app.spec.appId,
+          indexKey: published.indexKey,
+          revision: published.index.revision,
+        },
+        ctx.now(),
+        ctx.signal,
+      );
+    } catch (error) {
+      throw this.publishError(error);
+    }
+    this.recordPublished(app, status, published, ctx);
+    const { revision } = published.index;
+    return {
+      reason: Reason.IndexPublished,
+      message: `published index revision ${revision} (${published.index.channels.length} channels, ${Object.keys(published.index.bundles).length} bundles)`,
+    };
+  }
+
+  private publishError(error: unknown): Error {
+    if (error instanceof ReleaseIndexValidationError)
+      return new StallingError(Reason.IndexInvalid, error.message);
+    if (error instanceof MissingObjectError)
+      return new TransientError(Reason.StorageVerificationFailed, error.message);
+    if (error instanceof StoreUnavailableError)
+      return new TransientError(Reason.StorageUnavailable, error.message, { cause: error });
+    return error as Error;
+  }
+
+  private recordPublished(
+    app: LiveUpdateApp,
+    status: LiveUpdateAppStatus,
+    published: PublishResult,
+    ctx: StepContext,
+  ) {
+    const { index } = published;
+    const previousRevision = status.index?.revision;
+    status.index = {
+      objectKey: published.indexKey,
+      revision: index.revision,
+      digest: published.digest,
+      channels: index.channels.length,
+      bundles: Object.keys(index.bundles).length,
+      lastPublishTime: published.written
+        ? rfc3339(ctx.now())
+        : (status.index?.lastPublishTime ?? rfc3339(new Date(index.generatedAt))),
+    };
+    status.channels = channelSummaries(index);
+    setCondition(
+      (status.conditions ??= []),
+      {
+        type: ConditionType.Published,
+        status: 'True',
+        reason: Reason.IndexPublished,
+        message: `revision ${index.revision}`,
+        observedGeneration: app.metadata.generation ?? 0,
+      },
+      ctx.now(),
+    );
+    if (published.written) {
+      ctx.log.info({ revision: index.revision, digest: published.digest }, 'release index published');
+      if (previousRevision !== index.revision) {
+        this.opts.recorder.event(
+          app,
+          'Normal',
+          Reason.IndexPublished,
+          `published release index revision ${index.revision}`,
+        );
+      }
+    }
+  }
+
+  /** Delta manifests of the servable bundles that have one, read from the store. */
+  private async loadManifests(app: LiveUpdateApp, bundles: LiveUpdateBundle[], signal: AbortSignal) {
+    const manifests = new Map<string, IndexManifestEntry[]>();
+    for (const bundle of bundles) {
+      const key = bundle.status?.artifact?.manifestKey;
+      if (!key || !isServable(bundle, app.metadata.name)) continue;
+      try {
+        const { data } = await this.opts.store.getBuffer(key, { maxBytes: MAX_MANIFEST_BYTES, signal });
+        manifests.set(key, JSON.parse(data.toString('utf8')) as IndexManifestEntry[]);
+      } catch (error) {
+        if (!(error instanceof ObjectNotFoundError)) throw error;
+      }
+    }
+    return manifests;
+  }
+
+  async reconcileDelete(app: LiveUpdateApp, _status: LiveUpdateAppStatus, ctx: StepContext) {
+    const appRef = { namespace: app.metadata.namespace ?? '', name: app.metadata.name };
+    const layout = layoutForApp(app, this.opts.storagePrefix);
+    await this.root.remove(appRef, ctx.now(), ctx.signal);
+    await this.opts.store.remove(layout.indexKey(appRef), ctx.signal).catch((error: unknown) => {
+      if (!(error instanceof ObjectNotFoundError)) throw error;
+    });
+    ctx.log.info('release index removed');
+    return { done: true as const };
+  }
+}
+
+function channelSummaries(index: ReleaseIndex): NonNullable<LiveUpdateAppStatus['channels']> {
+  return index.channels.map((c) => ({
+    name: c.name,
+    bundle: c.bundle,
+    ...(index.bundles[c.bundle] ? { version: index.bundles[c.bundle]!.version } : {}),
+    ...(c.rollout
+      ? {
+          rolloutBundle: c.rollout.bundle,
+          ...(index.bundles[c.rollout.bundle]
+            ? { rolloutVersion: index.bundles[c.rollout.bundle]!.version }
+            : {}),
+          rolloutPercentage: c.rollout.percentage,
+        }
+      : {}),
+  }));
+}

@@ -1,0 +1,249 @@
+/**
+ * From a fetched artifact to what gets stored: detect the format (zip, or tar/tar.gz of a build directory), validate
+ * or pack, encrypt and sign (or only hash), and optionally build the delta manifest. Then upload content-addressed
+ * and verify the stored copy byte for byte. All file work happens in a temp dir the caller removes.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform, Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Reason } from '../../api/v1alpha1/index.js';
+import {
+  BundleError,
+  buildDeltaManifest,
+  encryptBundle,
+  hashBundle,
+  packTarball,
+  validateZip,
+  type SigningKey,
+} from '../../bundle/index.js';
+import type { AppRef, StorageLayout } from '../../storage/layout.js';
+import { ObjectNotFoundError, type ObjectStore } from '../../storage/object-store.js';
+import type { IndexManifestEntry } from '../../storage/release-index.js';
+import { StallingError, TransientError } from '../common/errors.js';
+
+export type ArtifactFormat = 'zip' | 'tarball';
+
+export interface PreparedArtifact {
+  /** The file to store (ciphertext when encrypted). */
+  storedPath: string;
+  storedSize: number;
+  storedSha256: string;
+  /** sha256 hex of the plain zip. */
+  sha256: string;
+  checksum: string;
+  checksumV2?: string;
+  sessionKey?: string;
+  keyId?: string;
+  encrypted: boolean;
+  format: ArtifactFormat;
+  delta?: {
+    dir: string;
+    entries: Array<{ fileName: string; fileHash: string; objectName: string; size: number }>;
+  };
+}
+
+/** Reads the magic bytes: zip local header / end of central directory, gzip, or a ustar header. */
+export async function detectFormat(path: string): Promise<ArtifactFormat> {
+  const handle = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(512);
+    const { bytesRead } = await handle.read(head, 0, head.length, 0);
+    const bytes = head.subarray(0, bytesRead);
+    if (bytes.length >= 4 && bytes.readUInt32LE(0) === 0x04034b50) return 'zip';
+    if (bytes.length >= 4 && bytes.readUInt32LE(0) === 0x06054b50) return 'zip';
+    if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) return 'tarball';
+    if (bytes.length >= 262 && bytes.subarray(257, 262).toString('latin1') === 'ustar') return 'tarball';
+  } finally {
+    await handle.close();
+  }
+  throw new StallingError(
+    Reason.UnsupportedArtifact,
+    'the artifact is neither a zip nor a tar/tar.gz archive',
+  );
+}
+
+/** Bundle library refusals (invalid zip, bad tarball, manifest problems) stall with the library's reason. */
+function asStalling(error: unknown): unknown {
+  if (error instanceof BundleError) return new StallingError(error.reason, error.message);
+  return error;
+}
+
+export async function prepareArtifact(opts: {
+  fetchedPath: string;
+  workDir: string;
+  key: SigningKey | undefined;
+  delta: boolean;
+  signal: AbortSignal;
+}): Promise<PreparedArtifact> {
+  const { workDir, key, signal } = opts;
+  try {
+    const format = await detectFormat(opts.fetchedPath);
+    let zip = opts.fetchedPath;
+    if (format === 'tarball') {
+      zip = join(workDir, 'packed.zip');
+      await packTarball(opts.fetchedPath, zip, { tmpDir: workDir, signal });
+    }
+    await validateZip(zip, { signal });
+    const sealed: Omit<PreparedArtifact, 'format' | 'delta'> = key
+      ? await seal(zip, join(workDir, 'sealed.zip'), key, signal)
+      : await plain(zip, signal);
+    const delta = opts.delta
+      ? await deltaFiles(zip, join(workDir, 'delta'), key, sealed.sessionKey, signal)
+      : undefined;
+    return { ...sealed, format, ...(delta ? { delta } : {}) };
+  } catch (error) {
+    throw asStalling(error);
+  }
+}
+
+async function seal(zip: string, output: string, key: SigningKey, signal: AbortSignal) {
+  const result = await encryptBundle({ input: zip, output, key, signal });
+  const stored = await hashBundle(output, { signal });
+  return {
+    storedPath: output,
+    storedSize: stored.size,
+    storedSha256: stored.sha256,
+    sha256: result.sha256,
+    checksum: result.checksum,
+    checksumV2: result.checksumV2,
+    sessionKey: result.sessionKey,
+    keyId: result.keyId,
+    encrypted: true,
+  };
+}
+
+async function plain(zip: string, signal: AbortSignal) {
+  const result = await hashBundle(zip, { signal });
+  return {
+    storedPath: zip,
+    storedSize: result.size,
+    storedSha256: result.sha256,
+    sha256: result.sha256,
+    checksum: result.checksum,
+    encrypted: false,
+  };
+}
+
+async function deltaFiles(
+  zip: string,
+  dir: string,
+  key: SigningKey | undefined,
+  sessionKey: string | undefined,
+  signal: AbortSignal,
+) {
+  const manifest = await buildDeltaManifest({
+    source: { zip },
+    outDir: dir,
+    ...(key && sessionKey ? { key, sessionKey } : {}),
+    signal,
+  });
+  return {
+    dir,
+    entries: manifest.entries.map((e) => ({
+      fileName: e.file_name,
+      fileHash: e.file_hash,
+      objectName: e.objectName,
+      size: e.size,
+    })),
+  };
+}
+
+export interface StoredArtifact {
+  objectKey: string;
+  manifestKey?: string;
+  manifestFiles?: number;
+}
+
+/**
+ * Uploads the prepared artifact (and delta files) under content-addressed keys, skipping objects already stored
+ * with the right size, then re-reads the bundle object and compares size and sha256.
+ */
+export async function storeArtifact(
+  store: ObjectStore,
+  layout: StorageLayout,
+  app: AppRef,
+  artifact: PreparedArtifact,
+  signal: AbortSignal,
+): Promise<StoredArtifact> {
+  const objectKey = layout.bundleKey(app, artifact.storedSha256);
+  await putIfAbsent(store, objectKey, artifact.storedPath, artifact.storedSize, 'application/zip', signal);
+  await verifyStored(store, objectKey, artifact.storedSize, artifact.storedSha256, signal);
+  if (!artifact.delta) return { objectKey };
+  const entries: IndexManifestEntry[] = [];
+  for (const entry of artifact.delta.entries) {
+    const key = layout.deltaFileKey(app, entry.objectName);
+    await putIfAbsent(
+      store,
+      key,
+      join(artifact.delta.dir, entry.objectName),
+      entry.size,
+      'application/octet-stream',
+      signal,
+    );
+    entries.push({ fileName: entry.fileName, fileHash: entry.fileHash, objectKey: key, size: entry.size });
+  }
+  const body = Buffer.from(JSON.stringify(entries));
+  const manifestKey = layout.deltaFileKey(app, `${createHash('sha256').update(body).digest('hex')}.json`);
+  await store.put(manifestKey, body, { contentType: 'application/json', signal });
+  return { objectKey, manifestKey, manifestFiles: entries.length };
+}
+
+async function putIfAbsent(
+  store: ObjectStore,
+  key: string,
+  path: string,
+  size: number,
+  contentType: string,
+  signal: AbortSignal,
+) {
+  try {
+    const info = await store.stat(key, signal);
+    if (info.size === size) return;
+  } catch (error) {
+    if (!(error instanceof ObjectNotFoundError)) throw error;
+  }
+  await store.put(key, createReadStream(path), { size, contentType, signal });
+}
+
+/** Re-reads a stored object; a mismatch removes it (its key promises content it does not have) and retries later. */
+export async function verifyStored(
+  store: ObjectStore,
+  key: string,
+  size: number,
+  sha256: string,
+  signal: AbortSignal,
+): Promise<void> {
+  const result = await store.get(key, { signal });
+  if (!result)
+    throw new TransientError(Reason.StorageVerificationFailed, `${key}: the store returned no body`);
+  const discard = new Writable({ write: (_chunk, _enc, cb) => cb() });
+  const counted = await writeHashedToSink(result.body, discard, signal);
+  if (counted.size !== size || counted.sha256 !== sha256) {
+    await store.remove(key, signal).catch(() => undefined);
+    throw new TransientError(
+      Reason.StorageVerificationFailed,
+      `stored object ${key} has ${counted.size} bytes with sha256 ${counted.sha256}, expected ${size} bytes with ${sha256}`,
+    );
+  }
+}
+
+async function writeHashedToSink(body: Readable, sink: Writable, signal: AbortSignal) {
+  const hash = createHash('sha256');
+  let size = 0;
+  await pipeline(
+    body,
+    new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        size += chunk.length;
+        hash.update(chunk);
+        callback(null, chunk);
+      },
+    }),
+    sink,
+    { signal },
+  );
+  return { size, sha256: hash.digest('hex') };
+}

@@ -1,0 +1,192 @@
+import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import forge from 'node-forge';
+import { StallingError, TransientError } from '../common/errors.js';
+import { SourceFetcher, redactUrl, type FetchRequest } from './fetch.js';
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+let server: Server;
+let base: string;
+let handler: Handler;
+let dir: string;
+const seen: IncomingMessage[] = [];
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    seen.push(req);
+    handler(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+beforeEach(async () => {
+  seen.length = 0;
+  dir = await mkdtemp(join(tmpdir(), 'fetch-test-'));
+});
+afterEach(() => rm(dir, { recursive: true, force: true }));
+
+function request(path: string, extra: Partial<FetchRequest> = {}): FetchRequest {
+  return {
+    source: { http: { url: `${base}${path}` } },
+    destination: join(dir, 'out'),
+    maxBytes: 1024,
+    timeoutMs: 2000,
+    signal: new AbortController().signal,
+    ...extra,
+  };
+}
+
+const fetcher = new SourceFetcher();
+
+async function failure(req: FetchRequest): Promise<StallingError | TransientError> {
+  try {
+    await fetcher.fetch(req);
+  } catch (error) {
+    if (error instanceof StallingError || error instanceof TransientError) return error;
+    throw error;
+  }
+  throw new Error('fetch succeeded');
+}
+
+describe('SourceFetcher (http)', () => {
+  it('streams the body to the destination and hashes it', async () => {
+    const body = Buffer.from('PK\u0003\u0004 artifact bytes');
+    handler = (_req, res) => res.end(body);
+    const fetched = await fetcher.fetch(request('/a.zip'));
+    expect(fetched).toEqual({
+      path: join(dir, 'out'),
+      size: body.length,
+      sha256: createHash('sha256').update(body).digest('hex'),
+    });
+    expect((await readFile(fetched.path)).equals(body)).toBe(true);
+  });
+
+  it.each([
+    [404, 'stalling', 'SourceNotFound'],
+    [410, 'stalling', 'SourceNotFound'],
+    [401, 'stalling', 'SourceUnauthorized'],
+    [403, 'stalling', 'SourceUnauthorized'],
+    [500, 'transient', 'SourceUnavailable'],
+    [503, 'transient', 'SourceUnavailable'],
+    [429, 'transient', 'SourceUnavailable'],
+  ])('classifies HTTP %d as %s %s', async (status, kind, reason) => {
+    handler = (_req, res) => res.writeHead(status).end('nope');
+    const error = await failure(request('/x.zip'));
+    expect({ kind: error.kind, reason: error.reason }).toEqual({ kind, reason });
+    expect(error.message).toContain(`HTTP ${status}`);
+  });
+
+  it('sends basic auth or a bearer token', async () => {
+    handler = (_req, res) => res.end('ok');
+    await fetcher.fetch(request('/a', { http: { credentials: { username: 'ci', password: 'pw' } } }));
+    expect(seen[0]!.headers.authorization).toBe(`Basic ${Buffer.from('ci:pw').toString('base64')}`);
+    await fetcher.fetch(request('/b', { http: { credentials: { token: 't0k' } } }));
+    expect(seen[1]!.headers.authorization).toBe('Bearer t0k');
+  });
+
+  it('follows redirects on the same origin with credentials', async () => {
+    handler = (req, res) =>
+      req.url === '/old' ? res.writeHead(302, { location: '/new' }).end() : res.end('moved');
+    const fetched = await fetcher.fetch(request('/old', { http: { credentials: { token: 't0k' } } }));
+    expect(await readFile(fetched.path, 'utf8')).toBe('moved');
+    expect(seen.map((r) => [r.url, r.headers.authorization])).toEqual([
+      ['/old', 'Bearer t0k'],
+      ['/new', 'Bearer t0k'],
+    ]);
+  });
+
+  it('refuses an artifact over the size limit, by Content-Length or while streaming, and leaves no file', async () => {
+    handler = (_req, res) => res.writeHead(200, { 'content-length': 5000 }).end(Buffer.alloc(5000));
+    expect((await failure(request('/big'))).reason).toBe('ArtifactTooLarge');
+    handler = (_req, res) => {
+      res.writeHead(200, { 'transfer-encoding': 'chunked' });
+      res.write(Buffer.alloc(800));
+      res.end(Buffer.alloc(800));
+    };
+    expect((await failure(request('/chunked'))).reason).toBe('ArtifactTooLarge');
+    await expect(stat(join(dir, 'out'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('turns a timeout and a refused connection into transient errors', async () => {
+    handler = () => undefined; // never answers
+    const timedOut = await failure(request('/slow', { timeoutMs: 200 }));
+    expect({ kind: timedOut.kind, reason: timedOut.reason }).toEqual({
+      kind: 'transient',
+      reason: 'SourceUnavailable',
+    });
+    const refused = await failure({
+      ...request('/x'),
+      source: { http: { url: 'http://127.0.0.1:1/x.zip' } },
+    });
+    expect(refused.kind).toBe('transient');
+  });
+});
+
+describe('redactUrl', () => {
+  it('drops user info and the query string', () => {
+    expect(redactUrl('https://user:pw@host.example/a.zip?X-Amz-Signature=abc')).toBe(
+      'https://host.example/a.zip',
+    );
+  });
+});
+
+describe('SourceFetcher (https with a private CA)', () => {
+  it('refuses an untrusted certificate as stalling, and fetches once the CA is given', async () => {
+    const { cert, key } = selfSignedCertificate();
+    const secure = createHttpsServer({ cert, key }, (_req, res) => res.end('secure bytes'));
+    await new Promise<void>((resolve) => secure.listen(0, '127.0.0.1', resolve));
+    const url = `https://127.0.0.1:${(secure.address() as AddressInfo).port}/a.zip`;
+    try {
+      const untrusted = await failure({ ...request('/'), source: { http: { url } } });
+      expect({ kind: untrusted.kind, reason: untrusted.reason }).toEqual({
+        kind: 'stalling',
+        reason: 'SourceCertificateInvalid',
+      });
+      const fetched = await fetcher.fetch({ ...request('/'), source: { http: { url } }, http: { ca: cert } });
+      expect(await readFile(fetched.path, 'utf8')).toBe('secure bytes');
+    } finally {
+      secure.closeAllConnections();
+      await new Promise<void>((resolve) => secure.close(() => resolve()));
+    }
+  });
+});
+
+/** forge builds the to-be-signed structure but does not declare it in its types. */
+const tbsCertificate = (cert: forge.pki.Certificate): forge.asn1.Asn1 =>
+  (
+    forge.pki as unknown as { getTBSCertificate(c: forge.pki.Certificate): forge.asn1.Asn1 }
+  ).getTBSCertificate(cert);
+
+/** A self-signed certificate for 127.0.0.1: forge builds it, node:crypto signs it (forge's RSA is slow under Jest). */
+function selfSignedCertificate(): { cert: string; key: string } {
+  const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = forge.pki.publicKeyFromPem(
+    pair.publicKey.export({ type: 'spki', format: 'pem' }) as string,
+  );
+  cert.serialNumber = '01';
+  cert.validity.notBefore = new Date(Date.now() - 60_000);
+  cert.validity.notAfter = new Date(Date.now() + 3_600_000);
+  const attrs = [{ name: 'commonName', value: 'artifact-test' }];
+  cert.setSubject(attrs);
+  cert.setIssuer(attrs);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: true },
+    { name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] },
+  ]);
+  cert.siginfo.algorithmOid = forge.pki.oids['sha256WithRSAEncryption']!;
+  cert.signatureOid = forge.pki.oids['sha256WithRSAEncryption']!;
+  const tbs = Buffer.from(forge.asn1.toDer(tbsCertificate(cert)).getBytes(), 'binary');
+  cert.signature = sign('sha256', tbs, pair.privateKey).toString('binary');
+  return {
+    cert: forge.pki.certificateToPem(cert),
+    key: pair.privateKey.export({ type: 'pkcs1', format: 'pem' }) as string,
+  };
+}

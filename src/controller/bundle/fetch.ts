@@ -1,0 +1,257 @@
+/**
+ * Fetching a bundle's artifact from its declared source into a local file, hashing while streaming, with a timeout
+ * and a size limit. Failures are classified for the reconciler: permanent ones (404, 401/403, too large) stall,
+ * everything the network or a 5xx did is transient.
+ */
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Client as MinioClient } from 'minio';
+import { Reason, type HttpSource, type S3Source } from '../../api/v1alpha1/index.js';
+import { StallingError, TransientError } from '../common/errors.js';
+
+export interface HttpCredentials {
+  username?: string;
+  password?: string;
+  token?: string;
+}
+
+export interface FetchRequest {
+  source: { http?: HttpSource; s3?: S3Source };
+  /** Where the artifact is written. */
+  destination: string;
+  maxBytes: number;
+  timeoutMs: number;
+  signal: AbortSignal;
+  http?: { credentials?: HttpCredentials; ca?: string };
+  s3?: { accessKey: string; secretKey: string };
+}
+
+export interface FetchedArtifact {
+  path: string;
+  size: number;
+  /** Lowercase hex sha256 of the fetched bytes. */
+  sha256: string;
+}
+
+export interface ArtifactFetcher {
+  fetch(request: FetchRequest): Promise<FetchedArtifact>;
+}
+
+const MAX_REDIRECTS = 5;
+
+class SizeLimitExceeded extends Error {}
+
+/** Streams `body` into `destination`, hashing and counting; removes the partial file on failure. */
+export async function writeHashed(
+  body: Readable,
+  destination: string,
+  maxBytes: number,
+  signal: AbortSignal,
+): Promise<FetchedArtifact> {
+  const hash = createHash('sha256');
+  let size = 0;
+  const meter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      size += chunk.length;
+      if (size > maxBytes) {
+        callback(new SizeLimitExceeded());
+        return;
+      }
+      hash.update(chunk);
+      callback(null, chunk);
+    },
+  });
+  try {
+    await pipeline(body, meter, createWriteStream(destination, { mode: 0o600 }), { signal });
+  } catch (error) {
+    await rm(destination, { force: true });
+    if (error instanceof SizeLimitExceeded) {
+      throw new StallingError(
+        Reason.ArtifactTooLarge,
+        `the artifact is larger than the limit of ${maxBytes} bytes`,
+      );
+    }
+    throw error;
+  }
+  return { path: destination, size, sha256: hash.digest('hex') };
+}
+
+/** A URL safe to show in status and events: no user info, no query (which may carry a token). */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.protocol}//${parsed.host}${parsed.pathname}`;
+  } catch {
+    return '<invalid url>';
+  }
+}
+
+/** TLS verification failures: the server's certificate is not trusted; retrying cannot help, a CA must be configured. */
+const CERTIFICATE_ERRORS = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+function networkError(what: string, error: unknown, signal: AbortSignal): Error {
+  if (error instanceof StallingError || error instanceof TransientError) return error;
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code && CERTIFICATE_ERRORS.has(code)) {
+    return new StallingError(
+      Reason.SourceCertificateInvalid,
+      `${what}: ${code} (set spec.source.http.caSecretRef to trust the server's CA)`,
+    );
+  }
+  if (signal.aborted && signal.reason instanceof Error && signal.reason.name !== 'TimeoutError')
+    return signal.reason;
+  const text =
+    error instanceof Error ? ((error as NodeJS.ErrnoException).code ?? error.message) : String(error);
+  return new TransientError(Reason.SourceUnavailable, `${what}: ${text}`, { cause: error });
+}
+
+export class SourceFetcher implements ArtifactFetcher {
+  async fetch(request: FetchRequest): Promise<FetchedArtifact> {
+    const signal = AbortSignal.any([request.signal, AbortSignal.timeout(request.timeoutMs)]);
+    if (request.source.http) return this.fetchHttp(request.source.http, request, signal);
+    if (request.source.s3) return this.fetchS3(request.source.s3, request, signal);
+    throw new StallingError(Reason.UnsupportedArtifact, 'spec.source sets no source type');
+  }
+
+  private async fetchHttp(
+    source: HttpSource,
+    request: FetchRequest,
+    signal: AbortSignal,
+  ): Promise<FetchedArtifact> {
+    const shown = redactUrl(source.url);
+    try {
+      const response = await this.get(new URL(source.url), request, signal, MAX_REDIRECTS);
+      const declared = Number(response.headers['content-length']);
+      if (Number.isFinite(declared) && declared > request.maxBytes) {
+        response.destroy();
+        throw new StallingError(
+          Reason.ArtifactTooLarge,
+          `${shown} is ${declared} bytes, more than the limit of ${request.maxBytes}`,
+        );
+      }
+      return await writeHashed(response, request.destination, request.maxBytes, signal);
+    } catch (error) {
+      throw networkError(`fetching ${shown}`, error, signal);
+    }
+  }
+
+  private get(
+    url: URL,
+    request: FetchRequest,
+    signal: AbortSignal,
+    redirectsLeft: number,
+  ): Promise<IncomingMessage> {
+    const headers: Record<string, string> = { 'user-agent': 'liveupdate-controller', accept: '*/*' };
+    const creds = request.http?.credentials;
+    if (creds?.token) headers['authorization'] = `Bearer ${creds.token}`;
+    else if (creds?.username !== undefined) {
+      headers['authorization'] =
+        `Basic ${Buffer.from(`${creds.username}:${creds.password ?? ''}`).toString('base64')}`;
+    }
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    return new Promise<IncomingMessage>((resolve, reject) => {
+      const req = send(url, {
+        headers,
+        signal,
+        ...(url.protocol === 'https:' && request.http?.ca ? { ca: request.http.ca } : {}),
+      });
+      req.on('error', reject);
+      req.on('response', (response) => {
+        const status = response.statusCode ?? 0;
+        if (status >= 200 && status < 300) {
+          resolve(response);
+          return;
+        }
+        response.resume();
+        const location = response.headers.location;
+        if (status >= 300 && status < 400 && location && redirectsLeft > 0) {
+          const next = new URL(location, url);
+          // Credentials only follow redirects that stay on the same origin.
+          const sameOrigin = next.origin === url.origin;
+          const nextRequest = sameOrigin
+            ? request
+            : { ...request, http: { ...request.http, credentials: {} } };
+          if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+            reject(
+              new StallingError(
+                Reason.SourceNotFound,
+                `${redactUrl(url.href)} redirects to an unsupported URL`,
+              ),
+            );
+            return;
+          }
+          this.get(next, nextRequest, signal, redirectsLeft - 1).then(resolve, reject);
+          return;
+        }
+        reject(httpStatusError(redactUrl(url.href), status));
+      });
+      req.end();
+    });
+  }
+
+  private async fetchS3(
+    source: S3Source,
+    request: FetchRequest,
+    signal: AbortSignal,
+  ): Promise<FetchedArtifact> {
+    const endpoint = new URL(source.endpoint);
+    const client = new MinioClient({
+      endPoint: endpoint.hostname,
+      port: endpoint.port ? Number(endpoint.port) : endpoint.protocol === 'https:' ? 443 : 80,
+      useSSL: endpoint.protocol === 'https:',
+      accessKey: request.s3?.accessKey ?? '',
+      secretKey: request.s3?.secretKey ?? '',
+      pathStyle: true,
+      ...(source.region ? { region: source.region } : {}),
+    });
+    const shown = `s3://${source.bucket}/${source.key}`;
+    try {
+      const stat = await client.statObject(source.bucket, source.key);
+      if (stat.size > request.maxBytes) {
+        throw new StallingError(
+          Reason.ArtifactTooLarge,
+          `${shown} is ${stat.size} bytes, more than the limit of ${request.maxBytes}`,
+        );
+      }
+      const body = await client.getObject(source.bucket, source.key);
+      return await writeHashed(body, request.destination, request.maxBytes, signal);
+    } catch (error) {
+      throw s3Error(shown, error, signal);
+    }
+  }
+}
+
+export function httpStatusError(url: string, status: number): Error {
+  if (status === 404 || status === 410)
+    return new StallingError(Reason.SourceNotFound, `${url} answered HTTP ${status}`);
+  if (status === 401 || status === 403)
+    return new StallingError(Reason.SourceUnauthorized, `${url} answered HTTP ${status}`);
+  if (status === 408 || status === 429 || status >= 500) {
+    return new TransientError(Reason.SourceUnavailable, `${url} answered HTTP ${status}`);
+  }
+  return new StallingError(Reason.SourceNotFound, `${url} answered HTTP ${status}`);
+}
+
+const S3_NOT_FOUND = new Set(['NoSuchKey', 'NotFound', 'NoSuchBucket']);
+const S3_DENIED = new Set(['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'Forbidden']);
+
+function s3Error(shown: string, error: unknown, signal: AbortSignal): Error {
+  const code = (error as { code?: string }).code ?? '';
+  if (S3_NOT_FOUND.has(code)) return new StallingError(Reason.SourceNotFound, `${shown}: ${code}`);
+  if (S3_DENIED.has(code)) return new StallingError(Reason.SourceUnauthorized, `${shown}: ${code}`);
+  return networkError(`fetching ${shown}`, error, signal);
+}

@@ -1,0 +1,488 @@
+import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { createGzip } from 'node:zlib';
+import tar from 'tar-stream';
+import {
+  APP_RESOURCE,
+  BUNDLE_RESOURCE,
+  ConditionType,
+  FINALIZER,
+  RECONCILE_REQUESTED_AT_ANNOTATION,
+  type LiveUpdateApp,
+  type LiveUpdateBundle,
+} from '../../api/v1alpha1/index.js';
+import { generateSigningKey, verifyBundle } from '../../bundle/index.js';
+import { MemoryObjectStore } from '../../storage/memory-store.js';
+import { findCondition } from '../common/conditions.js';
+import { FakeEventRecorder, FakeObjectClient } from '../common/testing/fake-client.js';
+import { NS, ctx, seedApp, seedBundle, seedChannel, seedSecret, webZip } from '../common/testing/fixtures.js';
+import { StallingError, TransientError } from '../common/errors.js';
+import { BundleReconciler, parseDuration } from './reconciler.js';
+import type { ArtifactFetcher, FetchRequest, FetchedArtifact } from './fetch.js';
+
+class FakeFetcher implements ArtifactFetcher {
+  readonly bodies = new Map<string, Buffer | Error>();
+  readonly fetched: string[] = [];
+
+  async fetch(request: FetchRequest): Promise<FetchedArtifact> {
+    const url = request.source.http?.url ?? '';
+    this.fetched.push(url);
+    const body = this.bodies.get(url);
+    if (!body) throw new StallingError('SourceNotFound', `${url} answered HTTP 404`);
+    if (body instanceof Error) throw body;
+    await writeFile(request.destination, body);
+    return {
+      path: request.destination,
+      size: body.length,
+      sha256: createHash('sha256').update(body).digest('hex'),
+    };
+  }
+}
+
+const signingKey = generateSigningKey();
+
+function setup(opts: { encrypted?: boolean } = {}) {
+  const client = new FakeObjectClient();
+  const recorder = new FakeEventRecorder();
+  const store = new MemoryObjectStore();
+  const fetcher = new FakeFetcher();
+  const reconciler = new BundleReconciler({ client, recorder, store, fetcher, storagePrefix: 'lu' });
+  if (opts.encrypted !== false) {
+    seedSecret(client, 'demo-key', { 'private.pem': signingKey.privateKeyPem });
+    seedApp(client, 'demo', { signingKey: { secretName: 'demo-key', key: 'private.pem' } });
+    markKeyValid(client);
+  } else {
+    seedApp(client, 'demo');
+  }
+  return { client, recorder, store, fetcher, reconciler };
+}
+
+/** What the app reconciler would have done: validate the key. */
+function markKeyValid(client: FakeObjectClient) {
+  client
+    .applyStatus(APP_RESOURCE, {
+      apiVersion: 'liveupdate.dev/v1alpha1',
+      kind: 'LiveUpdateApp',
+      metadata: { name: 'demo', namespace: NS },
+      status: {
+        keyId: signingKey.keyId,
+        conditions: [
+          {
+            type: 'KeyValid',
+            status: 'True',
+            reason: 'Succeeded',
+            message: '',
+            lastTransitionTime: '2026-11-29T10:00:00Z',
+          },
+        ],
+      },
+    })
+    .catch(() => undefined);
+}
+
+const key = { namespace: NS, name: 'demo-1-0-0' };
+const bundleOf = (client: FakeObjectClient, name = 'demo-1-0-0') =>
+  client.peek<LiveUpdateBundle>(BUNDLE_RESOURCE, { namespace: NS, name })!;
+const condition = (b: LiveUpdateBundle, type: string) => findCondition(b.status?.conditions, type);
+
+describe('BundleReconciler', () => {
+  it('fetches, encrypts, stores and verifies the artifact, then reports Ready', async () => {
+    const { client, store, fetcher, reconciler, recorder } = setup();
+    const zip = await webZip();
+    fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', zip);
+    seedBundle(client, 'demo-1-0-0', { digest: `sha256:${createHash('sha256').update(zip).digest('hex')}` });
+
+    expect(await reconciler.reconcile(key, ctx())).toEqual({});
+
+    const bundle = bundleOf(client);
+    expect(bundle.metadata.finalizers).toContain(FINALIZER);
+    expect(condition(bundle, 'Ready')).toMatchObject({
+      status: 'True',
+      reason: 'Succeeded',
+      observedGeneration: 1,
+    });
+    for (const type of [
+      ConditionType.ArtifactFetched,
+      ConditionType.Verified,
+      ConditionType.ArtifactInStorage,
+    ]) {
+      expect(condition(bundle, type)?.status).toBe('True');
+    }
+    expect(condition(bundle, 'Stalled')).toBeUndefined();
+    expect(bundle.status?.observedGeneration).toBe(1);
+    const artifact = bundle.status!.artifact!;
+    expect(artifact).toMatchObject({
+      encrypted: true,
+      keyId: signingKey.keyId,
+      sha256: createHash('sha256').update(zip).digest('hex'),
+    });
+    expect(artifact.objectKey).toBe(`lu/${NS}/demo/bundles/${artifact.storedSha256}.zip`);
+    expect(store.keys()).toEqual([artifact.objectKey]);
+
+    const stored = await store.getBuffer(artifact.objectKey);
+    expect(stored.data.equals(zip)).toBe(false);
+    const verified = await verifyBundle({
+      input: (await store.get(artifact.objectKey))!.body,
+      checksum: artifact.checksum,
+      publicKey: signingKey.publicKey,
+      sessionKey: artifact.sessionKey!,
+    });
+    expect(verified.sha256).toBe(artifact.sha256);
+    expect(recorder.reasons()).toContain('ArtifactStored');
+  });
+
+  it('does not fetch again when the artifact is up to date, and rebuilds it when it vanished from the store', async () => {
+    const { client, store, fetcher, reconciler } = setup();
+    fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', await webZip());
+    seedBundle(client, 'demo-1-0-0');
+    await reconciler.reconcile(key, ctx());
+    const calls = client.calls.filter((c) => c.startsWith('applyStatus')).length;
+
+    await reconciler.reconcile(key, ctx());
+    expect(fetcher.fetched).toHaveLength(1);
+    expect(client.calls.filter((c) => c.startsWith('applyStatus'))).toHaveLength(calls);
+
+    await store.remove(bundleOf(client).status!.artifact!.objectKey);
+    await reconciler.reconcile(key, ctx());
+    expect(fetcher.fetched).toHaveLength(2);
+    expect(store.keys()).toHaveLength(1);
+  });
+
+  it('re-reads the stored object when a reconcile is requested, and rebuilds it when it was tampered with', async () => {
+    const { client, store, fetcher, reconciler } = setup();
+    fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', await webZip());
+    seedBundle(client, 'demo-1-0-0');
+    await reconciler.reconcile(key, ctx());
+    const artifact = bundleOf(client).status!.artifact!;
+    await store.put(artifact.objectKey, Buffer.alloc(artifact.size, 1));
+
+    await reconciler.reconcile(key, ctx());
+    expect(fetcher.fetched).toHaveLength(1);
+
+    await client.mergePatch(BUNDLE_RESOURCE, key, {
+      metadata: { annotations: { [RECONCILE_REQUESTED_AT_ANNOTATION]: 'now-1' } },
+    });
+    await reconciler.reconcile(key, ctx());
+    expect(fetcher.fetched).toHaveLength(2);
+    const bundle = bundleOf(client);
+    expect(bundle.status?.lastHandledReconcileAt).toBe('now-1');
+    expect(condition(bundle, 'Ready')?.status).toBe('True');
+    const stored = await store.getBuffer(bundle.status!.artifact!.objectKey);
+    expect(createHash('sha256').update(stored.data).digest('hex')).toBe(
+      bundle.status!.artifact!.storedSha256,
+    );
+  });
+
+  it('stores an unencrypted bundle for an app without a key', async () => {
+    const { client, store, fetcher, reconciler } = setup({ encrypted: false });
+    const zip = await webZip();
+    fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', zip);
+    seedBundle(client, 'demo-1-0-0');
+    await reconciler.reconcile(key, ctx());
+    const artifact = bundleOf(client).status!.artifact!;
+    expect(artifact.encrypted).toBe(false);
+    expect(artifact.checksum).toBe(createHash('sha256').update(zip).digest('hex'));
+    expect((await store.getBuffer(artifact.objectKey)).data.equals(zip)).toBe(true);
+  });
+
+  it('packs a tar.gz of a build directory into a zip', async () => {
+    const { client, store, fetcher, reconciler } = setup({ encrypted: false });
+    fetcher.bodies.set(
+      'https://artifacts.example/demo-1-0-0.zip',
+      await tarGz({ 'dist/index.html': '<!doctype html>', 'dist/app.js': '1' }),
+    );
+    seedBundle(client, 'demo-1-0-0');
+    await reconciler.reconcile(key, ctx());
+    const artifact = bundleOf(client).status!.artifact!;
+    expect(condition(bundleOf(client), 'Ready')?.status).toBe('True');
+    expect((await store.getBuffer(artifact.objectKey)).data.readUInt32LE(0)).toBe(0x04034b50);
+  });
+
+  it('publishes delta files and a manifest when spec.delta is true', async () => {
+    const { client, store, fetcher, reconciler } = setup();
+    fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', await webZip());
+    seedBundle(client, 'demo-1-0-0', { delta: true });
+    await reconciler.reconcile(key, ctx());
+    const artifact = bundleOf(client).status!.artifact!;
+    expect(artifact.manifestFiles).toBe(2);
+    const manifest = JSON.parse(
+      (await store.getBuffer(artifact.manifestKey!)).data.toString('utf8'),
+    ) as Array<{ fileName: string; objectKey: string }>;
+    expect(manifest.map((e) => e.fileName).sort()).toEqual(['app.js', 'index.html']);
+    for (const entry of manifest)
+      expect(entry.objectKey).toMatch(new RegExp(`^lu/${NS}/demo/files/[0-9a-f]{64}$`));
+    expect(store.keys()).toEqual(expect.arrayContaining(manifest.map((e) => e.objectKey)));
+  });
+
+  it.each([
+    ['a 404', () => undefined, 'SourceNotFound', 'FetchFailed'],
+    ['a digest mismatch', () => webZip(), 'DigestMismatch', 'VerificationFailed'],
+    ['a zip without index.html', () => webZip({ 'main.js': 'x' }), 'MissingIndexHtml', 'VerificationFailed'],
+    [
+      'something that is not an archive',
+      () => Promise.resolve(Buffer.from('<html>not a zip</html>')),
+      'UnsupportedArtifact',
+      'VerificationFailed',
+    ],
+  ])('stalls on %s with the precise reason, without requeue', async (_name, body, reason, negative) => {
+    const { client, store, fetcher, reconciler, recorder } = setup();
+    const data = await body();
+    if (data) fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', data);
+    seedBundle(
+      client,
+      'demo-1-0-0',
+      reason === 'DigestMismatch' ? { digest: `sha256:${'0'.repeat(64)}` } : {},
+    );
+
+    expect(await reconciler.reconcile(key, ctx())).toEqual({});
+
+    const bundle = bundleOf(client);
+    expect(condition(bundle, 'Stalled')).toMatchObject({ status: 'True', reason });
+    expect(condition(bundle, 'Ready')).toMatchObject({ status: 'False', reason });
+    expect(condition(bundle, negative)).toMatchObject({ status: 'True', reason });
+    expect(condition(bundle, 'Reconciling')).toBeUndefined();
+    expect(bundle.status?.observedGeneration).toBe(1);
+    expect(bundle.status?.artifact).toBeUndefined();
+    expect(store.keys()).toEqual([]);
+    expect(recorder.events).toContainEqual(expect.objectContaining({ type: 'Warning', reason }));
+  });
+
+  it('retries transient failures with backoff and reports ProgressingWithRetry', async () => {
+    const { client, fetcher, reconciler } = setup();
+    fetcher.bodies.set(
+      'https://artifacts.example/demo-1-0-0.zip',
+      new TransientError('SourceUnavailable', 'answered HTTP 503'),
+    );
+    seedBundle(client, 'demo-1-0-0');
+    await expect(reconciler.reconcile(key, ctx())).rejects.toThrow('HTTP 503');
+    const bundle = bundleOf(client);
+    expect(condition(bundle, 'Reconciling')).toMatchObject({
+      status: 'True',
+      reason: 'ProgressingWithRetry',
+    });
+    expect(condition(bundle, 'Ready')).toMatchObject({ status: 'False', reason: 'SourceUnavailable' });
+    expect(condition(bundle, 'Stalled')).toBeUndefined();
+    expect(bundle.status?.observedGeneration ?? -1).toBe(-1);
+  });
+
+  it('retries when the store is unavailable during upload', async () => {
+    const { client, store, fetcher, reconciler } = setup();
+    fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', await webZip());
+    seedBundle(client, 'demo-1-0-0');
+    store.setUnavailable(true);
+    await expect(reconciler.reconcile(key, ctx())).rejects.toThrow(/unavailable/);
+    expect(condition(bundleOf(client), 'Ready')).toMatchObject({
+      status: 'False',
+      reason: 'StorageUnavailable',
+    });
+    store.setUnavailable(false);
+    await reconciler.reconcile(key, ctx());
+    expect(condition(bundleOf(client), 'Ready')?.status).toBe('True');
+  });
+
+  it('waits for an app whose key is not validated yet', async () => {
+    const client = new FakeObjectClient();
+    const fetcher = new FakeFetcher();
+    const reconciler = new BundleReconciler({
+      client,
+      recorder: new FakeEventRecorder(),
+      store: new MemoryObjectStore(),
+      fetcher,
+    });
+    seedApp(client, 'demo', { signingKey: { secretName: 'demo-key', key: 'private.pem' } });
+    seedBundle(client, 'demo-1-0-0');
+    const result = await reconciler.reconcile(key, ctx());
+    expect(result.requeueAfterMs).toBeGreaterThan(0);
+    expect(condition(bundleOf(client), 'Reconciling')).toMatchObject({ status: 'True' });
+    expect(condition(bundleOf(client), 'Ready')).toMatchObject({ status: 'False', reason: 'AppNotReady' });
+    expect(fetcher.fetched).toEqual([]);
+  });
+
+  it('stalls with the app key reason when the app stalled on its signing key', async () => {
+    const client = new FakeObjectClient();
+    const fetcher = new FakeFetcher();
+    const reconciler = new BundleReconciler({
+      client,
+      recorder: new FakeEventRecorder(),
+      store: new MemoryObjectStore(),
+      fetcher,
+    });
+    seedApp(client, 'demo', { signingKey: { secretName: 'demo-key', key: 'private.pem' } });
+    await client.applyStatus(APP_RESOURCE, {
+      apiVersion: 'liveupdate.dev/v1alpha1',
+      kind: 'LiveUpdateApp',
+      metadata: { name: 'demo', namespace: NS },
+      status: {
+        conditions: [
+          {
+            type: 'KeyValid',
+            status: 'False',
+            reason: 'SigningKeySecretNotFound',
+            message: 'signing key Secret team-a/demo-key not found',
+            lastTransitionTime: '2026-11-29T10:00:00Z',
+          },
+        ],
+      },
+    });
+    seedBundle(client, 'demo-1-0-0');
+    expect(await reconciler.reconcile(key, ctx())).toEqual({});
+    expect(condition(bundleOf(client), 'Stalled')).toMatchObject({ reason: 'SigningKeySecretNotFound' });
+    expect(condition(bundleOf(client), 'Stalled')?.message).toContain('LiveUpdateApp demo');
+    expect(fetcher.fetched).toEqual([]);
+  });
+
+  it('stalls a second bundle claiming the same version', async () => {
+    const { client, fetcher, reconciler } = setup();
+    fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', await webZip());
+    seedBundle(client, 'demo-1-0-0', {}, { creationTimestamp: '2026-11-29T09:00:00Z' });
+    seedBundle(client, 'demo-again', {}, { creationTimestamp: '2026-11-29T09:30:00Z' });
+    await reconciler.reconcile({ namespace: NS, name: 'demo-again' }, ctx());
+    expect(condition(bundleOf(client, 'demo-again'), 'Stalled')).toMatchObject({ reason: 'VersionConflict' });
+    expect(condition(bundleOf(client, 'demo-again'), 'Stalled')?.message).toContain('demo-1-0-0');
+  });
+
+  it('stalls when a source Secret is missing, without fetching', async () => {
+    const { client, fetcher, reconciler } = setup();
+    seedBundle(client, 'demo-1-0-0', {
+      source: { http: { url: 'https://artifacts.example/demo-1-0-0.zip', secretRef: { name: 'creds' } } },
+    });
+    await reconciler.reconcile(key, ctx());
+    expect(condition(bundleOf(client), 'Stalled')).toMatchObject({ reason: 'SourceSecretNotFound' });
+    expect(fetcher.fetched).toEqual([]);
+  });
+
+  it('passes basic-auth credentials from the Secret to the fetcher and keeps them out of status', async () => {
+    const { client, fetcher, reconciler } = setup();
+    const seen: FetchRequest[] = [];
+    const inner = fetcher.fetch.bind(fetcher);
+    fetcher.fetch = (request) => (seen.push(request), inner(request));
+    fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', await webZip());
+    seedSecret(client, 'creds', { username: 'ci', password: 's3cr3t-pass' });
+    seedBundle(client, 'demo-1-0-0', {
+      source: { http: { url: 'https://artifacts.example/demo-1-0-0.zip', secretRef: { name: 'creds' } } },
+    });
+    await reconciler.reconcile(key, ctx());
+    expect(seen[0]?.http?.credentials).toEqual({ username: 'ci', password: 's3cr3t-pass' });
+    expect(JSON.stringify(bundleOf(client))).not.toContain('s3cr3t-pass');
+  });
+
+  it('does nothing while suspended', async () => {
+    const { client, fetcher, reconciler } = setup();
+    seedBundle(client, 'demo-1-0-0', { suspend: true });
+    await reconciler.reconcile(key, ctx());
+    expect(fetcher.fetched).toEqual([]);
+    expect(bundleOf(client).status).toBeUndefined();
+  });
+
+  describe('deletion', () => {
+    async function storedBundle(spec: Partial<LiveUpdateBundle['spec']> = {}) {
+      const env = setup();
+      env.fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', await webZip());
+      seedBundle(env.client, 'demo-1-0-0', spec);
+      await env.reconciler.reconcile(key, ctx());
+      expect(env.store.keys()).toHaveLength(1);
+      return env;
+    }
+
+    it('is held while a channel serves the bundle, then removes the stored objects', async () => {
+      const { client, store, reconciler } = await storedBundle();
+      seedChannel(client, 'production', { bundle: 'demo-1-0-0' });
+      await client.delete(BUNDLE_RESOURCE, key);
+
+      const held = await reconciler.reconcile(key, ctx());
+      expect(held.requeueAfterMs).toBeGreaterThan(0);
+      expect(condition(bundleOf(client), 'DeletionBlocked')).toMatchObject({
+        status: 'True',
+        reason: 'ServedByChannel',
+      });
+      expect(condition(bundleOf(client), 'DeletionBlocked')?.message).toContain(
+        'LiveUpdateChannel production',
+      );
+      expect(store.keys()).toHaveLength(1);
+
+      client.updateSpec(
+        { ...BUNDLE_RESOURCE, kind: 'LiveUpdateChannel', plural: 'liveupdatechannels' },
+        { namespace: NS, name: 'production' },
+        { app: 'demo', bundle: 'builtin' },
+      );
+      await reconciler.reconcile(key, ctx());
+      expect(bundleOf(client)).toBeUndefined();
+      expect(store.keys()).toEqual([]);
+    });
+
+    it('is held while the published index still serves the bundle', async () => {
+      const { client, store, reconciler } = await storedBundle();
+      const artifact = bundleOf(client).status!.artifact!;
+      const app = client.peek<LiveUpdateApp>(APP_RESOURCE, { namespace: NS, name: 'demo' })!;
+      await store.put(
+        `lu/${NS}/demo/index.json`,
+        JSON.stringify({
+          apiVersion: 'liveupdate.dev/index/v1',
+          kind: 'ReleaseIndex',
+          revision: 1,
+          generatedAt: '2026-11-29T10:00:00Z',
+          app: { namespace: NS, name: 'demo', appId: app.spec.appId, defaultChannel: 'production' },
+          bundles: {
+            'demo-1-0-0': {
+              name: 'demo-1-0-0',
+              version: '1.0.0',
+              objectKey: artifact.objectKey,
+              size: artifact.size,
+              sha256: artifact.sha256,
+              encrypted: false,
+              checksum: 'x',
+            },
+          },
+          channels: [
+            {
+              name: 'production',
+              id: 1,
+              bundle: 'demo-1-0-0',
+              pinnedIdHashes: [],
+              policy: {
+                disableAutoUpdate: 'none',
+                disableAutoUpdateUnderNative: false,
+                allowEmulator: true,
+                allowDev: true,
+                allowProd: true,
+                allowDeviceSelfSet: false,
+                platforms: ['android', 'ios'],
+              },
+            },
+          ],
+        }),
+      );
+      await client.delete(BUNDLE_RESOURCE, key);
+      await reconciler.reconcile(key, ctx());
+      expect(condition(bundleOf(client), 'DeletionBlocked')?.message).toContain(
+        'channel production in the published index',
+      );
+    });
+
+    it('leaves the objects with deletionPolicy Orphan', async () => {
+      const { client, store, reconciler } = await storedBundle({ deletionPolicy: 'Orphan' });
+      seedChannel(client, 'production', { bundle: 'demo-1-0-0' });
+      await client.delete(BUNDLE_RESOURCE, key);
+      await reconciler.reconcile(key, ctx());
+      expect(bundleOf(client)).toBeUndefined();
+      expect(store.keys()).toHaveLength(1);
+    });
+  });
+});
+
+describe('parseDuration', () => {
+  it('reads Go durations', () => {
+    expect(parseDuration('5m')).toBe(300_000);
+    expect(parseDuration('1h30m')).toBe(5_400_000);
+    expect(parseDuration('1.5s')).toBe(1500);
+  });
+});
+
+async function tarGz(files: Record<string, string>): Promise<Buffer> {
+  const pack = tar.pack();
+  for (const [name, content] of Object.entries(files)) pack.entry({ name, mode: 0o644 }, content);
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const chunk of pack.pipe(createGzip())) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}

@@ -1,0 +1,525 @@
+/**
+ * LiveUpdateBundle reconciler, in Flux source-controller's shape: app → version conflict → artifact (fetch, digest,
+ * validate or pack, encrypt and sign, upload content-addressed, re-read and verify) → status.artifact.
+ * Idempotent: when the inputs' fingerprint equals status.artifact.revision and the stored object is still there with
+ * its size, nothing is fetched again. Deletion removes the stored objects unless a channel (or the published index)
+ * still serves the bundle, or deletionPolicy is Orphan.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  APP_RESOURCE,
+  BUNDLE_RESOURCE,
+  CHANNEL_RESOURCE,
+  ConditionType,
+  Reason,
+  type Artifact,
+  type LiveUpdateApp,
+  type LiveUpdateBundle,
+  type LiveUpdateBundleStatus,
+  type LiveUpdateChannel,
+} from '../../api/v1alpha1/index.js';
+import type { SigningKey } from '../../bundle/index.js';
+import {
+  isNotFound,
+  type Condition,
+  type EventRecorder,
+  type ObjectClient,
+  type ObjectKey,
+} from '../../kube/types.js';
+import { ObjectNotFoundError, StoreUnavailableError, type ObjectStore } from '../../storage/object-store.js';
+import { findCondition, removeCondition, rfc3339, setCondition } from '../common/conditions.js';
+import { ReconcileError, StallingError, TransientError, WaitingError } from '../common/errors.js';
+import {
+  reconcileObject,
+  type DeletionResult,
+  type KindSteps,
+  type StepContext,
+  type StepsResult,
+} from '../common/reconcile.js';
+import { readSecret, readSigningKey } from '../common/secrets.js';
+import { layoutForApp } from '../common/layout.js';
+import { readIndex } from '../index-publisher.js';
+import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler.js';
+import { prepareArtifact, storeArtifact, verifyStored } from './artifact.js';
+import { SourceFetcher, type ArtifactFetcher, type FetchRequest } from './fetch.js';
+
+export interface BundleReconcilerOptions {
+  client: ObjectClient;
+  recorder: EventRecorder;
+  store: ObjectStore;
+  storagePrefix?: string;
+  fetcher?: ArtifactFetcher;
+  /** Parent of the per-reconcile work dirs (default: the OS temp dir). */
+  tmpDir?: string;
+  /** Largest artifact accepted from a source (default 256 MiB). */
+  maxArtifactBytes?: number;
+  /** Wait before looking again at an app that is missing or not ready (default 10 s). */
+  dependencyRequeueMs?: number;
+  now?: () => Date;
+}
+
+const DEFAULT_MAX_ARTIFACT_BYTES = 256 * 1024 * 1024;
+const DELETION_REQUEUE_MS = 30_000;
+
+/** The app whose index lists a bundle: the manager enqueues it for every bundle event. */
+export function appKeyForBundle(bundle: LiveUpdateBundle): ObjectKey {
+  return { namespace: bundle.metadata.namespace ?? '', name: bundle.spec.app };
+}
+
+/** Go duration subset the CRD accepts (e.g. 90s, 5m, 1h30m) in milliseconds. */
+export function parseDuration(text: string): number {
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  let total = 0;
+  for (const match of text.matchAll(/([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)/g))
+    total += Number(match[1]) * units[match[2]!]!;
+  return total;
+}
+
+/** Whether the bundle is encrypted: spec.encryption, else the app's default when it has a key. */
+export function wantsEncryption(bundle: LiveUpdateBundle, app: LiveUpdateApp): boolean {
+  return bundle.spec.encryption ?? (app.spec.signingKey !== undefined && (app.spec.encryptByDefault ?? true));
+}
+
+/** Fingerprint of everything the stored artifact depends on; source is immutable but included for safety. */
+export function artifactRevision(
+  bundle: LiveUpdateBundle,
+  encrypted: boolean,
+  keyId: string | undefined,
+): string {
+  const inputs = JSON.stringify([
+    bundle.spec.source,
+    bundle.spec.digest ?? '',
+    encrypted,
+    keyId ?? '',
+    bundle.spec.delta ?? false,
+  ]);
+  return `sha256:${createHash('sha256').update(inputs).digest('hex')}`;
+}
+
+export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle, LiveUpdateBundleStatus> {
+  readonly type = BUNDLE_RESOURCE;
+  readonly transientReason = Reason.StorageUnavailable;
+  private readonly fetcher: ArtifactFetcher;
+  private readonly requeueMs: number;
+
+  constructor(private readonly opts: BundleReconcilerOptions) {
+    this.fetcher = opts.fetcher ?? new SourceFetcher();
+    this.requeueMs = opts.dependencyRequeueMs ?? 10_000;
+  }
+
+  reconcile(key: ObjectKey, ctx: ReconcileContext): Promise<ReconcileResult> {
+    return reconcileObject(this.opts, this, key, ctx);
+  }
+
+  async reconcileLive(
+    bundle: LiveUpdateBundle,
+    status: LiveUpdateBundleStatus,
+    ctx: StepContext,
+  ): Promise<StepsResult> {
+    const app = await this.getApp(bundle);
+    await this.checkVersionConflict(bundle);
+    const encrypted = wantsEncryption(bundle, app);
+    const key = encrypted ? await this.signingKey(bundle, app) : undefined;
+    const revision = artifactRevision(bundle, encrypted, key?.keyId);
+    if (await this.artifactUpToDate(bundle, app, status, revision, ctx)) {
+      return { reason: Reason.Succeeded, message: readyMessage(bundle, status.artifact!) };
+    }
+    const artifact = await this.buildArtifact(bundle, app, status, key, revision, ctx);
+    status.artifact = artifact;
+    this.opts.recorder.event(
+      bundle,
+      'Normal',
+      Reason.ArtifactStored,
+      `stored ${artifact.objectKey} (${artifact.size} bytes)`,
+    );
+    ctx.log.info(
+      { objectKey: artifact.objectKey, size: artifact.size, sha256: artifact.sha256 },
+      'artifact stored',
+    );
+    return { reason: Reason.Succeeded, message: readyMessage(bundle, artifact) };
+  }
+
+  private async getApp(bundle: LiveUpdateBundle): Promise<LiveUpdateApp> {
+    try {
+      return await this.opts.client.get<LiveUpdateApp>(APP_RESOURCE, appKeyForBundle(bundle));
+    } catch (error) {
+      if (isNotFound(error))
+        throw new WaitingError(
+          Reason.AppNotFound,
+          `LiveUpdateApp ${bundle.spec.app} not found`,
+          this.requeueMs,
+        );
+      throw error;
+    }
+  }
+
+  /** Two bundles of one app may not claim the same version: the older one keeps it, the newer stalls. */
+  private async checkVersionConflict(bundle: LiveUpdateBundle): Promise<void> {
+    const all = await this.opts.client.list<LiveUpdateBundle>(BUNDLE_RESOURCE, bundle.metadata.namespace);
+    const owner = all
+      .filter(
+        (b) =>
+          b.spec.app === bundle.spec.app &&
+          b.spec.version === bundle.spec.version &&
+          !b.metadata.deletionTimestamp,
+      )
+      .sort(
+        (a, b) =>
+          (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') ||
+          a.metadata.name.localeCompare(b.metadata.name),
+      )[0];
+    if (owner && owner.metadata.name !== bundle.metadata.name) {
+      throw new StallingError(
+        Reason.VersionConflict,
+        `version ${bundle.spec.version} of app ${bundle.spec.app} is already published by LiveUpdateBundle ${owner.metadata.name}`,
+      );
+    }
+  }
+
+  /** The app's key once the app has validated it; bundles wait for their app rather than judge its key. */
+  private async signingKey(bundle: LiveUpdateBundle, app: LiveUpdateApp): Promise<SigningKey> {
+    if (!app.spec.signingKey) {
+      throw new StallingError(
+        Reason.AppHasNoSigningKey,
+        `spec.encryption is true but LiveUpdateApp ${app.metadata.name} has no signing key`,
+      );
+    }
+    const keyValid = findCondition(app.status?.conditions, ConditionType.KeyValid);
+    if (keyValid?.status === 'False') {
+      // The app stalled on its key (Secret missing, wrong format): a human must act, so the bundle stalls too.
+      throw new StallingError(keyValid.reason, `LiveUpdateApp ${app.metadata.name}: ${keyValid.message}`);
+    }
+    if (keyValid?.status !== 'True') {
+      throw new WaitingError(
+        Reason.AppNotReady,
+        `waiting for LiveUpdateApp ${app.metadata.name} to validate its signing key`,
+        this.requeueMs,
+      );
+    }
+    try {
+      const key = await readSigningKey(this.opts.client, app);
+      if (key) return key;
+    } catch (error) {
+      if (!(error instanceof StallingError)) throw error;
+    }
+    throw new WaitingError(
+      Reason.AppNotReady,
+      `the signing key of LiveUpdateApp ${app.metadata.name} is not usable`,
+      this.requeueMs,
+    );
+  }
+
+  /** Same inputs and the stored object still there with its size (or its full digest, when a reconcile was requested). */
+  private async artifactUpToDate(
+    bundle: LiveUpdateBundle,
+    app: LiveUpdateApp,
+    status: LiveUpdateBundleStatus,
+    revision: string,
+    ctx: StepContext,
+  ): Promise<boolean> {
+    const artifact = status.artifact;
+    if (!artifact || artifact.revision !== revision) return false;
+    const layout = layoutForApp(app, this.opts.storagePrefix);
+    const expectedKey = layout.bundleKey(
+      { namespace: bundle.metadata.namespace ?? '', name: app.metadata.name },
+      artifact.storedSha256,
+    );
+    try {
+      const info = await this.opts.store.stat(artifact.objectKey, ctx.signal);
+      if (artifact.objectKey === expectedKey && info.size === artifact.size) {
+        if (ctx.forced) {
+          await verifyStored(
+            this.opts.store,
+            artifact.objectKey,
+            artifact.size,
+            artifact.storedSha256,
+            ctx.signal,
+          );
+        }
+        this.markStored(bundle, status, ctx, artifact.objectKey);
+        return true;
+      }
+    } catch (error) {
+      if (error instanceof StoreUnavailableError)
+        throw new TransientError(Reason.StorageUnavailable, error.message, { cause: error });
+      if (!(error instanceof ObjectNotFoundError) && !(error instanceof TransientError)) throw error;
+    }
+    ctx.log.info({ objectKey: artifact.objectKey }, 'stored artifact missing or changed, rebuilding');
+    delete status.artifact;
+    removeCondition((status.conditions ??= []), ConditionType.ArtifactInStorage);
+    return false;
+  }
+
+  private async buildArtifact(
+    bundle: LiveUpdateBundle,
+    app: LiveUpdateApp,
+    status: LiveUpdateBundleStatus,
+    key: SigningKey | undefined,
+    revision: string,
+    ctx: StepContext,
+  ): Promise<Artifact> {
+    const work = await mkdtemp(join(this.opts.tmpDir ?? tmpdir(), 'liveupdate-bundle-'));
+    try {
+      const fetched = await this.track(status, bundle, ctx, 'fetch', () => this.fetch(bundle, work, ctx));
+      const prepared = await this.track(status, bundle, ctx, 'verify', async () => {
+        checkDigest(bundle, fetched.sha256);
+        return prepareArtifact({
+          fetchedPath: fetched.path,
+          workDir: work,
+          key,
+          delta: bundle.spec.delta ?? false,
+          signal: ctx.signal,
+        });
+      });
+      const layout = layoutForApp(app, this.opts.storagePrefix);
+      const appRef = { namespace: bundle.metadata.namespace ?? '', name: app.metadata.name };
+      const stored = await storeArtifact(this.opts.store, layout, appRef, prepared, ctx.signal).catch(
+        (error: unknown) => {
+          if (error instanceof StoreUnavailableError)
+            throw new TransientError(Reason.StorageUnavailable, error.message, { cause: error });
+          throw error;
+        },
+      );
+      const artifact: Artifact = {
+        revision,
+        objectKey: stored.objectKey,
+        size: prepared.storedSize,
+        sha256: prepared.sha256,
+        storedSha256: prepared.storedSha256,
+        sourceDigest: `sha256:${fetched.sha256}`,
+        encrypted: prepared.encrypted,
+        checksum: prepared.checksum,
+        ...(prepared.checksumV2 ? { checksumV2: prepared.checksumV2 } : {}),
+        ...(prepared.sessionKey ? { sessionKey: prepared.sessionKey } : {}),
+        ...(prepared.keyId ? { keyId: prepared.keyId } : {}),
+        ...(stored.manifestKey
+          ? { manifestKey: stored.manifestKey, manifestFiles: stored.manifestFiles ?? 0 }
+          : {}),
+        lastUpdateTime: rfc3339(ctx.now()),
+      };
+      this.markStored(bundle, status, ctx, stored.objectKey);
+      return artifact;
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Runs the fetch or verify phase and records its domain conditions: the positive one on success, the negative one
+   * (FetchFailed / VerificationFailed) with the failure's reason while it is failing.
+   */
+  private async track<T>(
+    status: LiveUpdateBundleStatus,
+    bundle: LiveUpdateBundle,
+    ctx: StepContext,
+    phase: 'fetch' | 'verify',
+    run: () => Promise<T>,
+  ): Promise<T> {
+    const conditions = (status.conditions ??= []);
+    const [positive, negative, okReason] =
+      phase === 'fetch'
+        ? [ConditionType.ArtifactFetched, ConditionType.FetchFailed, Reason.Succeeded]
+        : [ConditionType.Verified, ConditionType.VerificationFailed, Reason.Succeeded];
+    const set = (c: Omit<Condition, 'lastTransitionTime'>) => setCondition(conditions, c, ctx.now());
+    const generation = bundle.metadata.generation ?? 0;
+    try {
+      const result = await run();
+      removeCondition(conditions, negative);
+      set({
+        type: positive,
+        status: 'True',
+        reason: okReason,
+        message: phase === 'fetch' ? 'artifact fetched' : 'digest and zip checked',
+        observedGeneration: generation,
+      });
+      return result;
+    } catch (error) {
+      if (error instanceof ReconcileError) {
+        set({
+          type: negative,
+          status: 'True',
+          reason: error.reason,
+          message: error.message,
+          observedGeneration: generation,
+        });
+        set({
+          type: positive,
+          status: 'False',
+          reason: error.reason,
+          message: error.message,
+          observedGeneration: generation,
+        });
+      }
+      throw error;
+    }
+  }
+
+  private markStored(
+    bundle: LiveUpdateBundle,
+    status: LiveUpdateBundleStatus,
+    ctx: StepContext,
+    message: string,
+  ): void {
+    setCondition(
+      (status.conditions ??= []),
+      {
+        type: ConditionType.ArtifactInStorage,
+        status: 'True',
+        reason: Reason.Succeeded,
+        message,
+        observedGeneration: bundle.metadata.generation ?? 0,
+      },
+      ctx.now(),
+    );
+  }
+
+  private async fetch(bundle: LiveUpdateBundle, work: string, ctx: StepContext) {
+    const request: FetchRequest = {
+      source: bundle.spec.source,
+      destination: join(work, 'fetched'),
+      maxBytes: this.opts.maxArtifactBytes ?? DEFAULT_MAX_ARTIFACT_BYTES,
+      timeoutMs: parseDuration(bundle.spec.source.timeout ?? '5m') || 300_000,
+      signal: ctx.signal,
+      ...(await this.sourceCredentials(bundle)),
+    };
+    return this.fetcher.fetch(request);
+  }
+
+  /** Credentials and CA from the Secrets the source names; a missing Secret or key stalls. */
+  private async sourceCredentials(bundle: LiveUpdateBundle): Promise<Pick<FetchRequest, 'http' | 's3'>> {
+    const namespace = bundle.metadata.namespace ?? '';
+    const { http, s3 } = bundle.spec.source;
+    const secret = async (name: string) => {
+      const data = await readSecret(this.opts.client, namespace, name);
+      if (!data)
+        throw new StallingError(Reason.SourceSecretNotFound, `Secret ${namespace}/${name} not found`);
+      return data;
+    };
+    if (http) {
+      const result: NonNullable<FetchRequest['http']> = {};
+      if (http.secretRef) {
+        const data = await secret(http.secretRef.name);
+        const text = (k: string) => data.get(k)?.toString('utf8');
+        const token = text('token');
+        const username = text('username');
+        if (!token && username === undefined) {
+          throw new StallingError(
+            Reason.SourceSecretInvalid,
+            `Secret ${namespace}/${http.secretRef.name} has neither token nor username`,
+          );
+        }
+        result.credentials = token
+          ? { token }
+          : { username: username ?? '', password: text('password') ?? '' };
+      }
+      if (http.caSecretRef) {
+        const entry = http.caSecretRef.key ?? 'ca.crt';
+        const ca = (await secret(http.caSecretRef.name)).get(entry);
+        if (!ca)
+          throw new StallingError(
+            Reason.SourceSecretInvalid,
+            `Secret ${namespace}/${http.caSecretRef.name} has no key ${entry}`,
+          );
+        result.ca = ca.toString('utf8');
+      }
+      return { http: result };
+    }
+    if (s3?.secretRef) {
+      const data = await secret(s3.secretRef.name);
+      const accessKey = data.get('accessKeyID')?.toString('utf8');
+      const secretKey = data.get('secretAccessKey')?.toString('utf8');
+      if (!accessKey || !secretKey) {
+        throw new StallingError(
+          Reason.SourceSecretInvalid,
+          `Secret ${namespace}/${s3.secretRef.name} needs keys accessKeyID and secretAccessKey`,
+        );
+      }
+      return { s3: { accessKey, secretKey } };
+    }
+    return {};
+  }
+
+  async reconcileDelete(
+    bundle: LiveUpdateBundle,
+    status: LiveUpdateBundleStatus,
+    ctx: StepContext,
+  ): Promise<DeletionResult> {
+    const conditions = (status.conditions ??= []);
+    const artifact = status.artifact;
+    if (bundle.spec.deletionPolicy === 'Orphan' || !artifact) return { done: true };
+    const holders = await this.servingChannels(bundle, ctx);
+    if (holders.length > 0) {
+      setCondition(
+        conditions,
+        {
+          type: ConditionType.DeletionBlocked,
+          status: 'True',
+          reason: Reason.ServedByChannel,
+          message: `still served by ${holders.join(', ')}; point the channel at another bundle first`,
+          observedGeneration: bundle.metadata.generation ?? 0,
+        },
+        ctx.now(),
+      );
+      return { done: false, requeueAfterMs: DELETION_REQUEUE_MS };
+    }
+    for (const key of [artifact.objectKey, artifact.manifestKey]) {
+      if (!key) continue;
+      await this.opts.store.remove(key, ctx.signal).catch((error: unknown) => {
+        if (!(error instanceof ObjectNotFoundError)) throw error;
+      });
+    }
+    ctx.log.info({ objectKey: artifact.objectKey }, 'stored artifact removed');
+    return { done: true };
+  }
+
+  /** Channels that reference the bundle, and the published index if it still points at the bundle's object. */
+  private async servingChannels(bundle: LiveUpdateBundle, ctx: StepContext): Promise<string[]> {
+    const namespace = bundle.metadata.namespace ?? '';
+    const channels = await this.opts.client.list<LiveUpdateChannel>(CHANNEL_RESOURCE, namespace);
+    const holders = channels
+      .filter((c) => c.spec.app === bundle.spec.app && !c.metadata.deletionTimestamp)
+      .filter(
+        (c) => c.spec.bundle === bundle.metadata.name || c.spec.rollout?.bundle === bundle.metadata.name,
+      )
+      .map((c) => `LiveUpdateChannel ${c.metadata.name}`);
+    if (holders.length > 0) return holders;
+    const app = await this.opts.client
+      .get<LiveUpdateApp>(APP_RESOURCE, appKeyForBundle(bundle))
+      .catch((error: unknown) => {
+        if (isNotFound(error)) return undefined;
+        throw error;
+      });
+    if (!app) return [];
+    const layout = layoutForApp(app, this.opts.storagePrefix);
+    const index = await readIndex(
+      this.opts.store,
+      layout.indexKey({ namespace, name: app.metadata.name }),
+      ctx.signal,
+    );
+    const objectKey = bundle.status?.artifact?.objectKey;
+    return (index?.channels ?? [])
+      .filter((c) =>
+        [c.bundle, c.rollout?.bundle].some(
+          (name) => name !== undefined && index?.bundles[name]?.objectKey === objectKey,
+        ),
+      )
+      .map((c) => `channel ${c.name} in the published index`);
+  }
+}
+
+function checkDigest(bundle: LiveUpdateBundle, sha256: string): void {
+  const expected = bundle.spec.digest;
+  if (expected && expected !== `sha256:${sha256}`) {
+    throw new StallingError(
+      Reason.DigestMismatch,
+      `the artifact's digest is sha256:${sha256}, spec.digest is ${expected}`,
+    );
+  }
+}
+
+function readyMessage(bundle: LiveUpdateBundle, artifact: Artifact): string {
+  return `stored version ${bundle.spec.version} (${artifact.encrypted ? 'encrypted, ' : ''}sha256:${artifact.sha256.slice(0, 12)})`;
+}

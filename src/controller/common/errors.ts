@@ -1,0 +1,51 @@
+/**
+ * The reconcile error taxonomy (Flux's serror): every failure a step reports is one of
+ * - {@link StallingError}: a human must act (bad input, missing Secret, 404, digest mismatch). Stalled=True,
+ *   Warning event, no requeue; the next spec or dependency change triggers a new attempt.
+ * - {@link WaitingError}: a dependency is not ready yet (the app has no key yet). Reconciling=True, requeue later.
+ * - {@link TransientError} (or any other error): the world failed us (network, 5xx, S3 down). Reconciling=True with
+ *   ProgressingWithRetry, the error is thrown so the work queue retries with exponential backoff.
+ * Each carries the CamelCase reason that goes into the conditions; messages never contain secrets.
+ */
+export abstract class ReconcileError extends Error {
+  abstract readonly kind: 'stalling' | 'waiting' | 'transient';
+  constructor(
+    readonly reason: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export class StallingError extends ReconcileError {
+  override readonly name = 'StallingError';
+  readonly kind = 'stalling' as const;
+}
+
+export class WaitingError extends ReconcileError {
+  override readonly name = 'WaitingError';
+  readonly kind = 'waiting' as const;
+  constructor(
+    reason: string,
+    message: string,
+    readonly requeueAfterMs: number,
+  ) {
+    super(reason, message);
+  }
+}
+
+export class TransientError extends ReconcileError {
+  override readonly name = 'TransientError';
+  readonly kind = 'transient' as const;
+}
+
+export type ClassifiedError = StallingError | WaitingError | TransientError;
+
+/** Any error as a classified one; unknown errors are transient (retrying is the safe default). */
+export function classify(error: unknown, fallbackReason: string): ClassifiedError {
+  if (error instanceof StallingError || error instanceof WaitingError || error instanceof TransientError)
+    return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new TransientError(fallbackReason, message, { cause: error });
+}

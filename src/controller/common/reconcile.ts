@@ -1,0 +1,185 @@
+/**
+ * The one reconcile shape every kind follows (Flux source-controller): get the object (NotFound → done); whatever
+ * happens next, summarize the outcome into kstatus conditions and apply the status once at the end; deletion →
+ * clean up → drop the finalizer; add the finalizer; suspend → stop; then the kind's ordered steps.
+ * Kinds implement {@link KindSteps}; this file owns the control flow, the status patch and the error taxonomy.
+ */
+import type { Logger } from 'pino';
+import { FINALIZER, RECONCILE_REQUESTED_AT_ANNOTATION } from '../../api/v1alpha1/index.js';
+import {
+  isNotFound,
+  type EventRecorder,
+  type KubeObject,
+  type ObjectClient,
+  type ObjectKey,
+  type ResourceType,
+} from '../../kube/types.js';
+import type { ReconcileContext, ReconcileResult } from '../reconciler.js';
+import { classify } from './errors.js';
+import { patchStatusIfChanged, type StatusBase } from './status.js';
+import { summarize, type Outcome } from './summarize.js';
+
+export interface Reconcilable<S extends StatusBase> extends KubeObject {
+  spec: { suspend?: boolean };
+  status?: S;
+}
+
+/** What a step run hands to the summary: the Ready message on success, and when to look again. */
+export interface StepsResult {
+  reason: string;
+  message: string;
+  requeueAfterMs?: number;
+}
+
+/** Deletion either finished (the finalizer may go) or waits (conditions set by the kind, look again later). */
+export type DeletionResult = { done: true } | { done: false; requeueAfterMs: number };
+
+export interface KindSteps<T extends Reconcilable<S>, S extends StatusBase> {
+  readonly type: ResourceType;
+  /** Fallback condition reason for unclassified (transient) errors of this kind's steps. */
+  readonly transientReason: string;
+  /** The ordered steps for a live object. They mutate `status` and throw classified errors. */
+  reconcileLive(obj: T, status: S, ctx: StepContext): Promise<StepsResult>;
+  /** Cleanup before the finalizer is removed. */
+  reconcileDelete(obj: T, status: S, ctx: StepContext): Promise<DeletionResult>;
+}
+
+export interface StepContext extends ReconcileContext {
+  now: () => Date;
+  /** True when the reconcile-requested-at annotation asks for a reconcile not handled yet. */
+  forced: boolean;
+}
+
+export interface ReconcileDeps {
+  client: ObjectClient;
+  recorder: EventRecorder;
+  now?: () => Date;
+}
+
+export async function reconcileObject<T extends Reconcilable<S>, S extends StatusBase>(
+  deps: ReconcileDeps,
+  steps: KindSteps<T, S>,
+  key: ObjectKey,
+  ctx: ReconcileContext,
+): Promise<ReconcileResult> {
+  const now = deps.now ?? (() => new Date());
+  let obj: T;
+  try {
+    obj = await deps.client.get<T>(steps.type, key);
+  } catch (error) {
+    if (isNotFound(error)) return {};
+    throw error;
+  }
+  const log = ctx.log.child({
+    namespace: key.namespace,
+    name: key.name,
+    generation: obj.metadata.generation,
+  });
+  const requestedAt = obj.metadata.annotations?.[RECONCILE_REQUESTED_AT_ANNOTATION];
+  const status = structuredClone(obj.status ?? ({} as S));
+  status.conditions ??= [];
+  const stepCtx: StepContext = {
+    ...ctx,
+    log,
+    now,
+    forced: requestedAt !== undefined && requestedAt !== status.lastHandledReconcileAt,
+  };
+
+  if (obj.metadata.deletionTimestamp) return finalize(deps, steps, obj, status, stepCtx);
+
+  if (!obj.metadata.finalizers?.includes(FINALIZER)) {
+    obj = await addFinalizer(deps.client, steps.type, obj);
+  }
+  if (obj.spec.suspend) {
+    log.info('reconciliation is suspended');
+    return {};
+  }
+
+  let outcome: Outcome;
+  try {
+    outcome = { kind: 'success', ...(await steps.reconcileLive(obj, status, stepCtx)) };
+  } catch (error) {
+    outcome = classify(error, steps.transientReason);
+  }
+  summarize(status, outcome, obj.metadata.generation ?? 0, now());
+  if (outcome.kind !== 'waiting' && outcome.kind !== 'transient' && requestedAt !== undefined) {
+    status.lastHandledReconcileAt = requestedAt;
+  }
+  await patchStatusIfChanged(deps.client, steps.type, obj, status);
+  return finish(deps.recorder, obj, outcome, log);
+}
+
+function finish(recorder: EventRecorder, obj: KubeObject, outcome: Outcome, log: Logger): ReconcileResult {
+  switch (outcome.kind) {
+    case 'success':
+      return outcome.requeueAfterMs !== undefined ? { requeueAfterMs: outcome.requeueAfterMs } : {};
+    case 'stalling':
+      log.warn({ reason: outcome.reason, err: outcome.message }, 'reconciliation stalled');
+      recorder.event(obj, 'Warning', outcome.reason, outcome.message);
+      return {};
+    case 'waiting':
+      log.info({ reason: outcome.reason }, outcome.message);
+      return { requeueAfterMs: outcome.requeueAfterMs };
+    case 'transient':
+      recorder.event(obj, 'Warning', outcome.reason, outcome.message);
+      throw outcome;
+  }
+}
+
+async function finalize<T extends Reconcilable<S>, S extends StatusBase>(
+  deps: ReconcileDeps,
+  steps: KindSteps<T, S>,
+  obj: T,
+  status: S,
+  ctx: StepContext,
+): Promise<ReconcileResult> {
+  if (!obj.metadata.finalizers?.includes(FINALIZER)) return {};
+  let result: DeletionResult;
+  try {
+    result = await steps.reconcileDelete(obj, status, ctx);
+  } catch (error) {
+    const failure = classify(error, steps.transientReason);
+    deps.recorder.event(obj, 'Warning', failure.reason, `deletion: ${failure.message}`);
+    throw failure;
+  }
+  if (!result.done) {
+    await patchStatusIfChanged(deps.client, steps.type, obj, status);
+    return { requeueAfterMs: result.requeueAfterMs };
+  }
+  await removeFinalizer(deps.client, steps.type, obj);
+  ctx.log.info('finalizer removed');
+  return {};
+}
+
+/** Merge patch guarded by resourceVersion: a concurrent finalizer change by someone else causes a Conflict retry. */
+async function addFinalizer<T extends KubeObject>(
+  client: ObjectClient,
+  type: ResourceType,
+  obj: T,
+): Promise<T> {
+  const finalizers = [...(obj.metadata.finalizers ?? []), FINALIZER];
+  return client.mergePatch<T>(type, keyOf(obj), {
+    metadata: {
+      finalizers,
+      ...(obj.metadata.resourceVersion ? { resourceVersion: obj.metadata.resourceVersion } : {}),
+    },
+  });
+}
+
+async function removeFinalizer(client: ObjectClient, type: ResourceType, obj: KubeObject): Promise<void> {
+  const finalizers = (obj.metadata.finalizers ?? []).filter((f) => f !== FINALIZER);
+  try {
+    await client.mergePatch(type, keyOf(obj), {
+      metadata: {
+        finalizers,
+        ...(obj.metadata.resourceVersion ? { resourceVersion: obj.metadata.resourceVersion } : {}),
+      },
+    });
+  } catch (error) {
+    if (!isNotFound(error)) throw error;
+  }
+}
+
+export function keyOf(obj: KubeObject): ObjectKey {
+  return { namespace: obj.metadata.namespace ?? '', name: obj.metadata.name };
+}

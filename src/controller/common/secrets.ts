@@ -1,0 +1,65 @@
+/** Reading Secrets for reconcilers: values are decoded here and never logged, put in events or status. */
+import { Reason, SECRET_RESOURCE, type LiveUpdateApp } from '../../api/v1alpha1/index.js';
+import { KeyError, loadSigningKey, type SigningKey } from '../../bundle/index.js';
+import { isNotFound, type KubeObject, type ObjectClient } from '../../kube/types.js';
+import { StallingError } from './errors.js';
+
+interface SecretObject extends KubeObject {
+  data?: Record<string, string>;
+}
+
+/** The Secret's decoded data, or undefined when it does not exist. */
+export async function readSecret(
+  client: ObjectClient,
+  namespace: string,
+  name: string,
+): Promise<Map<string, Buffer> | undefined> {
+  try {
+    const secret = await client.get<SecretObject>(SECRET_RESOURCE, { namespace, name });
+    return new Map(Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64')]));
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  }
+}
+
+export const DEFAULT_SIGNING_KEY_ENTRY = 'private.pem';
+
+/**
+ * The app's signing key from its Secret. Stalls with SigningKeySecretNotFound, SigningKeyMissing, or the key
+ * library's reason (KeyPkcs8PrivateKey, KeyWrongSize, ...) when the key cannot be used.
+ */
+export async function readSigningKey(
+  client: ObjectClient,
+  app: LiveUpdateApp,
+): Promise<SigningKey | undefined> {
+  const ref = app.spec.signingKey;
+  if (!ref) return undefined;
+  const namespace = app.metadata.namespace ?? '';
+  const entry = ref.key ?? DEFAULT_SIGNING_KEY_ENTRY;
+  const data = await readSecret(client, namespace, ref.secretName);
+  if (!data) {
+    throw new StallingError(
+      Reason.SigningKeySecretNotFound,
+      `signing key Secret ${namespace}/${ref.secretName} not found`,
+    );
+  }
+  const pem = data.get(entry);
+  if (!pem || pem.length === 0) {
+    throw new StallingError(
+      Reason.SigningKeyMissing,
+      `signing key Secret ${namespace}/${ref.secretName} has no key ${entry}`,
+    );
+  }
+  try {
+    return loadSigningKey(pem.toString('utf8'));
+  } catch (error) {
+    if (error instanceof KeyError) {
+      throw new StallingError(
+        error.reason,
+        `signing key in Secret ${namespace}/${ref.secretName} key ${entry}: ${error.message}`,
+      );
+    }
+    throw error;
+  }
+}
