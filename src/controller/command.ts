@@ -1,4 +1,225 @@
-// Placeholder until the command is implemented; replaced by its owner.
-export function run(_argv: string[], _signal: AbortSignal): Promise<number> {
-  return Promise.reject(new Error('not implemented yet'));
+/**
+ * `liveupdate-operator controller`: parse configuration, build the dependencies (logger, metrics, Kubernetes client,
+ * S3 store, event recorder, the three reconcilers), run the manager under leader election beside the admin server,
+ * and shut down gracefully when the signal aborts (exit code 0), or with 1 on a fatal error.
+ */
+import { readFileSync } from 'node:fs';
+import {
+  APP_RESOURCE,
+  BUNDLE_RESOURCE,
+  CHANNEL_RESOURCE,
+  FIELD_MANAGER,
+  type LiveUpdateBundle,
+  type LiveUpdateChannel,
+} from '../api/v1alpha1/index.js';
+import { ConfigError } from '../config/common.js';
+import { controllerHelp, loadControllerConfig, type ControllerConfig } from '../config/controller.js';
+import { KubeClient, keyOf } from '../kube/client.js';
+import { loadKubeConfig } from '../kube/config.js';
+import { KubeEventRecorder } from '../kube/events.js';
+import { KubeLeaseStore } from '../kube/leader-election.js';
+import type { EventRecorder, KubeObject, ObjectClient } from '../kube/types.js';
+import { AdminServer } from '../observability/admin-server.js';
+import { createLogger, type Logger } from '../observability/logger.js';
+import { createRegistry, createRuntimeMetrics } from '../observability/metrics.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { S3ObjectStore } from '../storage/s3-store.js';
+import { StorageLayout } from '../storage/layout.js';
+import { AppReconciler } from './app/reconciler.js';
+import { BundleReconciler, appKeyForBundle } from './bundle/reconciler.js';
+import { ChannelReconciler, appKeyForChannel, channelKeysForBundle } from './channel/reconciler.js';
+import { RootPublisher } from './index-publisher.js';
+import { Manager, type ControllerSpec } from './manager.js';
+
+export interface ControllerDeps {
+  client: ObjectClient;
+  recorder: EventRecorder;
+  store: ObjectStore;
+  config: Pick<ControllerConfig, 's3' | 'artifactMaxBytes'>;
+}
+
+/** The three controllers and how events of one kind enqueue the others. */
+export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
+  const { client, recorder, store } = deps;
+  const storagePrefix = deps.config.s3.prefix;
+  const root = new RootPublisher(store, new StorageLayout(storagePrefix).rootKey());
+  const channelsOfApp = (app: KubeObject, channels: LiveUpdateChannel[]): ReturnType<typeof keyOf>[] =>
+    channels.filter((c) => c.spec.app === app.metadata.name).map(keyOf);
+  return [
+    {
+      name: 'liveupdateapp',
+      forType: APP_RESOURCE,
+      reconciler: new AppReconciler({ client, recorder, store, storagePrefix, root }),
+      watches: [
+        { type: CHANNEL_RESOURCE, mapFn: (o) => appKeyForChannel(o as LiveUpdateChannel) },
+        { type: BUNDLE_RESOURCE, mapFn: (o) => appKeyForBundle(o as LiveUpdateBundle) },
+      ],
+    },
+    {
+      name: 'liveupdatechannel',
+      forType: CHANNEL_RESOURCE,
+      reconciler: new ChannelReconciler({ client, recorder }),
+      watches: [
+        {
+          type: BUNDLE_RESOURCE,
+          mapFn: (o, cache) =>
+            channelKeysForBundle(
+              o as LiveUpdateBundle,
+              cache.list<LiveUpdateChannel>(CHANNEL_RESOURCE, o.metadata.namespace),
+            ),
+        },
+        {
+          type: APP_RESOURCE,
+          mapFn: (o, cache) =>
+            channelsOfApp(o, cache.list<LiveUpdateChannel>(CHANNEL_RESOURCE, o.metadata.namespace)),
+        },
+      ],
+    },
+    {
+      name: 'liveupdatebundle',
+      forType: BUNDLE_RESOURCE,
+      reconciler: new BundleReconciler({
+        client,
+        recorder,
+        store,
+        storagePrefix,
+        maxArtifactBytes: deps.config.artifactMaxBytes,
+      }),
+      watches: [
+        // an app becoming ready (key, storage) unblocks its bundles
+        {
+          type: APP_RESOURCE,
+          mapFn: (o, cache) =>
+            cache
+              .list<LiveUpdateBundle>(BUNDLE_RESOURCE, o.metadata.namespace)
+              .filter((b) => b.spec.app === o.metadata.name)
+              .map(keyOf),
+        },
+        // a channel letting go of a bundle may unblock the bundle's deletion
+        {
+          type: CHANNEL_RESOURCE,
+          mapFn: (o) => {
+            const ch = o as LiveUpdateChannel;
+            const ns = ch.metadata.namespace ?? '';
+            const names = [ch.spec.bundle, ch.spec.rollout?.bundle].filter((n): n is string => !!n);
+            return names.map((name) => ({ namespace: ns, name }));
+          },
+        },
+      ],
+    },
+  ];
+}
+
+export async function run(argv: string[], signal: AbortSignal): Promise<number> {
+  let config: ControllerConfig | null;
+  try {
+    config = loadControllerConfig(argv);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`liveupdate-operator controller: ${err.message}\n\n${controllerHelp()}`);
+      return 2;
+    }
+    throw err;
+  }
+  if (!config) {
+    process.stdout.write(controllerHelp());
+    return 0;
+  }
+  const log = createLogger({ level: config.logLevel, name: 'controller' });
+  try {
+    return await runWithConfig(config, log, signal);
+  } catch (err) {
+    log.fatal({ err }, 'controller failed');
+    return 1;
+  }
+}
+
+export async function runWithConfig(
+  config: ControllerConfig,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<number> {
+  const registry = createRegistry();
+  const metrics = createRuntimeMetrics(registry);
+  const client = new KubeClient(loadKubeConfig(config.kubeconfig), {
+    fieldManager: FIELD_MANAGER,
+    userAgent: `liveupdate-operator/controller (${config.identity})`,
+  });
+  const store = new S3ObjectStore({
+    endpoint: config.s3.endpoint.origin,
+    bucket: config.s3.bucket,
+    region: config.s3.region,
+    pathStyle: config.s3.pathStyle,
+    ...(config.s3.accessKeyId !== undefined ? { accessKeyId: config.s3.accessKeyId } : {}),
+    ...(config.s3.secretAccessKey !== undefined ? { secretAccessKey: config.s3.secretAccessKey } : {}),
+    ...(config.s3.caFile ? { ca: readFileSync(config.s3.caFile, 'utf8') } : {}),
+  });
+  const recorder = new KubeEventRecorder(client, {
+    controller: 'liveupdate.dev/controller',
+    instance: config.identity,
+    log,
+  });
+  const manager = new Manager({
+    source: client,
+    log,
+    metrics,
+    namespace: config.watchNamespace,
+    maxConcurrentReconciles: config.maxConcurrentReconciles,
+    shutdownGraceMs: config.shutdownGraceMs,
+    ...(config.leaderElection.enabled
+      ? {
+          leaderElection: {
+            identity: config.identity,
+            name: config.leaderElection.name,
+            store: new KubeLeaseStore(client, config.leaderElection.namespace, config.leaderElection.name),
+          },
+        }
+      : {}),
+  });
+  for (const c of buildControllers({ client, recorder, store, config })) manager.add(c);
+
+  const admin = new AdminServer({
+    host: config.adminAddr.host,
+    port: config.adminAddr.port,
+    registry,
+    log,
+    liveness: [
+      {
+        name: 'leader-election',
+        check: () =>
+          manager.healthy() ? { ok: true } : { ok: false, reason: 'leader lease not renewed in time' },
+      },
+    ],
+    readiness: [
+      {
+        name: 'manager',
+        check: () => {
+          const r = manager.readiness();
+          return { ok: r.ready, reason: r.reason };
+        },
+      },
+    ],
+  });
+  await admin.start();
+  signal.addEventListener('abort', () => admin.markShuttingDown(), { once: true });
+  log.info(
+    {
+      identity: config.identity,
+      leaderElection: config.leaderElection.enabled
+        ? `${config.leaderElection.namespace}/${config.leaderElection.name}`
+        : false,
+      watchNamespace: config.watchNamespace || '(all)',
+      maxConcurrentReconciles: config.maxConcurrentReconciles,
+    },
+    'controller starting',
+  );
+  try {
+    await manager.run(signal);
+    await recorder.flush();
+  } finally {
+    await admin.close();
+    client.rest.close();
+  }
+  log.info('controller stopped');
+  return 0;
 }

@@ -1,0 +1,162 @@
+/** Configuration of the `controller` command (flags over environment), validated once at start. */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import {
+  COMMON_OPTIONS,
+  ConfigError,
+  S3_OPTIONS,
+  bool,
+  bytes,
+  dnsLabel,
+  helpText,
+  int,
+  parseOptions,
+  readableFile,
+  s3Config,
+  str,
+  type HostPort,
+  type OptionSpec,
+  type S3Config,
+} from './common.js';
+
+const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+/** '' when unknown (outside a cluster without POD_NAMESPACE). */
+function inClusterNamespace(env: NodeJS.ProcessEnv): string {
+  if (env['POD_NAMESPACE']) return env['POD_NAMESPACE'];
+  try {
+    return readFileSync(SA_NAMESPACE_FILE, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+export const CONTROLLER_OPTIONS = {
+  ...COMMON_OPTIONS,
+  ...S3_OPTIONS,
+  leaderElect: {
+    env: ['LIVEUPDATE_LEADER_ELECT'],
+    flag: 'leader-elect',
+    description: 'elect a leader through a coordination.k8s.io Lease so only one replica reconciles',
+    default: true,
+    isBoolean: true,
+    parse: bool,
+  } satisfies OptionSpec<boolean>,
+  leaseNamespace: {
+    env: ['LIVEUPDATE_LEASE_NAMESPACE'],
+    flag: 'lease-namespace',
+    description: 'namespace of the leader-election Lease',
+    default: inClusterNamespace,
+    defaultText: '$POD_NAMESPACE, else the service account namespace',
+    parse: dnsLabel,
+  } satisfies OptionSpec<string>,
+  leaseName: {
+    env: ['LIVEUPDATE_LEASE_NAME'],
+    flag: 'lease-name',
+    description: 'name of the leader-election Lease',
+    default: 'liveupdate-controller',
+    parse: dnsLabel,
+  } satisfies OptionSpec<string>,
+  podName: {
+    env: ['LIVEUPDATE_POD_NAME', 'POD_NAME'],
+    flag: 'pod-name',
+    description: 'identity of this replica in the Lease and in Events',
+    default: () => `${hostname()}_${randomUUID()}`,
+    defaultText: '<hostname>_<uuid>',
+    parse: str,
+  } satisfies OptionSpec<string>,
+  watchNamespace: {
+    env: ['LIVEUPDATE_WATCH_NAMESPACE'],
+    flag: 'watch-namespace',
+    description: "only reconcile objects in this namespace ('' = all namespaces)",
+    default: '',
+    parse: (raw: string) => (raw === '' ? raw : dnsLabel(raw)),
+  } satisfies OptionSpec<string>,
+  maxConcurrentReconciles: {
+    env: ['LIVEUPDATE_MAX_CONCURRENT_RECONCILES'],
+    flag: 'max-concurrent-reconciles',
+    description: 'workers per controller',
+    default: 4,
+    parse: int(1, 256),
+  } satisfies OptionSpec<number>,
+  artifactMaxBytes: {
+    env: ['LIVEUPDATE_ARTIFACT_MAX_BYTES'],
+    flag: 'artifact-max-bytes',
+    description: 'largest artifact the controller fetches (bytes, or 512Mi, 1Gi)',
+    default: 1024 ** 3,
+    defaultText: '1Gi',
+    parse: bytes(1),
+  } satisfies OptionSpec<number>,
+  fetchTimeoutSeconds: {
+    env: ['LIVEUPDATE_FETCH_TIMEOUT_SECONDS'],
+    flag: 'fetch-timeout-seconds',
+    description: 'timeout of one artifact fetch',
+    default: 300,
+    parse: int(1, 86_400),
+  } satisfies OptionSpec<number>,
+  shutdownGraceSeconds: {
+    env: ['LIVEUPDATE_SHUTDOWN_GRACE_SECONDS'],
+    flag: 'shutdown-grace-seconds',
+    description: 'on SIGTERM, how long in-flight reconciles may finish before they are aborted',
+    default: 30,
+    parse: int(0, 3_600),
+  } satisfies OptionSpec<number>,
+  kubeconfig: {
+    env: ['KUBECONFIG'],
+    flag: 'kubeconfig',
+    description: 'kubeconfig file (default: in-cluster service account)',
+    parse: readableFile,
+  } satisfies OptionSpec<string>,
+};
+
+export interface ControllerConfig {
+  logLevel: string;
+  adminAddr: HostPort;
+  s3: S3Config;
+  leaderElection: { enabled: boolean; namespace: string; name: string };
+  identity: string;
+  watchNamespace: string;
+  maxConcurrentReconciles: number;
+  artifactMaxBytes: number;
+  fetchTimeoutMs: number;
+  shutdownGraceMs: number;
+  kubeconfig: string | undefined;
+}
+
+export const CONTROLLER_USAGE = 'usage: liveupdate-operator controller [flags]';
+
+export function controllerHelp(): string {
+  return helpText(CONTROLLER_USAGE, CONTROLLER_OPTIONS);
+}
+
+/** Parses and validates; returns null when --help was asked for. Throws ConfigError listing every problem. */
+export function loadControllerConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ControllerConfig | null {
+  const { help, values: v } = parseOptions(CONTROLLER_OPTIONS, argv, env);
+  if (help) return null;
+  const problems: string[] = [];
+  let s3: S3Config | undefined;
+  try {
+    s3 = s3Config(v);
+  } catch (err) {
+    if (err instanceof ConfigError) problems.push(...err.problems);
+    else throw err;
+  }
+  if (v.leaderElect && !v.leaseNamespace) {
+    problems.push('LIVEUPDATE_LEASE_NAMESPACE (--lease-namespace) is required with leader election outside a cluster (or set POD_NAMESPACE)');
+  }
+  if (problems.length > 0 || !s3) throw new ConfigError(problems);
+  return {
+    logLevel: v.logLevel,
+    adminAddr: v.adminAddr,
+    s3,
+    leaderElection: { enabled: v.leaderElect, namespace: v.leaseNamespace, name: v.leaseName },
+    identity: v.podName,
+    watchNamespace: v.watchNamespace,
+    maxConcurrentReconciles: v.maxConcurrentReconciles,
+    artifactMaxBytes: v.artifactMaxBytes,
+    fetchTimeoutMs: v.fetchTimeoutSeconds * 1000,
+    shutdownGraceMs: v.shutdownGraceSeconds * 1000,
+    kubeconfig: v.kubeconfig,
+  };
+}

@@ -1,0 +1,372 @@
+/**
+ * The Manager: controller-runtime's shape in TypeScript. Each registered controller gets an informer for its own
+ * type (plus informers for watched types whose events map to keys of its type), a rate-limited de-duplicating work
+ * queue and N workers. A reconcile gets a fresh `reconcileID`, a child logger carrying it and an AbortSignal.
+ *
+ * Result handling (as controller-runtime): a thrown error → `addRateLimited` (per-item exponential backoff);
+ * `requeueAfterMs` → `forget` + `addAfter`; otherwise `forget`. Every update enqueues (so a changed
+ * `liveupdate.dev/reconcile-requested-at` annotation triggers a reconcile), as do periodic resyncs.
+ *
+ * With leader election, informers and workers run only while this process leads. Losing the lease aborts in-flight
+ * reconciles at once; shutdown stops taking work, waits up to the grace period for in-flight reconciles, then aborts
+ * them, and only then releases the lease.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { realClock, type Clock } from '../kube/clock.js';
+import { keyString, parseKey, type ListWatcher } from '../kube/client.js';
+import { Informer } from '../kube/informer.js';
+import { LeaderElector, LeaseLostError, type LeaseStore } from '../kube/leader-election.js';
+import { KubeApiError, type KubeObject, type ObjectClient, type ObjectKey, type ResourceType } from '../kube/types.js';
+import { WorkQueue, type RateLimiter } from '../kube/workqueue.js';
+import type { RuntimeMetrics } from '../observability/metrics.js';
+import type { Reconciler } from './reconciler.js';
+
+/** Read access to the manager's informer caches (only types some controller is for or watches). */
+export interface CacheReader {
+  /** Cached objects of a type, optionally of one namespace. Treat them as read-only. */
+  list<T extends KubeObject>(type: ResourceType, namespace?: string): T[];
+}
+
+export interface WatchSpec {
+  type: ResourceType;
+  /** Keys of the controller's own type to reconcile when an object of `type` changes. */
+  mapFn(obj: KubeObject, cache: CacheReader): ObjectKey | ObjectKey[] | null | undefined;
+}
+
+export interface ControllerSpec {
+  name: string;
+  forType: ResourceType;
+  reconciler: Reconciler;
+  watches?: WatchSpec[];
+  /** Defaults to the manager's maxConcurrentReconciles. */
+  maxConcurrentReconciles?: number;
+}
+
+export interface LeaderElectionSpec {
+  identity: string;
+  store: LeaseStore;
+  /** Metric label for leader_election_master_status. */
+  name: string;
+  leaseDurationMs?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
+}
+
+export interface ManagerOptions {
+  source: ListWatcher;
+  log: Logger;
+  metrics: RuntimeMetrics;
+  clock?: Clock;
+  /** '' or undefined = all namespaces. */
+  namespace?: string;
+  maxConcurrentReconciles?: number;
+  shutdownGraceMs?: number;
+  leaderElection?: LeaderElectionSpec;
+  informer?: { resyncMs?: number; watchdogMs?: number; backoffInitialMs?: number; backoffMaxMs?: number };
+  /** For tests: a rate limiter per controller queue. */
+  rateLimiter?: () => RateLimiter;
+}
+
+export interface Readiness {
+  ready: boolean;
+  reason: string;
+}
+
+/** How long to wait for reconciles to return after their signal was aborted, before giving up on them. */
+const ABORT_SETTLE_MS = 10_000;
+
+export class Manager {
+  private readonly controllers: ControllerSpec[] = [];
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private informers = new Map<string, Informer>();
+  private elector: LeaderElector | undefined;
+  private leading = false;
+  private running = false;
+
+  constructor(private readonly opts: ManagerOptions) {
+    this.clock = opts.clock ?? realClock;
+    this.log = opts.log;
+  }
+
+  add(spec: ControllerSpec): void {
+    if (this.running) throw new Error('controllers must be added before the manager runs');
+    if (this.controllers.some((c) => c.name === spec.name))
+      throw new Error(`duplicate controller name ${spec.name}`);
+    this.controllers.push(spec);
+    this.opts.metrics.controller.maxConcurrentReconciles.set({ controller: spec.name }, this.workersOf(spec));
+    this.opts.metrics.controller.activeWorkers.set({ controller: spec.name }, 0);
+  }
+
+  private workersOf(spec: ControllerSpec): number {
+    return spec.maxConcurrentReconciles ?? this.opts.maxConcurrentReconciles ?? 4;
+  }
+
+  /** Leads (or works without election) until the signal aborts; resolves after a graceful shutdown. */
+  async run(signal: AbortSignal): Promise<void> {
+    if (this.running) throw new Error('manager already running');
+    this.running = true;
+    try {
+      const le = this.opts.leaderElection;
+      if (!le) {
+        await this.work(signal);
+        return;
+      }
+      // a failure of the work itself (a bug, not a lost lease) stops the manager instead of leading idly
+      let fatal: Error | undefined;
+      const failed = new AbortController();
+      const stop = AbortSignal.any([signal, failed.signal]);
+      while (!stop.aborted) {
+        this.elector = new LeaderElector({
+          ...le,
+          log: this.log,
+          clock: this.clock,
+          metrics: this.opts.metrics.leaderElection,
+          onStartedLeading: (leaderSignal) =>
+            this.work(leaderSignal).catch((err: unknown) => {
+              fatal = err instanceof Error ? err : new Error(errorMessage(err));
+              failed.abort(fatal);
+            }),
+        });
+        // returns after losing the lease (work already stopped) or after shutdown (work drained, lease released)
+        await this.elector.run(stop);
+      }
+      if (fatal !== undefined) throw fatal;
+    } finally {
+      this.running = false;
+    }
+  }
+
+  isLeader(): boolean {
+    return this.leading;
+  }
+
+  /** Liveness: false only when the leader believes it leads but has not renewed for far too long. */
+  healthy(): boolean {
+    return this.elector?.healthy() ?? true;
+  }
+
+  /** Readiness: a standby that can reach the API server, or a leader (or unelected process) with synced caches. */
+  readiness(): Readiness {
+    if (this.opts.leaderElection) {
+      if (!this.elector) return { ready: false, reason: 'leader election not started' };
+      if (!this.leading) {
+        return this.elector.reachable()
+          ? { ready: true, reason: `standby (leader: ${this.elector.leader() || 'none'})` }
+          : { ready: false, reason: 'lease not readable' };
+      }
+    } else if (!this.running) {
+      return { ready: false, reason: 'not running' };
+    }
+    const unsynced = [...this.informers.entries()].filter(([, i]) => !i.hasSynced()).map(([k]) => k);
+    if (this.informers.size === 0 || unsynced.length > 0)
+      return { ready: false, reason: `caches not synced: ${unsynced.join(', ') || 'starting'}` };
+    return { ready: true, reason: this.opts.leaderElection ? 'leader, caches synced' : 'caches synced' };
+  }
+
+  /**
+   * An ObjectClient whose get/list (without label selector) are served from the manager's informer caches while they
+   * are synced, as controller-runtime's default client does; writes and everything else go to `client`. Reads may
+   * lag the API server by the watch latency, so reconcilers must tolerate stale reads (writes with server-side apply
+   * or merge patch, no resourceVersion preconditions). Cached objects are deep-copied on every read.
+   */
+  cachedClient(client: ObjectClient): ObjectClient {
+    const cached = (type: ResourceType): Informer | undefined => {
+      const inf = this.informers.get(informerId(type));
+      return inf?.hasSynced() ? inf : undefined;
+    };
+    const inScope = (namespace: string | undefined): boolean => !this.opts.namespace || namespace === this.opts.namespace;
+    return {
+      get: <T extends KubeObject>(type: ResourceType, key: ObjectKey): Promise<T> => {
+        const inf = inScope(key.namespace) ? cached(type) : undefined;
+        if (!inf) return client.get<T>(type, key);
+        const obj = inf.get(key.namespace ? `${key.namespace}/${key.name}` : key.name);
+        if (!obj) return Promise.reject(new KubeApiError('NotFound', 404, `${type.plural} "${key.name}" not found (cache)`));
+        return Promise.resolve(structuredClone(obj) as T);
+      },
+      list: <T extends KubeObject>(type: ResourceType, namespace?: string, labelSelector?: string): Promise<T[]> => {
+        const inf = !labelSelector && (namespace || !this.opts.namespace) && inScope(namespace || undefined) ? cached(type) : undefined;
+        if (!inf) return client.list<T>(type, namespace, labelSelector);
+        const items = inf.list().filter((o) => !namespace || o.metadata.namespace === namespace);
+        return Promise.resolve(items.map((o) => structuredClone(o) as T));
+      },
+      apply: (type, obj) => client.apply(type, obj),
+      mergePatch: (type, key, patch) => client.mergePatch(type, key, patch),
+      applyStatus: (type, obj) => client.applyStatus(type, obj),
+      delete: (type, key) => client.delete(type, key),
+    };
+  }
+
+  /** One working term: informers → queues → workers until the signal aborts. */
+  private async work(signal: AbortSignal): Promise<void> {
+    this.leading = true;
+    const informers = new Map<string, Informer>();
+    const informerFor = (type: ResourceType): Informer => {
+      const id = informerId(type);
+      let inf = informers.get(id);
+      if (!inf) {
+        inf = new Informer({
+          type,
+          source: this.opts.source,
+          log: this.log,
+          clock: this.clock,
+          ...(this.opts.namespace ? { namespace: this.opts.namespace } : {}),
+          ...this.opts.informer,
+        });
+        informers.set(id, inf);
+      }
+      return inf;
+    };
+    const cache: CacheReader = {
+      list: <T extends KubeObject>(type: ResourceType, namespace?: string): T[] => {
+        const items = (informers.get(informerId(type))?.list() ?? []) as T[];
+        return namespace === undefined ? items : items.filter((o) => o.metadata.namespace === namespace);
+      },
+    };
+    const queues = new Map<string, WorkQueue>();
+    for (const c of this.controllers) {
+      const queue = new WorkQueue({
+        name: c.name,
+        clock: this.clock,
+        metrics: this.opts.metrics.workqueue,
+        ...(this.opts.rateLimiter ? { rateLimiter: this.opts.rateLimiter() } : {}),
+      });
+      queues.set(c.name, queue);
+      const enqueue = (obj: KubeObject): void => queue.add(keyString(obj.metadata));
+      informerFor(c.forType).addHandlers({
+        onAdd: enqueue,
+        onUpdate: (_o, n) => enqueue(n),
+        onDelete: enqueue,
+      });
+      for (const w of c.watches ?? []) {
+        const enqueueMapped = (obj: KubeObject): void => {
+          let keys: ObjectKey | ObjectKey[] | null | undefined;
+          try {
+            keys = w.mapFn(obj, cache);
+          } catch (err) {
+            this.log.error({ err, controller: c.name, kind: w.type.kind }, 'watch map function failed');
+            return;
+          }
+          for (const k of Array.isArray(keys) ? keys : keys ? [keys] : []) queue.add(keyString(k));
+        };
+        informerFor(w.type).addHandlers({
+          onAdd: enqueueMapped,
+          onUpdate: (o, n) => {
+            enqueueMapped(o);
+            enqueueMapped(n);
+          },
+          onDelete: enqueueMapped,
+        });
+      }
+    }
+    this.informers = informers;
+    const workCtl = new AbortController();
+    const workers: Promise<void>[] = [];
+    let stopping = false;
+    try {
+      for (const inf of informers.values()) inf.start();
+      this.log.info({ informers: [...informers.keys()] }, 'waiting for caches to sync');
+      await Promise.all([...informers.values()].map((i) => i.waitForSync(signal)));
+      this.log.info('caches synced, starting workers');
+      for (const c of this.controllers) {
+        const queue = queues.get(c.name) as WorkQueue;
+        for (let i = 0; i < this.workersOf(c); i++) workers.push(this.worker(c, queue, workCtl.signal, () => stopping));
+      }
+      await new Promise<void>((resolve) => {
+        if (signal.aborted) resolve();
+        else signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+    } catch (err) {
+      if (!signal.aborted) throw err;
+    } finally {
+      stopping = true;
+      const lost = signal.reason instanceof LeaseLostError;
+      for (const q of queues.values()) q.shutdown();
+      const all = Promise.all(workers);
+      const grace = lost ? 0 : (this.opts.shutdownGraceMs ?? 30_000);
+      this.log.info({ reason: errorMessage(signal.reason), graceMs: grace }, 'stopping workers');
+      if (!(await settles(all, grace, this.clock))) {
+        this.log.warn('aborting in-flight reconciles');
+        workCtl.abort(signal.reason ?? new Error('stopped'));
+        if (!(await settles(all, ABORT_SETTLE_MS, this.clock)))
+          this.log.error('some reconciles ignored the abort signal');
+      }
+      workCtl.abort(new Error('stopped'));
+      await Promise.all([...informers.values()].map((i) => i.stop()));
+      this.leading = false;
+      this.log.info('workers stopped');
+    }
+  }
+
+  private async worker(
+    c: ControllerSpec,
+    queue: WorkQueue,
+    signal: AbortSignal,
+    stopping: () => boolean,
+  ): Promise<void> {
+    const m = this.opts.metrics.controller;
+    for (;;) {
+      const k = await queue.get();
+      if (k === undefined) return;
+      if (stopping()) {
+        queue.done(k);
+        return;
+      }
+      const key = parseKey(k);
+      const reconcileID = randomUUID();
+      const log = this.log.child({
+        controller: c.name,
+        namespace: key.namespace,
+        name: key.name,
+        reconcileID,
+      });
+      const start = this.clock.now();
+      m.activeWorkers.inc({ controller: c.name });
+      try {
+        log.debug('reconciling');
+        const result = await c.reconciler.reconcile(key, { reconcileID, log, signal });
+        queue.forget(k);
+        if (result.requeueAfterMs !== undefined && result.requeueAfterMs > 0) {
+          queue.addAfter(k, result.requeueAfterMs);
+          m.reconcileTotal.inc({ controller: c.name, result: 'requeue_after' });
+        } else {
+          m.reconcileTotal.inc({ controller: c.name, result: 'success' });
+        }
+        log.debug({ requeueAfterMs: result.requeueAfterMs }, 'reconciled');
+      } catch (err) {
+        m.reconcileTotal.inc({ controller: c.name, result: 'error' });
+        m.reconcileErrors.inc({ controller: c.name });
+        if (signal.aborted) {
+          log.info({ err }, 'reconcile aborted');
+        } else {
+          queue.addRateLimited(k);
+          log.error({ err, retries: queue.numRequeues(k) }, 'reconciler error');
+        }
+      } finally {
+        m.reconcileTime.observe({ controller: c.name }, (this.clock.now() - start) / 1000);
+        m.activeWorkers.dec({ controller: c.name });
+        queue.done(k);
+      }
+    }
+  }
+}
+
+function informerId(type: ResourceType): string {
+  return `${type.plural}.${type.group || 'core'}/${type.version}`;
+}
+
+/** True if p settled within ms. */
+async function settles(p: Promise<unknown>, ms: number, clock: Clock): Promise<boolean> {
+  let timer: { cancel(): void } | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = clock.setTimer(() => resolve(false), ms);
+  });
+  const result = await Promise.race([p.then(() => true as const), timeout]);
+  timer?.cancel();
+  return result;
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
