@@ -96,7 +96,9 @@ export class AdminServer {
     switch (url.pathname) {
       case '/metrics': {
         const body = await this.opts.registry.metrics();
-        res.writeHead(200, { 'content-type': this.opts.registry.contentType }).end(req.method === 'HEAD' ? undefined : body);
+        res
+          .writeHead(200, { 'content-type': this.opts.registry.contentType })
+          .end(req.method === 'HEAD' ? undefined : body);
         return;
       }
       case '/healthz':
@@ -105,7 +107,10 @@ export class AdminServer {
         return;
       case '/readyz': {
         const checks = this.shuttingDown
-          ? [{ name: 'shutdown', check: (): CheckResult => ({ ok: false, reason: 'shutting down' }) }, ...this.readiness]
+          ? [
+              { name: 'shutdown', check: (): CheckResult => ({ ok: false, reason: 'shutting down' }) },
+              ...this.readiness,
+            ]
           : this.readiness;
         await this.respond(res, checks, url.searchParams.has('verbose'));
         return;
@@ -119,10 +124,17 @@ export class AdminServer {
     const results = await Promise.all(checks.map(async (c) => ({ name: c.name, ...(await runCheck(c)) })));
     const ok = results.every((r) => r.ok);
     const lines = results
-      .filter((r) => verbose || !r.ok)
-      .map((r) => (r.ok ? `[+]${r.name} ok${r.reason ? ` (${r.reason})` : ''}` : `[-]${r.name} failed: ${r.reason ?? 'not ok'}`));
+      // A passing check with a reason (degraded but serving) is always shown, so operators see it without ?verbose.
+      .filter((r) => verbose || !r.ok || r.reason !== undefined)
+      .map((r) =>
+        r.ok
+          ? `[+]${r.name} ok${r.reason ? ` (${r.reason})` : ''}`
+          : `[-]${r.name} failed: ${r.reason ?? 'not ok'}`,
+      );
     lines.push(ok ? 'ok' : 'not ok');
-    res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' }).end(lines.join('\n') + '\n');
+    res
+      .writeHead(ok ? 200 : 503, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' })
+      .end(lines.join('\n') + '\n');
   }
 }
 

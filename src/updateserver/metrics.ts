@@ -1,0 +1,98 @@
+/**
+ * liveupdate_* metrics of the update service. Labels are app ids, channel names, bundle versions, actions and
+ * routes: never device or custom ids (personal data), and every label set is bounded (see StatsAggregator).
+ */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+export class UpdateServerMetrics {
+  readonly indexLoadErrors: Counter<'reason'>;
+  readonly indexRevision: Gauge<'app'>;
+  readonly deviceEvents: Counter<'app' | 'channel' | 'version' | 'action'>;
+  readonly statsDropped: Counter<'reason'>;
+  readonly statsFlushErrors: Counter;
+  readonly requests: Counter<'route' | 'code'>;
+  readonly updateAnswers: Counter<'app' | 'answer'>;
+  readonly requestDuration: Histogram<'route'>;
+  readonly rateLimited: Counter<'scope'>;
+  readonly downloadBytes: Counter;
+  private ageSource: () => Array<{ app: string; seconds: number }> = () => [];
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
+    new Gauge({
+      name: 'liveupdate_index_age_seconds',
+      help: 'Seconds since this replica last confirmed that the release index it serves for an app is current',
+      labelNames: ['app'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { app, seconds } of self.ageSource()) this.set({ app }, seconds);
+      },
+    });
+    this.indexRevision = new Gauge({
+      name: 'liveupdate_index_revision',
+      help: 'Revision of the release index served for an app',
+      labelNames: ['app'],
+      registers,
+    });
+    this.indexLoadErrors = new Counter({
+      name: 'liveupdate_index_load_errors_total',
+      help: 'Failed loads of the release root or of an app index (the previous index keeps serving)',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.deviceEvents = new Counter({
+      name: 'liveupdate_device_events_total',
+      help: 'Device stats events by app, channel, bundle version and action (overflow series "_overflow")',
+      labelNames: ['app', 'channel', 'version', 'action'],
+      registers,
+    });
+    this.statsDropped = new Counter({
+      name: 'liveupdate_device_events_dropped_total',
+      help: 'Device stats events not counted, by reason',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.statsFlushErrors = new Counter({
+      name: 'liveupdate_stats_rollup_errors_total',
+      help: 'Failed writes of stats rollups to the object store',
+      registers,
+    });
+    this.requests = new Counter({
+      name: 'liveupdate_http_requests_total',
+      help: 'Device API requests by route and HTTP status',
+      labelNames: ['route', 'code'],
+      registers,
+    });
+    this.updateAnswers = new Counter({
+      name: 'liveupdate_update_answers_total',
+      help: 'Update-check answers by app and answer (new_version, builtin, or the error code)',
+      labelNames: ['app', 'answer'],
+      registers,
+    });
+    this.requestDuration = new Histogram({
+      name: 'liveupdate_http_request_duration_seconds',
+      help: 'Device API request duration by route (downloads: time to first byte)',
+      labelNames: ['route'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.rateLimited = new Counter({
+      name: 'liveupdate_rate_limited_total',
+      help: 'Requests refused with 429 by scope (device or address)',
+      labelNames: ['scope'],
+      registers,
+    });
+    this.downloadBytes = new Counter({
+      name: 'liveupdate_download_bytes_total',
+      help: 'Bytes of bundles and delta files sent to devices',
+      registers,
+    });
+  }
+
+  setIndexAgeSource(source: () => Array<{ app: string; seconds: number }>): void {
+    this.ageSource = source;
+  }
+}

@@ -1,0 +1,127 @@
+/** Small pure pieces: semver, plugin gates, token buckets, Range parsing, key decoding, JSON depth, OpenAPI doc. */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { jsonDepthExceeds } from './app.js';
+import { keyFromPath, parseRange } from './downloads.js';
+import { openApiDocument } from './openapi.js';
+import { pluginGates } from './policy.js';
+import { TokenBucketLimiter } from './rate-limit.js';
+import { compareSemver, parseSemver } from './semver.js';
+
+describe('semver', () => {
+  it.each([
+    ['1', '1.0.0'],
+    ['1.2', '1.2.0'],
+    ['v1.2.3', '1.2.3'],
+    ['1.2.3-beta.1+build.5', '1.2.3'],
+  ])('parses %s leniently', (raw, core) => {
+    const v = parseSemver(raw)!;
+    expect(`${v.major}.${v.minor}.${v.patch}`).toBe(core);
+  });
+
+  it.each(['', 'abc', '1.2.3.4', '01.2.3', '1..2', '1.2.3-', 'x'.repeat(200)])('refuses %s', (raw) => {
+    expect(parseSemver(raw)).toBeNull();
+  });
+
+  it.each([
+    ['1.0.0', '1.0.1', -1],
+    ['1.10.0', '1.9.9', 1],
+    ['1.0.0-alpha', '1.0.0', -1],
+    ['1.0.0-alpha', '1.0.0-alpha.1', -1],
+    ['1.0.0-alpha.2', '1.0.0-alpha.10', -1],
+    ['1.0.0-1', '1.0.0-alpha', -1],
+    ['1.0.0+a', '1.0.0+b', 0],
+  ])('orders %s vs %s', (a, b, sign) => {
+    expect(Math.sign(compareSemver(parseSemver(a)!, parseSemver(b)!))).toBe(sign);
+    expect(Math.sign(compareSemver(parseSemver(b)!, parseSemver(a)!))).toBe(-sign || 0);
+  });
+});
+
+describe('plugin gates', () => {
+  const v = (s: string) => parseSemver(s)!;
+  it('compares key ids only after 8.40.7', () => {
+    expect(pluginGates.keyIdCheck(v('8.40.7'))).toBe(false);
+    expect(pluginGates.keyIdCheck(v('8.40.8'))).toBe(true);
+    expect(pluginGates.keyIdCheck(v('9.0.0'))).toBe(true);
+  });
+});
+
+describe('TokenBucketLimiter', () => {
+  it('allows the burst, refuses with a retry hint, refills over time', () => {
+    let now = 0;
+    const l = new TokenBucketLimiter({ perMinute: 60, burst: 2, now: () => now });
+    expect(l.take('a').allowed).toBe(true);
+    expect(l.take('a').allowed).toBe(true);
+    const refused = l.take('a');
+    expect(refused).toEqual({ allowed: false, retryAfterSeconds: 1 });
+    now += 1000;
+    expect(l.take('a').allowed).toBe(true);
+    expect(l.take('b').allowed).toBe(true);
+  });
+
+  it('bounds the number of tracked keys', () => {
+    const l = new TokenBucketLimiter({ perMinute: 1, burst: 1, maxKeys: 100 });
+    for (let i = 0; i < 1000; i++) l.take(`k${i}`);
+    expect(l.size).toBe(100);
+  });
+
+  it('is a no-op at 0', () => {
+    const l = new TokenBucketLimiter({ perMinute: 0 });
+    for (let i = 0; i < 100; i++) expect(l.take('a').allowed).toBe(true);
+  });
+});
+
+describe('parseRange', () => {
+  it.each([
+    [undefined, { type: 'none' }],
+    ['bytes=0-9', { type: 'range', range: { start: 0, end: 9 } }],
+    ['bytes=5-', { type: 'range', range: { start: 5, end: 99 } }],
+    ['bytes=90-200', { type: 'range', range: { start: 90, end: 99 } }],
+    ['bytes=-10', { type: 'range', range: { start: 90, end: 99 } }],
+    ['bytes=-1000', { type: 'range', range: { start: 0, end: 99 } }],
+    ['bytes=100-', { type: 'unsatisfiable' }],
+    ['bytes=-0', { type: 'unsatisfiable' }],
+    ['bytes=9-5', { type: 'none' }],
+    ['bytes=0-1,5-6', { type: 'none' }],
+    ['items=0-1', { type: 'none' }],
+  ])('%s of 100 bytes', (header, expected) => {
+    expect(parseRange(header, 100)).toEqual(expected);
+  });
+});
+
+describe('keyFromPath', () => {
+  it.each([
+    ['/a/b/c.zip', 'a/b/c.zip'],
+    ['/a/b%20c', 'a/b c'],
+    ['/a/../b', undefined],
+    ['/a//b', undefined],
+    ['/a%2Fb', undefined],
+    ['/%E0%A4%A', undefined],
+    ['/', undefined],
+  ])('%s → %s', (path, key) => {
+    expect(keyFromPath(path)).toBe(key);
+  });
+});
+
+describe('jsonDepthExceeds', () => {
+  it('counts brackets outside strings only', () => {
+    expect(jsonDepthExceeds(Buffer.from('[[[1]]]'), 3)).toBe(false);
+    expect(jsonDepthExceeds(Buffer.from('[[[[1]]]]'), 3)).toBe(true);
+    expect(jsonDepthExceeds(Buffer.from('{"a":"[[[[[[\\"[[[["}'), 1)).toBe(false);
+  });
+});
+
+describe('OpenAPI document', () => {
+  // Regenerate after a change: UPDATE_OPENAPI=1 npm run test:unit -- --testPathPatterns src/updateserver/units
+  it('is committed as docs/openapi/device-api.json for the default paths', () => {
+    const file = new URL('../../docs/openapi/device-api.json', import.meta.url);
+    const doc = openApiDocument({
+      update: '/updates',
+      stats: '/stats',
+      channel: '/channel_self',
+      bundles: '/bundles',
+    });
+    if (process.env['UPDATE_OPENAPI'] === '1') writeFileSync(file, JSON.stringify(doc, null, 2) + '\n');
+    const committed = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+    expect(committed).toEqual(doc);
+  });
+});

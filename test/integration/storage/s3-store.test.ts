@@ -1,0 +1,83 @@
+// S3ObjectStore against a real S3 server (versitygw): the same contract tests the in-memory fake passes, plus the
+// error mapping (missing key, server down, timeouts) and presigned URLs.
+import { jest } from '@jest/globals';
+import { createServer, type Server, type Socket } from 'node:net';
+import { ObjectNotFoundError, StoreUnavailableError } from '../../../src/storage/object-store.js';
+import { S3ObjectStore } from '../../../src/storage/s3-store.js';
+import { describeObjectStoreContract } from '../../../src/storage/testing/object-store-contract.js';
+import { cleanupTestResources, newBucket, testEnvironment } from '../../env/fixtures.js';
+import { freePort } from '../../env/process-utils.js';
+
+jest.setTimeout(60_000);
+
+function storeFor(
+  bucket: string,
+  overrides: Partial<ConstructorParameters<typeof S3ObjectStore>[0]> = {},
+): S3ObjectStore {
+  const { s3 } = testEnvironment();
+  return new S3ObjectStore({
+    endpoint: s3.endpoint,
+    bucket,
+    region: s3.region,
+    accessKeyId: s3.accessKey,
+    secretAccessKey: s3.secretKey,
+    ...overrides,
+  });
+}
+
+let bucket: string;
+beforeAll(async () => {
+  bucket = await newBucket('s3store');
+});
+afterAll(() => cleanupTestResources());
+
+let run = 0;
+describeObjectStoreContract('S3ObjectStore on versitygw', () =>
+  Promise.resolve({ store: storeFor(bucket), prefix: `t${run++}/` }),
+);
+
+describe('S3ObjectStore errors and extras', () => {
+  it('maps a missing bucket entry to ObjectNotFoundError and keeps other errors distinct', async () => {
+    const store = storeFor(bucket);
+    await expect(store.stat('nope/missing')).rejects.toBeInstanceOf(ObjectNotFoundError);
+    const wrongCreds = storeFor(bucket, { secretAccessKey: 'wrong-secret' });
+    const err = await wrongCreds.stat('nope').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(err).not.toBeInstanceOf(ObjectNotFoundError);
+    expect(err).not.toBeInstanceOf(StoreUnavailableError);
+  });
+
+  it('maps a closed port to StoreUnavailableError', async () => {
+    const port = await freePort();
+    const store = storeFor(bucket, { endpoint: `http://127.0.0.1:${port}` });
+    await expect(store.get('k')).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(store.put('k', 'v')).rejects.toBeInstanceOf(StoreUnavailableError);
+  });
+
+  it('times out on a server that accepts but never answers', async () => {
+    const sockets: Socket[] = [];
+    const silent: Server = createServer((s) => sockets.push(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as { port: number }).port;
+    try {
+      const store = storeFor(bucket, { endpoint: `http://127.0.0.1:${port}`, timeoutMs: 300 });
+      await expect(store.stat('k')).rejects.toBeInstanceOf(StoreUnavailableError);
+      const ac = new AbortController();
+      const p = store.stat('k', ac.signal);
+      ac.abort(new Error('caller gave up'));
+      await expect(p).rejects.toThrow('caller gave up');
+    } finally {
+      for (const s of sockets) s.destroy();
+      silent.close();
+    }
+  });
+
+  it('presigns GET URLs that fetch the object without credentials', async () => {
+    const store = storeFor(bucket);
+    await store.put('presign/a.txt', 'presigned body');
+    const url = await store.presignGet('presign/a.txt', 300);
+    const res = await fetch(url);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('presigned body');
+  });
+});
