@@ -3,10 +3,8 @@
  * because `@capgo/capacitor-updater` 8.51.23 is resolvable from the temporary Capacitor project
  * (CAPGO-PROTOCOL.md §6.5 "Running it from a test suite").
  */
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encryptBundle } from './encrypt.js';
@@ -23,75 +21,13 @@ import { packDirectory } from './pack.js';
 import { validateZip } from './validate.js';
 import { verifyBundle } from './verify.js';
 import { runCli } from '../cli/main.js';
+import { capacitorProject, capgo, type CapgoResult } from './testing/capgo-cli.js';
 
 /** Each test spawns the Capgo CLI a few times (about 1.5 s per run on an idle machine). */
 const TIMEOUT = 60_000;
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const FIXTURE = join(REPO, 'test/fixtures/webapp');
-const CAPGO = join(REPO, 'node_modules/@capgo/cli/dist/index.js');
-const NODE = process.execPath; // npm scripts run jest on the Node 24 binary of the `node` dev dependency
-
-interface Result {
-  code: number;
-  output: string;
-}
-
-function capgo(project: string, args: string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(
-      NODE,
-      [CAPGO, ...args],
-      {
-        cwd: project,
-        env: {
-          ...process.env,
-          CAPGO_DISABLE_TELEMETRY: '1',
-          CAPGO_DISABLE_POSTHOG: '1',
-          CAPGO_SKIP_UPDATE_PROMPT: '1',
-          CI: '1',
-          NO_COLOR: '1',
-        },
-        timeout: 50_000,
-        maxBuffer: 16 * 1024 * 1024,
-      },
-      (err, stdout, stderr) =>
-        resolve({
-          code: err ? (typeof err.code === 'number' ? err.code : 1) : 0,
-          output: `${stdout}${stderr}`,
-        }),
-    ).stdin?.end();
-  });
-}
-
-/** A Capacitor-like project where the CLI finds the updater package (so it signs and checks V3 checksums). */
-async function capacitorProject(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'capgo-interop-'));
-  await writeFile(
-    join(dir, 'capacitor.config.json'),
-    JSON.stringify({
-      appId: 'com.example.app',
-      appName: 'Example',
-      webDir: 'dist',
-      plugins: { CapacitorUpdater: {} },
-    }),
-  );
-  await writeFile(
-    join(dir, 'package.json'),
-    JSON.stringify({
-      name: 'interop',
-      version: '1.0.0',
-      private: true,
-      dependencies: { '@capgo/capacitor-updater': '8.51.23' },
-    }),
-  );
-  await mkdir(join(dir, 'node_modules/@capgo'), { recursive: true });
-  await symlink(
-    join(REPO, 'node_modules/@capgo/capacitor-updater'),
-    join(dir, 'node_modules/@capgo/capacitor-updater'),
-  );
-  return dir;
-}
 
 const sha256 = async (path: string): Promise<string> =>
   createHash('sha256')
@@ -119,7 +55,7 @@ describe('our bundles in Capgo', () => {
     sessionKey: string,
     checksum: string,
     publicKeyPath = pub,
-  ): Promise<Result> =>
+  ): Promise<CapgoResult> =>
     capgo(project, ['bundle', 'decrypt', file, sessionKey, '--checksum', checksum, '--key', publicKeyPath]);
 
   beforeAll(async () => {
