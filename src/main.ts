@@ -52,6 +52,8 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // The command has shut down; a lingering keep-alive socket or timer must not hold the pod past its grace period.
+    setTimeout(() => process.exit(code), 2_000).unref();
   },
   (err: unknown) => {
     process.stderr.write(`liveupdate-operator: fatal: ${err instanceof Error ? err.message : String(err)}\n`);

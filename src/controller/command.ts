@@ -213,13 +213,35 @@ export async function runWithConfig(
     },
     'controller starting',
   );
+  const bucketReady = ensureBucketUntilDone(store, log, signal);
   try {
     await manager.run(signal);
     await recorder.flush();
+    await bucketReady;
   } finally {
     await admin.close();
     client.rest.close();
   }
   log.info('controller stopped');
   return 0;
+}
+
+/**
+ * Creates the store's bucket when it is missing, retrying while the store is unreachable (reconciles that need it
+ * meanwhile fail as transient and are retried with backoff). Gives up quietly on shutdown.
+ */
+async function ensureBucketUntilDone(store: S3ObjectStore, log: Logger, signal: AbortSignal): Promise<void> {
+  for (let delayMs = 1_000; !signal.aborted; delayMs = Math.min(delayMs * 2, 60_000)) {
+    try {
+      if (await store.ensureBucket(signal)) log.info({ bucket: store.bucket }, 'created the store bucket');
+      return;
+    } catch (err) {
+      if (signal.aborted) return;
+      log.warn({ err, bucket: store.bucket, retryInMs: delayMs }, 'cannot ensure the store bucket exists');
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, delayMs);
+        signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+      });
+    }
+  }
 }

@@ -72,6 +72,7 @@ const SYSTEM_NETWORK_CODES = new Set([
 
 export class S3ObjectStore implements ObjectStore {
   readonly bucket: string;
+  private readonly region: string;
   private readonly client: Client;
   private readonly presignClient: Client;
   private readonly als = new AsyncLocalStorage<CallContext>();
@@ -79,6 +80,7 @@ export class S3ObjectStore implements ObjectStore {
 
   constructor(opts: S3StoreOptions) {
     this.bucket = opts.bucket;
+    this.region = opts.region ?? 'us-east-1';
     this.client = this.makeClient(opts.endpoint, opts);
     this.presignClient = opts.presignEndpoint ? this.makeClient(opts.presignEndpoint, opts) : this.client;
   }
@@ -277,6 +279,24 @@ export class S3ObjectStore implements ObjectStore {
       }
       if (!res.isTruncated || !res.nextContinuationToken) return;
       token = res.nextContinuationToken;
+    }
+  }
+
+  /**
+   * Creates the bucket when it does not exist (the controller calls this at start, so a fresh install needs no manual
+   * step). Returns whether it was created. A store whose credentials may not create buckets must have it already.
+   */
+  async ensureBucket(signal?: AbortSignal): Promise<boolean> {
+    if (await this.call('bucket-exists', '', signal, () => this.client.bucketExists(this.bucket))) return false;
+    try {
+      await this.call('make-bucket', '', signal, () => this.client.makeBucket(this.bucket, this.region));
+      return true;
+    } catch (err) {
+      // Another replica (or a human) created it between the two calls.
+      const cause = err instanceof Error && err.cause instanceof S3Error ? err.cause : err;
+      if (cause instanceof S3Error && (cause.code === 'BucketAlreadyOwnedByYou' || cause.code === 'BucketAlreadyExists'))
+        return false;
+      throw err;
     }
   }
 

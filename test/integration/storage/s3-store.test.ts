@@ -5,7 +5,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { ObjectNotFoundError, StoreUnavailableError } from '../../../src/storage/object-store.js';
 import { S3ObjectStore } from '../../../src/storage/s3-store.js';
 import { describeObjectStoreContract } from '../../../src/storage/testing/object-store-contract.js';
-import { cleanupTestResources, newBucket, testEnvironment } from '../../env/fixtures.js';
+import { cleanupTestResources, newBucket, s3Client, testEnvironment } from '../../env/fixtures.js';
 import { freePort } from '../../env/process-utils.js';
 
 jest.setTimeout(60_000);
@@ -45,6 +45,23 @@ describe('S3ObjectStore errors and extras', () => {
     expect(err).toBeInstanceOf(Error);
     expect(err).not.toBeInstanceOf(ObjectNotFoundError);
     expect(err).not.toBeInstanceOf(StoreUnavailableError);
+  });
+
+  it('creates a missing bucket once and reports an existing one as not created', async () => {
+    const name = `ensure-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    const store = storeFor(name);
+    await expect(store.put('k', 'v')).rejects.toThrow();
+    try {
+      await expect(store.ensureBucket()).resolves.toBe(true);
+      await expect(store.ensureBucket()).resolves.toBe(false);
+      await store.put('k', 'v');
+      expect((await store.getBuffer('k')).data.toString()).toBe('v');
+    } finally {
+      await store.remove('k').catch(() => undefined);
+      await s3Client()
+        .removeBucket(name)
+        .catch(() => undefined);
+    }
   });
 
   it('maps a closed port to StoreUnavailableError', async () => {
