@@ -14,7 +14,8 @@
 import { spawn } from 'node:child_process';
 import { randomBytes, randomFillSync } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { capacitorProject } from '../../src/bundle/testing/capgo-cli.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -129,32 +130,6 @@ async function generate(path: string, bytes: number): Promise<void> {
   );
 }
 
-async function capacitorProject(dir: string): Promise<void> {
-  await writeFile(
-    join(dir, 'capacitor.config.json'),
-    JSON.stringify({
-      appId: 'com.example.bench',
-      appName: 'Bench',
-      webDir: 'dist',
-      plugins: { CapacitorUpdater: {} },
-    }),
-  );
-  await writeFile(
-    join(dir, 'package.json'),
-    JSON.stringify({
-      name: 'bench',
-      version: '1.0.0',
-      private: true,
-      dependencies: { '@capgo/capacitor-updater': '8.51.23' },
-    }),
-  );
-  await mkdir(join(dir, 'node_modules/@capgo'), { recursive: true });
-  await symlink(
-    join(REPO, 'node_modules/@capgo/capacitor-updater'),
-    join(dir, 'node_modules/@capgo/capacitor-updater'),
-  );
-}
-
 const best = (runs: Measure[]): Measure =>
   runs.filter((r) => !r.error).sort((a, b) => a.wallSeconds - b.wallSeconds)[0] ?? runs[0]!;
 
@@ -173,7 +148,7 @@ async function main(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'liveupdate-bench-'));
   const results: SizeResult[] = [];
   try {
-    await capacitorProject(work);
+    await capacitorProject('com.example.bench', work);
     const key = generateSigningKey();
     const { privateKeyPath } = await writeKeyFiles(key, work);
     for (const sizeMiB of sizes) {

@@ -46,9 +46,9 @@ export function capgo(project: string, args: readonly string[]): Promise<CapgoRe
   });
 }
 
-/** A Capacitor-like project for `appId` in a new temp dir (the caller removes it). */
-export async function capacitorProject(appId = 'com.example.app'): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'liveupdate-capgo-'));
+/** A Capacitor-like project for `appId`, in `dir` or a new temp dir (the caller removes it). */
+export async function capacitorProject(appId = 'com.example.app', existingDir?: string): Promise<string> {
+  const dir = existingDir ?? (await mkdtemp(join(tmpdir(), 'liveupdate-capgo-')));
   await writeFile(
     join(dir, 'capacitor.config.json'),
     JSON.stringify({ appId, appName: 'Example', webDir: 'dist', plugins: { CapacitorUpdater: {} } }),
