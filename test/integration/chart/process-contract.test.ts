@@ -1,0 +1,93 @@
+// The environment the chart gives each container is accepted by the commands' own configuration parsers
+// (src/config), for every value set: a renamed variable, a bad format or a missing required option fails here
+// instead of in a crash-looping Pod.
+import { jest } from '@jest/globals';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadControllerConfig } from '../../../src/config/controller.js';
+import { parseUpdateServerConfig } from '../../../src/config/update-server.js';
+import {
+  ciValues,
+  findObject,
+  helmTemplate,
+  parseManifests,
+  VALUE_SETS,
+  type K8sObject,
+} from './chart-helpers.js';
+
+// helm on 2 shared cores: seconds per call, not milliseconds.
+jest.setTimeout(300_000);
+
+type EnvVar = {
+  name: string;
+  value?: string;
+  valueFrom?: { fieldRef?: { fieldPath: string }; secretKeyRef?: { name: string; key: string } };
+};
+type Container = { args: string[]; env: EnvVar[] };
+
+let caFile: string;
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'chart-contract-'));
+  caFile = join(dir, 'ca.crt');
+  await writeFile(caFile, '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n');
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** What the kubelet would put into the container's environment (Secrets and the downward API resolved). */
+function resolvedEnv(deployment: K8sObject): { args: string[]; env: NodeJS.ProcessEnv } {
+  const container = (deployment['spec'] as { template: { spec: { containers: Container[] } } }).template.spec
+    .containers[0]!;
+  const fields: Record<string, string> = {
+    'metadata.name': `${deployment.metadata.name}-7d9f-abcde`,
+    'metadata.namespace': 'liveupdate-system',
+  };
+  const env: NodeJS.ProcessEnv = {};
+  for (const variable of container.env) {
+    if (variable.value !== undefined) env[variable.name] = variable.value;
+    else if (variable.valueFrom?.fieldRef) env[variable.name] = fields[variable.valueFrom.fieldRef.fieldPath];
+    else if (variable.valueFrom?.secretKeyRef)
+      env[variable.name] = `secret-${variable.valueFrom.secretKeyRef.key}`;
+    else throw new Error(`unsupported env source for ${variable.name}`);
+  }
+  // The CA bundle is mounted from a ConfigMap at that path in the Pod; the parser checks that it is readable.
+  if (env['LIVEUPDATE_S3_CA_FILE']) env['LIVEUPDATE_S3_CA_FILE'] = caFile;
+  return { args: container.args, env };
+}
+
+describe.each(VALUE_SETS)('process contract with %s values', (set) => {
+  let objects: K8sObject[];
+
+  beforeAll(async () => {
+    objects = parseManifests(await helmTemplate([ciValues(set)]));
+  });
+
+  test('the controller parses its environment', () => {
+    const { args, env } = resolvedEnv(findObject(objects, 'Deployment', 'liveupdate-operator-controller'));
+    expect(args).toEqual(['controller']);
+    const config = loadControllerConfig([], env);
+    expect(config).not.toBeNull();
+    expect(config!.leaderElection).toEqual({
+      enabled: true,
+      namespace: 'liveupdate-system',
+      name: 'liveupdate-operator-controller',
+    });
+    expect(config!.identity).toBe('liveupdate-operator-controller-7d9f-abcde');
+    expect(config!.artifactMaxBytes).toBe(268435456);
+  });
+
+  test('the update server parses its environment', () => {
+    const { args, env } = resolvedEnv(findObject(objects, 'Deployment', 'liveupdate-operator-update-server'));
+    expect(args).toEqual(['update-server']);
+    const config = parseUpdateServerConfig([], env);
+    expect(config).toBeDefined();
+    expect(config!.listenAddr).toEqual({ host: '0.0.0.0', port: 8080 });
+    expect(config!.adminAddr).toEqual({ host: '0.0.0.0', port: 8081 });
+    expect(config!.replicaName).toBe('liveupdate-operator-update-server-7d9f-abcde');
+  });
+});
