@@ -14,7 +14,8 @@ const COMMANDS: Record<string, { describe: string; load: () => Promise<CommandMo
     load: () => import('./controller/command.js'),
   },
   'update-server': {
-    describe: "serve Capgo's device protocol (updates, stats, channel_self, downloads) from the release index",
+    describe:
+      "serve Capgo's device protocol (updates, stats, channel_self, downloads) from the release index",
     load: () => import('./updateserver/command.js'),
   },
 };

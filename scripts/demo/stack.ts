@@ -2,9 +2,9 @@
 // the controller and the update service as child processes (`node --import tsx src/main.ts <command>`, configured
 // only through the environment variables the Helm chart sets), and a local HTTP server playing the artifact source.
 // Shared by `npm run demo` and the end-to-end test (test/integration/e2e/).
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -18,12 +18,11 @@ import { KubeClient } from '../../src/kube/client.js';
 import { loadKubeConfig } from '../../src/kube/config.js';
 import type { KubeObject, ResourceType } from '../../src/kube/types.js';
 import type { EnvironmentInfo } from '../../test/env/environment.js';
-import { fileTail, freePort } from '../../test/env/process-utils.js';
+import { fileTail, freePort, spawnOwned } from '../../test/env/process-utils.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = join(REPO, 'src/main.ts');
 const CRD_DIR = join(REPO, 'crds');
-const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => existsSync(path));
 
 export const CRD_RESOURCE: ResourceType = {
   group: 'apiextensions.k8s.io',
@@ -255,11 +254,8 @@ export class Stack {
     const args = ['--import', 'tsx', MAIN, name];
     let child: ChildProcess;
     try {
-      // setpriv --pdeathsig: the kernel kills the component should this process die without cleaning up.
-      const [command, argv] = SETPRIV
-        ? [SETPRIV, ['--pdeathsig', 'KILL', '--', process.execPath, ...args]]
-        : [process.execPath, args];
-      child = spawn(command, argv, {
+      // The kernel kills the component should this process die without cleaning up.
+      child = spawnOwned(process.execPath, args, {
         cwd: REPO,
         env: { ...process.env, ...this.s3Env(), ...env },
         // Own process group: a terminal's Ctrl-C reaches only the demo, which stops the components in order.

@@ -44,7 +44,11 @@ export interface ParseResult<S extends Specs> {
 }
 
 /** Parses argv (flags) over env; throws ConfigError listing every problem. */
-export function parseOptions<S extends Specs>(specs: S, argv: string[], env: NodeJS.ProcessEnv = process.env): ParseResult<S> {
+export function parseOptions<S extends Specs>(
+  specs: S,
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): ParseResult<S> {
   const problems: string[] = [];
   const byFlag = new Map<string, string>();
   for (const [key, spec] of Object.entries(specs)) byFlag.set(spec.flag, key);
@@ -97,8 +101,12 @@ export function parseOptions<S extends Specs>(specs: S, argv: string[], env: Nod
       }
     }
     if (raw === undefined) {
-      const d = typeof spec.default === 'function' ? (spec.default as (e: NodeJS.ProcessEnv) => unknown)(env) : spec.default;
-      if (d === undefined && spec.required && !help) problems.push(`${spec.env[0]} (--${spec.flag}) is required: ${spec.description}`);
+      const d =
+        typeof spec.default === 'function'
+          ? (spec.default as (e: NodeJS.ProcessEnv) => unknown)(env)
+          : spec.default;
+      if (d === undefined && spec.required && !help)
+        problems.push(`${spec.env[0]} (--${spec.flag}) is required: ${spec.description}`);
       values[key] = d;
       continue;
     }
@@ -113,14 +121,22 @@ export function parseOptions<S extends Specs>(specs: S, argv: string[], env: Nod
 }
 
 export function helpText(usage: string, specs: Specs): string {
-  const lines = [usage, '', 'flags (each also settable through the environment variable shown; the flag wins):'];
+  const lines = [
+    usage,
+    '',
+    'flags (each also settable through the environment variable shown; the flag wins):',
+  ];
   for (const spec of Object.values(specs)) {
     const d =
       spec.defaultText ??
-      (spec.default === undefined || typeof spec.default === 'function' ? undefined : JSON.stringify(spec.default));
+      (spec.default === undefined || typeof spec.default === 'function'
+        ? undefined
+        : JSON.stringify(spec.default));
     lines.push(`  --${spec.flag}${spec.isBoolean ? '' : ' <value>'}`);
     lines.push(`      ${spec.description}`);
-    lines.push(`      env: ${spec.env.join(', ')}${d !== undefined ? `; default: ${d}` : ''}${spec.required ? '; required' : ''}`);
+    lines.push(
+      `      env: ${spec.env.join(', ')}${d !== undefined ? `; default: ${d}` : ''}${spec.required ? '; required' : ''}`,
+    );
   }
   return lines.join('\n') + '\n';
 }
@@ -160,7 +176,8 @@ export function bytes(min = 1): (raw: string) => number {
   return (raw) => {
     const m = /^\s*(\d+)\s*([kmgt]i?)?b?\s*$/i.exec(raw);
     const unit = BYTE_UNITS[(m?.[2] ?? '').toLowerCase()];
-    if (!m || unit === undefined) throw new Error(`"${raw}" is not a byte size (e.g. 1073741824, 512Mi, 1Gi)`);
+    if (!m || unit === undefined)
+      throw new Error(`"${raw}" is not a byte size (e.g. 1073741824, 512Mi, 1Gi)`);
     const n = Number(m[1]) * unit;
     if (!Number.isSafeInteger(n) || n < min) throw new Error(`${raw} must be at least ${min} bytes`);
     return n;
@@ -195,13 +212,15 @@ export function hostPort(raw: string): HostPort {
 
 export function oneOf<T extends string>(...allowed: T[]): (raw: string) => T {
   return (raw) => {
-    if (!(allowed as string[]).includes(raw)) throw new Error(`"${raw}" must be one of ${allowed.join(', ')}`);
+    if (!(allowed as string[]).includes(raw))
+      throw new Error(`"${raw}" must be one of ${allowed.join(', ')}`);
     return raw as T;
   };
 }
 
 export function dnsLabel(raw: string): string {
-  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(raw)) throw new Error(`"${raw}" is not a valid Kubernetes name`);
+  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(raw))
+    throw new Error(`"${raw}" is not a valid Kubernetes name`);
   return raw;
 }
 
@@ -209,7 +228,9 @@ export function readableFile(raw: string): string {
   try {
     readFileSync(raw);
   } catch (err) {
-    throw new Error(`cannot read ${raw}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+    throw new Error(`cannot read ${raw}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, {
+      cause: err,
+    });
   }
   return raw;
 }
@@ -253,14 +274,21 @@ export const S3_OPTIONS = {
     required: true,
     parse: url(),
   } satisfies OptionSpec<URL>,
-  s3Region: { env: ['LIVEUPDATE_S3_REGION'], flag: 's3-region', description: 'S3 region', default: 'us-east-1', parse: str } satisfies OptionSpec<string>,
+  s3Region: {
+    env: ['LIVEUPDATE_S3_REGION'],
+    flag: 's3-region',
+    description: 'S3 region',
+    default: 'us-east-1',
+    parse: str,
+  } satisfies OptionSpec<string>,
   s3Bucket: {
     env: ['LIVEUPDATE_S3_BUCKET'],
     flag: 's3-bucket',
     description: 'bucket holding bundles and release indexes',
     required: true,
     parse: (raw: string) => {
-      if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(raw)) throw new Error(`"${raw}" is not a valid S3 bucket name`);
+      if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(raw))
+        throw new Error(`"${raw}" is not a valid S3 bucket name`);
       return raw;
     },
   } satisfies OptionSpec<string>,
@@ -270,15 +298,22 @@ export const S3_OPTIONS = {
     description: 'key prefix inside the bucket',
     default: '',
     parse: (raw: string) => {
-      if (raw.startsWith('/') || raw.includes('..')) throw new Error(`"${raw}" must be a relative key prefix without ".."`);
+      if (raw.startsWith('/') || raw.includes('..'))
+        throw new Error(`"${raw}" must be a relative key prefix without ".."`);
       return raw.replace(/\/+$/, '');
     },
   } satisfies OptionSpec<string>,
-  s3AccessKeyId: { env: ['LIVEUPDATE_S3_ACCESS_KEY_ID'], flag: 's3-access-key-id', description: 'S3 access key id', parse: str } satisfies OptionSpec<string>,
+  s3AccessKeyId: {
+    env: ['LIVEUPDATE_S3_ACCESS_KEY_ID'],
+    flag: 's3-access-key-id',
+    description: 'S3 access key id',
+    parse: str,
+  } satisfies OptionSpec<string>,
   s3SecretAccessKey: {
     env: ['LIVEUPDATE_S3_SECRET_ACCESS_KEY'],
     flag: 's3-secret-access-key',
-    description: 'S3 secret access key (prefer the environment variable: flags are visible in the process list)',
+    description:
+      'S3 secret access key (prefer the environment variable: flags are visible in the process list)',
     parse: str,
   } satisfies OptionSpec<string>,
   s3CaFile: {
@@ -299,7 +334,9 @@ export const S3_OPTIONS = {
 
 export function s3Config(v: Values<typeof S3_OPTIONS>): S3Config {
   if ((v.s3AccessKeyId === undefined) !== (v.s3SecretAccessKey === undefined)) {
-    throw new ConfigError(['LIVEUPDATE_S3_ACCESS_KEY_ID and LIVEUPDATE_S3_SECRET_ACCESS_KEY must be set together']);
+    throw new ConfigError([
+      'LIVEUPDATE_S3_ACCESS_KEY_ID and LIVEUPDATE_S3_SECRET_ACCESS_KEY must be set together',
+    ]);
   }
   return {
     endpoint: v.s3Endpoint,

@@ -56,7 +56,10 @@ describe('controller configuration', () => {
       LIVEUPDATE_S3_ACCESS_KEY_ID: 'ak',
       LIVEUPDATE_S3_SECRET_ACCESS_KEY: 'sk',
     };
-    const c = loadControllerConfig(['--max-concurrent-reconciles=2', '--leader-elect', '--admin-addr', ':8082'], env)!;
+    const c = loadControllerConfig(
+      ['--max-concurrent-reconciles=2', '--leader-elect', '--admin-addr', ':8082'],
+      env,
+    )!;
     expect(c).toMatchObject({
       logLevel: 'debug',
       adminAddr: { host: '0.0.0.0', port: 8082 },
@@ -68,7 +71,12 @@ describe('controller configuration', () => {
       fetchTimeoutMs: 60_000,
       shutdownGraceMs: 5_000,
     });
-    expect(c.s3).toMatchObject({ prefix: 'prod', pathStyle: false, accessKeyId: 'ak', secretAccessKey: 'sk' });
+    expect(c.s3).toMatchObject({
+      prefix: 'prod',
+      pathStyle: false,
+      accessKeyId: 'ak',
+      secretAccessKey: 'sk',
+    });
   });
 
   it('reports every problem at once, naming the variable and the flag', () => {
@@ -93,7 +101,9 @@ describe('controller configuration', () => {
 
   it('requires a lease namespace for leader election outside a cluster', () => {
     const { POD_NAMESPACE: _ns, ...env } = BASE;
-    expect(problems(() => loadControllerConfig([], env))).toEqual([expect.stringMatching(/LIVEUPDATE_LEASE_NAMESPACE/)]);
+    expect(problems(() => loadControllerConfig([], env))).toEqual([
+      expect.stringMatching(/LIVEUPDATE_LEASE_NAMESPACE/),
+    ]);
     expect(loadControllerConfig(['--leader-elect=false'], env)?.leaderElection.enabled).toBe(false);
   });
 
@@ -106,7 +116,19 @@ describe('controller configuration', () => {
   it('--help returns null and the help lists every flag with its variable', () => {
     expect(loadControllerConfig(['--help'], {})).toBeNull();
     const help = controllerHelp();
-    for (const s of ['--admin-addr', 'LIVEUPDATE_ADMIN_ADDR', '--s3-endpoint', '--leader-elect', 'LIVEUPDATE_LEASE_NAMESPACE', '--pod-name', 'POD_NAME', '--kubeconfig', 'KUBECONFIG', '--artifact-max-bytes', 'default: 1Gi']) {
+    for (const s of [
+      '--admin-addr',
+      'LIVEUPDATE_ADMIN_ADDR',
+      '--s3-endpoint',
+      '--leader-elect',
+      'LIVEUPDATE_LEASE_NAMESPACE',
+      '--pod-name',
+      'POD_NAME',
+      '--kubeconfig',
+      'KUBECONFIG',
+      '--artifact-max-bytes',
+      'default: 1Gi',
+    ]) {
       expect(help).toContain(s);
     }
   });

@@ -131,7 +131,10 @@ export function controllerHelp(): string {
 }
 
 /** Parses and validates; returns null when --help was asked for. Throws ConfigError listing every problem. */
-export function loadControllerConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ControllerConfig | null {
+export function loadControllerConfig(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): ControllerConfig | null {
   const { help, values: v } = parseOptions(CONTROLLER_OPTIONS, argv, env);
   if (help) return null;
   const problems: string[] = [];
@@ -143,7 +146,9 @@ export function loadControllerConfig(argv: string[], env: NodeJS.ProcessEnv = pr
     else throw err;
   }
   if (v.leaderElect && !v.leaseNamespace) {
-    problems.push('LIVEUPDATE_LEASE_NAMESPACE (--lease-namespace) is required with leader election outside a cluster (or set POD_NAMESPACE)');
+    problems.push(
+      'LIVEUPDATE_LEASE_NAMESPACE (--lease-namespace) is required with leader election outside a cluster (or set POD_NAMESPACE)',
+    );
   }
   if (problems.length > 0 || !s3) throw new ConfigError(problems);
   return {

@@ -249,11 +249,23 @@ describe('Manager', () => {
     const { clock, manager, stop, done } = setup({ initial: ['a', 'b'] });
     const calls: string[] = [];
     const api = {
-      get: () => (calls.push('get'), Promise.resolve({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'api' } })),
+      get: () => (
+        calls.push('get'),
+        Promise.resolve({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'api' } })
+      ),
       list: () => (calls.push('list'), Promise.resolve([])),
-      apply: () => (calls.push('apply'), Promise.resolve({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } })),
-      mergePatch: () => (calls.push('mergePatch'), Promise.resolve({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } })),
-      applyStatus: () => (calls.push('applyStatus'), Promise.resolve({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } })),
+      apply: () => (
+        calls.push('apply'),
+        Promise.resolve({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } })
+      ),
+      mergePatch: () => (
+        calls.push('mergePatch'),
+        Promise.resolve({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } })
+      ),
+      applyStatus: () => (
+        calls.push('applyStatus'),
+        Promise.resolve({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } })
+      ),
       delete: () => (calls.push('delete'), Promise.resolve()),
     } as unknown as ObjectClient;
     const cached = manager.cachedClient(api);
@@ -262,7 +274,9 @@ describe('Manager', () => {
     expect(a.metadata.name).toBe('a');
     a.metadata.name = 'mutated';
     expect((await cached.get(CM, { namespace: 'ns', name: 'a' })).metadata.name).toBe('a');
-    await expect(cached.get(CM, { namespace: 'ns', name: 'nope' })).rejects.toMatchObject({ reason: 'NotFound' });
+    await expect(cached.get(CM, { namespace: 'ns', name: 'nope' })).rejects.toMatchObject({
+      reason: 'NotFound',
+    });
     expect((await cached.list(CM, 'ns')).map((o) => o.metadata.name).sort()).toEqual(['a', 'b']);
     expect(calls).toEqual([]);
     await cached.list(CM, 'ns', 'x=y'); // label selectors go to the API

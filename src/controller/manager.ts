@@ -17,7 +17,13 @@ import { realClock, type Clock } from '../kube/clock.js';
 import { keyString, parseKey, type ListWatcher } from '../kube/client.js';
 import { Informer } from '../kube/informer.js';
 import { LeaderElector, LeaseLostError, type LeaseStore } from '../kube/leader-election.js';
-import { KubeApiError, type KubeObject, type ObjectClient, type ObjectKey, type ResourceType } from '../kube/types.js';
+import {
+  KubeApiError,
+  type KubeObject,
+  type ObjectClient,
+  type ObjectKey,
+  type ResourceType,
+} from '../kube/types.js';
 import { WorkQueue, type RateLimiter } from '../kube/workqueue.js';
 import type { RuntimeMetrics } from '../observability/metrics.js';
 import type { Reconciler } from './reconciler.js';
@@ -176,17 +182,28 @@ export class Manager {
       const inf = this.informers.get(informerId(type));
       return inf?.hasSynced() ? inf : undefined;
     };
-    const inScope = (namespace: string | undefined): boolean => !this.opts.namespace || namespace === this.opts.namespace;
+    const inScope = (namespace: string | undefined): boolean =>
+      !this.opts.namespace || namespace === this.opts.namespace;
     return {
       get: <T extends KubeObject>(type: ResourceType, key: ObjectKey): Promise<T> => {
         const inf = inScope(key.namespace) ? cached(type) : undefined;
         if (!inf) return client.get<T>(type, key);
         const obj = inf.get(key.namespace ? `${key.namespace}/${key.name}` : key.name);
-        if (!obj) return Promise.reject(new KubeApiError('NotFound', 404, `${type.plural} "${key.name}" not found (cache)`));
+        if (!obj)
+          return Promise.reject(
+            new KubeApiError('NotFound', 404, `${type.plural} "${key.name}" not found (cache)`),
+          );
         return Promise.resolve(structuredClone(obj) as T);
       },
-      list: <T extends KubeObject>(type: ResourceType, namespace?: string, labelSelector?: string): Promise<T[]> => {
-        const inf = !labelSelector && (namespace || !this.opts.namespace) && inScope(namespace || undefined) ? cached(type) : undefined;
+      list: <T extends KubeObject>(
+        type: ResourceType,
+        namespace?: string,
+        labelSelector?: string,
+      ): Promise<T[]> => {
+        const inf =
+          !labelSelector && (namespace || !this.opts.namespace) && inScope(namespace || undefined)
+            ? cached(type)
+            : undefined;
         if (!inf) return client.list<T>(type, namespace, labelSelector);
         const items = inf.list().filter((o) => !namespace || o.metadata.namespace === namespace);
         return Promise.resolve(items.map((o) => structuredClone(o) as T));
@@ -271,7 +288,8 @@ export class Manager {
       this.log.info('caches synced, starting workers');
       for (const c of this.controllers) {
         const queue = queues.get(c.name) as WorkQueue;
-        for (let i = 0; i < this.workersOf(c); i++) workers.push(this.worker(c, queue, workCtl.signal, () => stopping));
+        for (let i = 0; i < this.workersOf(c); i++)
+          workers.push(this.worker(c, queue, workCtl.signal, () => stopping));
       }
       await new Promise<void>((resolve) => {
         if (signal.aborted) resolve();

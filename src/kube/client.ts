@@ -46,7 +46,11 @@ export interface WatchOptions {
 
 /** The list+watch source an informer runs on (a fake in unit tests). */
 export interface ListWatcher {
-  listWithVersion<T extends KubeObject>(type: ResourceType, namespace: string | undefined, opts?: ListOptions): Promise<ListResult<T>>;
+  listWithVersion<T extends KubeObject>(
+    type: ResourceType,
+    namespace: string | undefined,
+    opts?: ListOptions,
+  ): Promise<ListResult<T>>;
   /** Resolves when the server ends the watch, rejects on failure (KubeApiError 'Gone' when the version expired). */
   watch<T extends KubeObject>(
     type: ResourceType,
@@ -71,7 +75,11 @@ export class KubeClient implements ObjectClient, ListWatcher {
     return this.rest.request<T>('GET', objectPath(type, key));
   }
 
-  async list<T extends KubeObject>(type: ResourceType, namespace?: string, labelSelector?: string): Promise<T[]> {
+  async list<T extends KubeObject>(
+    type: ResourceType,
+    namespace?: string,
+    labelSelector?: string,
+  ): Promise<T[]> {
     return (await this.listWithVersion<T>(type, namespace, labelSelector ? { labelSelector } : {})).items;
   }
 
@@ -85,16 +93,21 @@ export class KubeClient implements ObjectClient, ListWatcher {
     let resourceVersion = '';
     // bounded: the API server's continue tokens always end; 10k pages of 500 is far beyond any real namespace
     for (let page = 0; page < 10_000; page++) {
-      const res = await this.rest.request<{ items?: T[]; metadata?: { resourceVersion?: string; continue?: string } }>(
-        'GET',
-        collectionPath(type, namespace),
-        {
-          query: { limit: this.listPageSize, continue: cont, labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector },
-          ...(opts.signal ? { signal: opts.signal } : {}),
+      const res = await this.rest.request<{
+        items?: T[];
+        metadata?: { resourceVersion?: string; continue?: string };
+      }>('GET', collectionPath(type, namespace), {
+        query: {
+          limit: this.listPageSize,
+          continue: cont,
+          labelSelector: opts.labelSelector,
+          fieldSelector: opts.fieldSelector,
         },
-      );
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
       // list responses omit apiVersion/kind on items; restore them so handlers see whole objects
-      for (const item of res.items ?? []) items.push({ ...item, apiVersion: apiVersionOf(type), kind: type.kind });
+      for (const item of res.items ?? [])
+        items.push({ ...item, apiVersion: apiVersionOf(type), kind: type.kind });
       resourceVersion = res.metadata?.resourceVersion ?? resourceVersion;
       cont = res.metadata?.continue;
       if (!cont) break;
@@ -150,7 +163,9 @@ export class KubeClient implements ObjectClient, ListWatcher {
 
   private ssa<T extends KubeObject>(type: ResourceType, obj: KubeObject, subresource?: string): Promise<T> {
     // managedFields must not be sent with an apply request
-    const { managedFields: _m, ...metadata } = obj.metadata as KubeObject['metadata'] & { managedFields?: unknown };
+    const { managedFields: _m, ...metadata } = obj.metadata as KubeObject['metadata'] & {
+      managedFields?: unknown;
+    };
     const body = { ...obj, apiVersion: apiVersionOf(type), kind: type.kind, metadata };
     return this.rest.request<T>('PATCH', objectPath(type, keyOf(obj), subresource), {
       body,
@@ -190,11 +205,20 @@ export class KubeClient implements ObjectClient, ListWatcher {
           if (event.type === 'ERROR') {
             const status = event.object as { code?: number; message?: string; reason?: string };
             const code = status.code ?? 500;
-            failure = new KubeApiError(code === 410 ? 'Gone' : code >= 500 ? 'ServerError' : 'Invalid', code, `watch ${type.plural}: ${status.message ?? 'error'}`);
+            failure = new KubeApiError(
+              code === 410 ? 'Gone' : code >= 500 ? 'ServerError' : 'Invalid',
+              code,
+              `watch ${type.plural}: ${status.message ?? 'error'}`,
+            );
             ctl.abort(failure);
             return;
           }
-          if (event.type === 'ADDED' || event.type === 'MODIFIED' || event.type === 'DELETED' || event.type === 'BOOKMARK') {
+          if (
+            event.type === 'ADDED' ||
+            event.type === 'MODIFIED' ||
+            event.type === 'DELETED' ||
+            event.type === 'BOOKMARK'
+          ) {
             onEvent({ type: event.type, object: event.object as T });
           }
         },
@@ -220,4 +244,3 @@ export function parseKey(s: string): ObjectKey {
   const i = s.indexOf('/');
   return i < 0 ? { namespace: '', name: s } : { namespace: s.slice(0, i), name: s.slice(i + 1) };
 }
-

@@ -3,7 +3,11 @@ import { KubeEventRecorder, microTime } from './events.js';
 import type { KubeObject, ObjectKey, ResourceType } from './types.js';
 import { silentLogger } from '../observability/logger.js';
 
-const OBJ: KubeObject = { apiVersion: 'liveupdate.dev/v1alpha1', kind: 'LiveUpdateBundle', metadata: { name: 'b', namespace: 'ns', uid: 'u1' } };
+const OBJ: KubeObject = {
+  apiVersion: 'liveupdate.dev/v1alpha1',
+  kind: 'LiveUpdateBundle',
+  metadata: { name: 'b', namespace: 'ns', uid: 'u1' },
+};
 
 class FakeEventsApi {
   created: (KubeObject & Record<string, unknown>)[] = [];
@@ -24,7 +28,12 @@ describe('KubeEventRecorder', () => {
   it('creates one event, then aggregates repeats into series.count; other reasons get their own event', async () => {
     const api = new FakeEventsApi();
     const clock = new FakeClock();
-    const r = new KubeEventRecorder(api, { controller: 'liveupdate.dev/controller', instance: 'pod-0', log: silentLogger(), clock });
+    const r = new KubeEventRecorder(api, {
+      controller: 'liveupdate.dev/controller',
+      instance: 'pod-0',
+      log: silentLogger(),
+      clock,
+    });
     r.event(OBJ, 'Warning', 'FetchFailed', '404');
     await r.flush();
     for (let i = 0; i < 3; i++) r.event(OBJ, 'Warning', 'FetchFailed', '404');

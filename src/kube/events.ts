@@ -9,7 +9,13 @@ import { realClock, type Clock } from './clock.js';
 import type { KubeClient } from './client.js';
 import type { EventRecorder, EventType, KubeObject, ResourceType } from './types.js';
 
-export const EVENT_TYPE: ResourceType = { group: 'events.k8s.io', version: 'v1', kind: 'Event', plural: 'events', namespaced: true };
+export const EVENT_TYPE: ResourceType = {
+  group: 'events.k8s.io',
+  version: 'v1',
+  kind: 'Event',
+  plural: 'events',
+  namespaced: true,
+};
 
 const SERIES_WINDOW_MS = 6 * 60_000;
 const MAX_NOTE = 1024;
@@ -55,7 +61,12 @@ export class KubeEventRecorder implements EventRecorder {
     try {
       const note = message.length > MAX_NOTE ? `${message.slice(0, MAX_NOTE - 3)}...` : message;
       const namespace = obj.metadata.namespace || 'default';
-      const id = [obj.metadata.uid ?? `${namespace}/${obj.kind}/${obj.metadata.name}`, type, reason, note].join('\u0000');
+      const id = [
+        obj.metadata.uid ?? `${namespace}/${obj.kind}/${obj.metadata.name}`,
+        type,
+        reason,
+        note,
+      ].join('\u0000');
       const now = this.clock.now();
       let s = this.series.get(id);
       if (s && now - s.lastSeen <= SERIES_WINDOW_MS) {
@@ -93,7 +104,10 @@ export class KubeEventRecorder implements EventRecorder {
     this.chain = this.chain
       .then(() => this.write(s, obj, type, reason, note))
       .catch((err: unknown) => {
-        this.opts.log.warn({ err, reason, name: obj.metadata.name, namespace: s.namespace }, 'failed to record event');
+        this.opts.log.warn(
+          { err, reason, name: obj.metadata.name, namespace: s.namespace },
+          'failed to record event',
+        );
         s.written = s.count; // do not retry a failing write forever
       })
       .finally(() => {
@@ -108,7 +122,13 @@ export class KubeEventRecorder implements EventRecorder {
     for (let i = 0; i < 100 && this.pending > 0; i++) await this.chain;
   }
 
-  private async write(s: Series, obj: KubeObject, type: EventType, reason: string, note: string): Promise<void> {
+  private async write(
+    s: Series,
+    obj: KubeObject,
+    type: EventType,
+    reason: string,
+    note: string,
+  ): Promise<void> {
     const count = s.count;
     if (!s.created) {
       await this.client.create(EVENT_TYPE, {
@@ -136,9 +156,13 @@ export class KubeEventRecorder implements EventRecorder {
       s.written = count;
       return;
     }
-    await this.client.mergePatch(EVENT_TYPE, { namespace: s.namespace, name: s.name }, {
-      series: { count, lastObservedTime: microTime(s.lastSeen) },
-    });
+    await this.client.mergePatch(
+      EVENT_TYPE,
+      { namespace: s.namespace, name: s.name },
+      {
+        series: { count, lastObservedTime: microTime(s.lastSeen) },
+      },
+    );
     s.written = count;
   }
 
@@ -160,6 +184,9 @@ export function microTime(ms: number): string {
 export class LogEventRecorder implements EventRecorder {
   constructor(private readonly log: Logger) {}
   event(obj: KubeObject, type: EventType, reason: string, message: string): void {
-    this.log.info({ kind: obj.kind, name: obj.metadata.name, namespace: obj.metadata.namespace, type, reason }, message);
+    this.log.info(
+      { kind: obj.kind, name: obj.metadata.name, namespace: obj.metadata.namespace, type, reason },
+      message,
+    );
   }
 }

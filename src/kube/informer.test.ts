@@ -4,12 +4,26 @@ import { FakeSource } from './testing.js';
 import { KubeApiError, type ResourceType } from './types.js';
 import { silentLogger } from '../observability/logger.js';
 
-const TYPE: ResourceType = { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true };
+const TYPE: ResourceType = {
+  group: '',
+  version: 'v1',
+  kind: 'ConfigMap',
+  plural: 'configmaps',
+  namespaced: true,
+};
 
 function setup(opts: { resyncMs?: number; watchdogMs?: number } = {}) {
   const clock = new FakeClock();
   const source = new FakeSource();
-  const informer = new Informer({ type: TYPE, source, log: silentLogger(), clock, resyncMs: opts.resyncMs ?? 0, watchdogMs: opts.watchdogMs ?? 60_000, watchTimeoutSeconds: () => 300 });
+  const informer = new Informer({
+    type: TYPE,
+    source,
+    log: silentLogger(),
+    clock,
+    resyncMs: opts.resyncMs ?? 0,
+    watchdogMs: opts.watchdogMs ?? 60_000,
+    watchTimeoutSeconds: () => 300,
+  });
   const seen: string[] = [];
   informer.addHandlers({
     onAdd: (o) => seen.push(`add ${o.metadata.name}`),
@@ -39,7 +53,10 @@ describe('Informer', () => {
     source.current().emit({ type: 'ADDED', object: b });
     source.current().emit({ type: 'MODIFIED', object: source.put('a', 'x') });
     source.current().emit({ type: 'DELETED', object: b });
-    source.current().emit({ type: 'BOOKMARK', object: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: '', resourceVersion: '99' } } });
+    source.current().emit({
+      type: 'BOOKMARK',
+      object: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: '', resourceVersion: '99' } },
+    });
     expect(seen).toEqual(['add a', 'add b', 'update a', 'delete b']);
     expect(informer.get('ns/a')?.metadata.annotations?.['data']).toBe('x');
     expect(informer.get('ns/b')).toBeUndefined();
@@ -72,7 +89,12 @@ describe('Informer', () => {
     expect(source.lists).toBe(3);
     expect(seen).toEqual(['add a', 'add b', 'update a', 'add c', 'delete b']);
     expect(informer.stats.failures).toBe(2);
-    expect(informer.list().map((o) => o.metadata.name).sort()).toEqual(['a', 'c']);
+    expect(
+      informer
+        .list()
+        .map((o) => o.metadata.name)
+        .sort(),
+    ).toEqual(['a', 'c']);
   });
 
   it('relists at once on 410 Gone', async () => {
@@ -94,7 +116,10 @@ describe('Informer', () => {
     await informer.waitForSync();
     await flushPromises();
     await clock.advance(30_000);
-    source.current().emit({ type: 'BOOKMARK', object: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: '', resourceVersion: '5' } } });
+    source.current().emit({
+      type: 'BOOKMARK',
+      object: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: '', resourceVersion: '5' } },
+    });
     await clock.advance(59_000);
     expect(informer.stats.watchdogRestarts).toBe(0); // the bookmark re-armed it
     await clock.advance(1_000);

@@ -132,10 +132,14 @@ export class Informer<T extends KubeObject = KubeObject> {
       try {
         if (needList) {
           this.stats.lists++;
-          const res = await this.opts.source.listWithVersion<T>(this.opts.type, this.opts.namespace || undefined, {
-            ...(this.opts.labelSelector ? { labelSelector: this.opts.labelSelector } : {}),
-            signal: watchCtl.signal,
-          });
+          const res = await this.opts.source.listWithVersion<T>(
+            this.opts.type,
+            this.opts.namespace || undefined,
+            {
+              ...(this.opts.labelSelector ? { labelSelector: this.opts.labelSelector } : {}),
+              signal: watchCtl.signal,
+            },
+          );
           this.replace(res.items);
           resourceVersion = res.resourceVersion;
           needList = false;
@@ -143,7 +147,10 @@ export class Informer<T extends KubeObject = KubeObject> {
           this.markSynced();
         }
         if (resyncMs > 0) {
-          resync = this.clock.setTimer(() => watchCtl.abort(new ResyncDue()), Math.max(0, lastList + resyncMs - this.clock.now()));
+          resync = this.clock.setTimer(
+            () => watchCtl.abort(new ResyncDue()),
+            Math.max(0, lastList + resyncMs - this.clock.now()),
+          );
         }
         const watchdogMs = this.opts.watchdogMs ?? 330_000;
         const armWatchdog = (): void => {
@@ -177,7 +184,10 @@ export class Informer<T extends KubeObject = KubeObject> {
         if (reason instanceof ResyncDue) continue;
         if (reason instanceof WatchSilent) {
           this.stats.watchdogRestarts++;
-          this.log.warn({ watchdogMs: this.opts.watchdogMs ?? 330_000 }, 'watch silent for too long, restarting it');
+          this.log.warn(
+            { watchdogMs: this.opts.watchdogMs ?? 330_000 },
+            'watch silent for too long, restarting it',
+          );
           continue;
         }
         if (reason instanceof KubeApiError && reason.reason === 'Gone') {

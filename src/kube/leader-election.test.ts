@@ -14,9 +14,20 @@ interface Candidate {
   done: Promise<void>;
 }
 
-function candidate(identity: string, backend: FakeLeaseBackend, clock: FakeClock, metrics = createRuntimeMetrics(createRegistry({ defaultMetrics: false }))): Candidate {
+function candidate(
+  identity: string,
+  backend: FakeLeaseBackend,
+  clock: FakeClock,
+  metrics = createRuntimeMetrics(createRegistry({ defaultMetrics: false })),
+): Candidate {
   const store = new FakeStore(backend);
-  const c = { store, leading: false, stopReason: undefined, stopped: 0, stop: new AbortController() } as Candidate;
+  const c = {
+    store,
+    leading: false,
+    stopReason: undefined,
+    stopped: 0,
+    stop: new AbortController(),
+  } as Candidate;
   c.elector = new LeaderElector({
     identity,
     store,
@@ -92,7 +103,7 @@ describe('LeaderElector', () => {
     await b.done;
   });
 
-  it('a vanished leader (no release) is replaced once the lease expired by the standby\'s own observation', async () => {
+  it("a vanished leader (no release) is replaced once the lease expired by the standby's own observation", async () => {
     const clock = new FakeClock();
     const backend = new FakeLeaseBackend();
     const a = candidate('a', backend, clock);
@@ -120,7 +131,12 @@ describe('LeaderElector', () => {
     const clock = new FakeClock();
     const backend = new FakeLeaseBackend();
     // a lease renewed "an hour ago" according to a skewed clock, by a holder that may be alive
-    backend.create({ holderIdentity: 'other', leaseDurationSeconds: 15, renewTime: '2020-01-01T00:00:00.000000Z', leaseTransitions: 0 });
+    backend.create({
+      holderIdentity: 'other',
+      leaseDurationSeconds: 15,
+      renewTime: '2020-01-01T00:00:00.000000Z',
+      leaseTransitions: 0,
+    });
     const b = candidate('b', backend, clock);
     await clock.advance(14_000);
     expect(b.leading).toBe(false);

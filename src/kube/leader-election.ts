@@ -16,7 +16,13 @@ import { microTime } from './events.js';
 import { KubeApiError, isConflict, isNotFound, type KubeObject, type ResourceType } from './types.js';
 import type { LeaderElectionMetrics } from '../observability/metrics.js';
 
-export const LEASE_TYPE: ResourceType = { group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases', namespaced: true };
+export const LEASE_TYPE: ResourceType = {
+  group: 'coordination.k8s.io',
+  version: 'v1',
+  kind: 'Lease',
+  plural: 'leases',
+  namespaced: true,
+};
 
 export interface LeaseRecord {
   holderIdentity: string;
@@ -89,8 +95,10 @@ export class LeaderElector {
     this.leaseDurationMs = opts.leaseDurationMs ?? 15_000;
     this.renewDeadlineMs = opts.renewDeadlineMs ?? 10_000;
     this.retryPeriodMs = opts.retryPeriodMs ?? 2_000;
-    if (this.leaseDurationMs <= this.renewDeadlineMs) throw new Error('leaseDuration must be greater than renewDeadline');
-    if (this.renewDeadlineMs <= this.retryPeriodMs * 1.2) throw new Error('renewDeadline must be greater than retryPeriod*1.2');
+    if (this.leaseDurationMs <= this.renewDeadlineMs)
+      throw new Error('leaseDuration must be greater than renewDeadline');
+    if (this.renewDeadlineMs <= this.retryPeriodMs * 1.2)
+      throw new Error('renewDeadline must be greater than retryPeriod*1.2');
     this.log = opts.log.child({ lease: opts.store.description, identity: opts.identity });
     opts.metrics?.masterStatus.set({ name: opts.name }, 0);
   }
@@ -184,7 +192,11 @@ export class LeaderElector {
         renewed = await this.tryAcquireOrRenew(remaining);
         if (renewed || !this.isLeader()) break;
         try {
-          await sleep(this.clock, Math.min(this.retryPeriodMs, Math.max(0, deadline - this.clock.now())), stop);
+          await sleep(
+            this.clock,
+            Math.min(this.retryPeriodMs, Math.max(0, deadline - this.clock.now())),
+            stop,
+          );
         } catch {
           return false;
         }
@@ -213,7 +225,11 @@ export class LeaderElector {
       this.setObserved(current);
       this.lastError = undefined;
       const holder = current.record.holderIdentity;
-      if (holder !== '' && holder !== this.opts.identity && this.observedTime + this.leaseDurationMs > this.clock.now()) {
+      if (
+        holder !== '' &&
+        holder !== this.opts.identity &&
+        this.observedTime + this.leaseDurationMs > this.clock.now()
+      ) {
         return false; // held by another candidate and not expired by our own observation
       }
       const record: LeaseRecord = { ...fresh, renewTime: microTime(this.clock.now()) };
@@ -259,7 +275,13 @@ export class LeaderElector {
     const now = microTime(this.clock.now());
     try {
       const released = await this.opts.store.update(
-        { holderIdentity: '', leaseDurationSeconds: 1, acquireTime: now, renewTime: now, leaseTransitions: this.observed.record.leaseTransitions },
+        {
+          holderIdentity: '',
+          leaseDurationSeconds: 1,
+          acquireTime: now,
+          renewTime: now,
+          leaseTransitions: this.observed.record.leaseTransitions,
+        },
         this.observed.resourceVersion,
         this.renewDeadlineMs,
       );
@@ -289,7 +311,11 @@ export class KubeLeaseStore implements LeaseStore {
   async get(timeoutMs: number): Promise<StoredLease | null> {
     try {
       return toStored(
-        await this.client.rest.request<LeaseObject>('GET', `/apis/coordination.k8s.io/v1/namespaces/${this.namespace}/leases/${this.name}`, { timeoutMs }),
+        await this.client.rest.request<LeaseObject>(
+          'GET',
+          `/apis/coordination.k8s.io/v1/namespaces/${this.namespace}/leases/${this.name}`,
+          { timeoutMs },
+        ),
       );
     } catch (err) {
       if (isNotFound(err)) return null;
@@ -299,19 +325,27 @@ export class KubeLeaseStore implements LeaseStore {
 
   async create(record: LeaseRecord, timeoutMs: number): Promise<StoredLease> {
     return toStored(
-      await this.client.rest.request<LeaseObject>('POST', `/apis/coordination.k8s.io/v1/namespaces/${this.namespace}/leases`, {
-        body: this.object(record),
-        timeoutMs,
-      }),
+      await this.client.rest.request<LeaseObject>(
+        'POST',
+        `/apis/coordination.k8s.io/v1/namespaces/${this.namespace}/leases`,
+        {
+          body: this.object(record),
+          timeoutMs,
+        },
+      ),
     );
   }
 
   async update(record: LeaseRecord, resourceVersion: string, timeoutMs: number): Promise<StoredLease> {
     return toStored(
-      await this.client.rest.request<LeaseObject>('PUT', `/apis/coordination.k8s.io/v1/namespaces/${this.namespace}/leases/${this.name}`, {
-        body: this.object(record, resourceVersion),
-        timeoutMs,
-      }),
+      await this.client.rest.request<LeaseObject>(
+        'PUT',
+        `/apis/coordination.k8s.io/v1/namespaces/${this.namespace}/leases/${this.name}`,
+        {
+          body: this.object(record, resourceVersion),
+          timeoutMs,
+        },
+      ),
     );
   }
 
@@ -319,7 +353,11 @@ export class KubeLeaseStore implements LeaseStore {
     return {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
-      metadata: { name: this.name, namespace: this.namespace, ...(resourceVersion ? { resourceVersion } : {}) },
+      metadata: {
+        name: this.name,
+        namespace: this.namespace,
+        ...(resourceVersion ? { resourceVersion } : {}),
+      },
       spec: record,
     };
   }

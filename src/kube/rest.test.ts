@@ -1,22 +1,43 @@
 import { collectionPath, isRetryable, objectPath, toApiError } from './rest.js';
 import { KubeApiError, type ResourceType } from './types.js';
 
-const CM: ResourceType = { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true };
-const BUNDLE: ResourceType = { group: 'liveupdate.dev', version: 'v1alpha1', kind: 'LiveUpdateBundle', plural: 'liveupdatebundles', namespaced: true };
-const NS: ResourceType = { group: '', version: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false };
+const CM: ResourceType = {
+  group: '',
+  version: 'v1',
+  kind: 'ConfigMap',
+  plural: 'configmaps',
+  namespaced: true,
+};
+const BUNDLE: ResourceType = {
+  group: 'liveupdate.dev',
+  version: 'v1alpha1',
+  kind: 'LiveUpdateBundle',
+  plural: 'liveupdatebundles',
+  namespaced: true,
+};
+const NS: ResourceType = {
+  group: '',
+  version: 'v1',
+  kind: 'Namespace',
+  plural: 'namespaces',
+  namespaced: false,
+};
 
 describe('paths', () => {
   it('builds core, group, namespaced, cluster-scoped and subresource paths', () => {
     expect(collectionPath(CM, 'a')).toBe('/api/v1/namespaces/a/configmaps');
     expect(collectionPath(CM)).toBe('/api/v1/configmaps');
-    expect(objectPath(BUNDLE, { namespace: 'a', name: 'b' }, 'status')).toBe('/apis/liveupdate.dev/v1alpha1/namespaces/a/liveupdatebundles/b/status');
+    expect(objectPath(BUNDLE, { namespace: 'a', name: 'b' }, 'status')).toBe(
+      '/apis/liveupdate.dev/v1alpha1/namespaces/a/liveupdatebundles/b/status',
+    );
     expect(objectPath(NS, { name: 'x' })).toBe('/api/v1/namespaces/x');
     expect(() => objectPath(CM, { name: 'x' })).toThrow(/namespace required/);
   });
 });
 
 describe('toApiError', () => {
-  const status = (code: number, reason: string, message: string): string => JSON.stringify({ kind: 'Status', code, reason, message });
+  const status = (code: number, reason: string, message: string): string =>
+    JSON.stringify({ kind: 'Status', code, reason, message });
 
   it.each([
     [404, 'NotFound', 'NotFound'],

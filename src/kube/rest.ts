@@ -83,7 +83,9 @@ export class RestClient {
     try {
       return (text ? JSON.parse(text) : {}) as T;
     } catch (err) {
-      throw new KubeApiError('ServerError', status, `${method} ${path}: response is not JSON`, { cause: err });
+      throw new KubeApiError('ServerError', status, `${method} ${path}: response is not JSON`, {
+        cause: err,
+      });
     }
   }
 
@@ -91,7 +93,12 @@ export class RestClient {
    * Opens a streaming GET (watch) and calls onLine for every line until the server closes the stream (resolves) or
    * the connection fails / the signal aborts (rejects). Only the connection phase has a timeout.
    */
-  async stream(path: string, query: RequestOptions['query'], onLine: (line: string) => void, signal: AbortSignal): Promise<void> {
+  async stream(
+    path: string,
+    query: RequestOptions['query'],
+    onLine: (line: string) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
     const res = await this.send('WATCH', path, { ...(query ? { query } : {}), signal }, this.timeoutMs, true);
     const status = res.response.statusCode ?? 0;
     if (status !== 200) {
@@ -129,7 +136,10 @@ export class RestClient {
   ): Promise<{ response: http.IncomingMessage; signal: AbortSignal; done: () => void }> {
     this.requestCounts.set(method, (this.requestCounts.get(method) ?? 0) + 1);
     const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(new KubeApiError('Timeout', 0, `${method} ${path}: timed out after ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => ctl.abort(new KubeApiError('Timeout', 0, `${method} ${path}: timed out after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     timer.unref();
     const onAbort = (): void => ctl.abort(opts.signal?.reason);
     if (opts.signal?.aborted) onAbort();
@@ -143,7 +153,8 @@ export class RestClient {
       await this.kc.applyToHTTPSOptions(auth);
       if (!this.agent) this.agent = this.makeAgent(auth);
       const url = new URL(this.server.href.replace(/\/$/, '') + path);
-      for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+      for (const [k, v] of Object.entries(opts.query ?? {}))
+        if (v !== undefined) url.searchParams.set(k, String(v));
       if (method === 'WATCH') url.searchParams.set('watch', 'true');
       const headers: http.OutgoingHttpHeaders = {
         ...((auth.headers ?? {}) as http.OutgoingHttpHeaders),
@@ -252,10 +263,16 @@ export function isRetryable(err: unknown): boolean {
 /** The collection path of a resource type: /api/v1/namespaces/ns/configmaps, /apis/g/v/plural. */
 export function collectionPath(type: ResourceType, namespace?: string): string {
   const base = type.group === '' ? `/api/${type.version}` : `/apis/${type.group}/${type.version}`;
-  return type.namespaced && namespace ? `${base}/namespaces/${encodeURIComponent(namespace)}/${type.plural}` : `${base}/${type.plural}`;
+  return type.namespaced && namespace
+    ? `${base}/namespaces/${encodeURIComponent(namespace)}/${type.plural}`
+    : `${base}/${type.plural}`;
 }
 
-export function objectPath(type: ResourceType, key: { namespace?: string; name: string }, subresource?: string): string {
+export function objectPath(
+  type: ResourceType,
+  key: { namespace?: string; name: string },
+  subresource?: string,
+): string {
   if (type.namespaced && !key.namespace) throw new Error(`${type.kind} ${key.name}: namespace required`);
   const path = `${collectionPath(type, key.namespace)}/${encodeURIComponent(key.name)}`;
   return subresource ? `${path}/${subresource}` : path;

@@ -67,16 +67,34 @@ export class FakeSource implements ListWatcher {
     for (const w of this.watches) if (w.type.plural === plural && !w.opts.signal.aborted) w.emit(e);
   }
 
-  listWithVersion<T extends KubeObject>(type: ResourceType, _ns: string | undefined, _o?: ListOptions): Promise<ListResult<T>> {
+  listWithVersion<T extends KubeObject>(
+    type: ResourceType,
+    _ns: string | undefined,
+    _o?: ListOptions,
+  ): Promise<ListResult<T>> {
     this.lists++;
     const failure = this.listFailures.shift();
     if (failure) return Promise.reject(failure);
-    return Promise.resolve({ items: [...this.bucket(type.plural).values()] as T[], resourceVersion: String(this.rv) });
+    return Promise.resolve({
+      items: [...this.bucket(type.plural).values()] as T[],
+      resourceVersion: String(this.rv),
+    });
   }
 
-  watch<T extends KubeObject>(type: ResourceType, _ns: string | undefined, opts: WatchOptions, onEvent: (e: WatchEvent<T>) => void): Promise<void> {
+  watch<T extends KubeObject>(
+    type: ResourceType,
+    _ns: string | undefined,
+    opts: WatchOptions,
+    onEvent: (e: WatchEvent<T>) => void,
+  ): Promise<void> {
     return new Promise((resolve, reject) => {
-      const w: ActiveWatch = { type, opts, emit: (e) => onEvent(e as WatchEvent<T>), end: resolve, fail: reject };
+      const w: ActiveWatch = {
+        type,
+        opts,
+        emit: (e) => onEvent(e as WatchEvent<T>),
+        end: resolve,
+        fail: reject,
+      };
       opts.signal.addEventListener('abort', () => reject(opts.signal.reason as Error), { once: true });
       this.watches.push(w);
     });
@@ -99,7 +117,8 @@ export class FakeLeaseBackend {
     return structuredClone(this.lease);
   }
   update(record: LeaseRecord, resourceVersion: string): StoredLease {
-    if (!this.lease || this.lease.resourceVersion !== resourceVersion) throw new KubeApiError('Conflict', 409, 'conflict');
+    if (!this.lease || this.lease.resourceVersion !== resourceVersion)
+      throw new KubeApiError('Conflict', 409, 'conflict');
     this.writes++;
     this.lease = { record: { ...record }, resourceVersion: String(++this.rv) };
     return structuredClone(this.lease);

@@ -87,7 +87,10 @@ export class MaxOfRateLimiter implements RateLimiter {
 
 /** client-go's DefaultControllerRateLimiter. */
 export function defaultControllerRateLimiter(clock: Clock = realClock): RateLimiter {
-  return new MaxOfRateLimiter(new ItemExponentialFailureRateLimiter(5, 1_000_000), new BucketRateLimiter(10, 100, clock));
+  return new MaxOfRateLimiter(
+    new ItemExponentialFailureRateLimiter(5, 1_000_000),
+    new BucketRateLimiter(10, 100, clock),
+  );
 }
 
 export interface WorkQueueOptions {

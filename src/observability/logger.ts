@@ -20,7 +20,9 @@ const REDACT = [
   'req.headers.authorization',
 ];
 
-export function createLogger(opts: { level?: string; name?: string; destination?: NodeJS.WritableStream } = {}): Logger {
+export function createLogger(
+  opts: { level?: string; name?: string; destination?: NodeJS.WritableStream } = {},
+): Logger {
   const options: LoggerOptions = {
     level: opts.level ?? process.env['LIVEUPDATE_LOG_LEVEL'] ?? 'info',
     base: { component: opts.name ?? 'liveupdate' },

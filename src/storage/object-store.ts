@@ -37,8 +37,14 @@ export interface ObjectStore {
   /** Throws {@link ObjectNotFoundError} when the key does not exist. */
   stat(key: string, signal?: AbortSignal): Promise<ObjectInfo>;
   /** Returns null for 304 when `ifNoneMatch` equals the current ETag. Throws {@link ObjectNotFoundError}. */
-  get(key: string, opts?: { range?: RangeSpec; ifNoneMatch?: string; signal?: AbortSignal }): Promise<GetResult | null>;
-  getBuffer(key: string, opts?: { maxBytes?: number; signal?: AbortSignal }): Promise<{ info: ObjectInfo; data: Buffer }>;
+  get(
+    key: string,
+    opts?: { range?: RangeSpec; ifNoneMatch?: string; signal?: AbortSignal },
+  ): Promise<GetResult | null>;
+  getBuffer(
+    key: string,
+    opts?: { maxBytes?: number; signal?: AbortSignal },
+  ): Promise<{ info: ObjectInfo; data: Buffer }>;
   put(key: string, body: Readable | Buffer | string, opts?: PutOptions): Promise<{ etag: string }>;
   remove(key: string, signal?: AbortSignal): Promise<void>;
   list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo>;

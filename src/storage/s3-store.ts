@@ -287,14 +287,18 @@ export class S3ObjectStore implements ObjectStore {
    * step). Returns whether it was created. A store whose credentials may not create buckets must have it already.
    */
   async ensureBucket(signal?: AbortSignal): Promise<boolean> {
-    if (await this.call('bucket-exists', '', signal, () => this.client.bucketExists(this.bucket))) return false;
+    if (await this.call('bucket-exists', '', signal, () => this.client.bucketExists(this.bucket)))
+      return false;
     try {
       await this.call('make-bucket', '', signal, () => this.client.makeBucket(this.bucket, this.region));
       return true;
     } catch (err) {
       // Another replica (or a human) created it between the two calls.
       const cause = err instanceof Error && err.cause instanceof S3Error ? err.cause : err;
-      if (cause instanceof S3Error && (cause.code === 'BucketAlreadyOwnedByYou' || cause.code === 'BucketAlreadyExists'))
+      if (
+        cause instanceof S3Error &&
+        (cause.code === 'BucketAlreadyOwnedByYou' || cause.code === 'BucketAlreadyExists')
+      )
         return false;
       throw err;
     }

@@ -18,7 +18,13 @@ import { startEnvironment } from '../env/environment.js';
 
 const N = Number(process.env['BENCH_OBJECTS'] ?? 500);
 const WORKERS = 4;
-const CM: ResourceType = { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true };
+const CM: ResourceType = {
+  group: '',
+  version: 'v1',
+  kind: 'ConfigMap',
+  plural: 'configmaps',
+  namespaced: true,
+};
 
 interface ConfigMap extends KubeObject {
   data?: Record<string, string>;
@@ -35,13 +41,20 @@ class MarkReconciler implements Reconciler {
     this.reconciles++;
     const cm = await this.client.get<ConfigMap>(CM, key);
     if (cm.metadata.annotations?.['bench/mark'] === this.mark) return {};
-    await this.client.apply(CM, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: key.name, namespace: key.namespace, annotations: { 'bench/mark': this.mark } } });
+    await this.client.apply(CM, {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: key.name, namespace: key.namespace, annotations: { 'bench/mark': this.mark } },
+    });
     return {};
   }
 }
 
 async function createNamespace(client: KubeClient, name: string): Promise<void> {
-  await client.apply({ group: '', version: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false }, { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  await client.apply(
+    { group: '', version: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false },
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name } },
+  );
 }
 
 async function burst(client: KubeClient, ns: string): Promise<void> {
@@ -50,7 +63,12 @@ async function burst(client: KubeClient, ns: string): Promise<void> {
     Array.from({ length: 16 }, async () => {
       while (next < N) {
         const i = next++;
-        await client.apply(CM, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `cm-${i}`, namespace: ns }, data: { i: String(i) } } as ConfigMap);
+        await client.apply(CM, {
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          metadata: { name: `cm-${i}`, namespace: ns },
+          data: { i: String(i) },
+        } as ConfigMap);
       }
     }),
   );
@@ -73,7 +91,13 @@ interface RunResult {
 let peakRss = 0;
 
 /** The Manager running before the burst; `cached` = the reconciler reads through manager.cachedClient. */
-async function runManager(kc: KubeConfig, writer: KubeClient, checker: KubeClient, ns: string, cached: boolean): Promise<RunResult> {
+async function runManager(
+  kc: KubeConfig,
+  writer: KubeClient,
+  checker: KubeClient,
+  ns: string,
+  cached: boolean,
+): Promise<RunResult> {
   await createNamespace(writer, ns);
   const client = new KubeClient(kc, { fieldManager: 'bench-controller' });
   const manager = new Manager({
@@ -98,7 +122,14 @@ async function runManager(kc: KubeConfig, writer: KubeClient, checker: KubeClien
   const ms = performance.now() - t0;
   // let the echo events of our own writes settle so the count includes them
   await new Promise((r) => setTimeout(r, 1_000));
-  const result = { ms, burstMs, reconciles: reconciler.reconciles, requests: client.rest.totalRequests() - requestsBefore, peakRss, rssBefore };
+  const result = {
+    ms,
+    burstMs,
+    reconciles: reconciler.reconciles,
+    requests: client.rest.totalRequests() - requestsBefore,
+    peakRss,
+    rssBefore,
+  };
   stop.abort();
   await done;
   client.rest.close();
@@ -142,13 +173,40 @@ async function main(): Promise<void> {
       ['  of which applying objects', ...cols((r) => r.burstMs.toFixed(0), '(not timed)')],
       ['ratio to baseline', ...cols((r) => (r.ms / baselineMs).toFixed(2), '1.00')],
       ['reconciles', ...cols((r) => String(r.reconciles), String(baseReconciler.reconciles))],
-      ['reconciles/s', ...cols((r) => ((r.reconciles / r.ms) * 1000).toFixed(1), ((baseReconciler.reconciles / baselineMs) * 1000).toFixed(1))],
-      ['API requests / object', ...cols((r) => (r.requests / N).toFixed(2), (baselineRequests / N).toFixed(2))],
-      ['API requests / reconcile', ...cols((r) => (r.requests / r.reconciles).toFixed(2), (baselineRequests / baseReconciler.reconciles).toFixed(2))],
-      ['peak RSS during burst (MiB)', ...cols((r) => `${(r.peakRss / 2 ** 20).toFixed(0)} (+${((r.peakRss - r.rssBefore) / 2 ** 20).toFixed(0)})`, '')],
+      [
+        'reconciles/s',
+        ...cols(
+          (r) => ((r.reconciles / r.ms) * 1000).toFixed(1),
+          ((baseReconciler.reconciles / baselineMs) * 1000).toFixed(1),
+        ),
+      ],
+      [
+        'API requests / object',
+        ...cols((r) => (r.requests / N).toFixed(2), (baselineRequests / N).toFixed(2)),
+      ],
+      [
+        'API requests / reconcile',
+        ...cols(
+          (r) => (r.requests / r.reconciles).toFixed(2),
+          (baselineRequests / baseReconciler.reconciles).toFixed(2),
+        ),
+      ],
+      [
+        'peak RSS during burst (MiB)',
+        ...cols(
+          (r) => `${(r.peakRss / 2 ** 20).toFixed(0)} (+${((r.peakRss - r.rssBefore) / 2 ** 20).toFixed(0)})`,
+          '',
+        ),
+      ],
     ];
-    console.log(`${N} ConfigMaps, ${WORKERS} workers; the runtime reconciles while the objects are being applied; RSS is the whole bench process`);
-    console.log(['metric', 'runtime', 'runtime+cached reads', 'baseline loop'].map((h, i) => h.padEnd(i === 0 ? 30 : 22)).join(''));
+    console.log(
+      `${N} ConfigMaps, ${WORKERS} workers; the runtime reconciles while the objects are being applied; RSS is the whole bench process`,
+    );
+    console.log(
+      ['metric', 'runtime', 'runtime+cached reads', 'baseline loop']
+        .map((h, i) => h.padEnd(i === 0 ? 30 : 22))
+        .join(''),
+    );
     for (const r of rows) console.log(r.map((c, i) => c.padEnd(i === 0 ? 30 : 22)).join(''));
     for (const c of [writer, checker, base]) c.rest.close();
   } finally {

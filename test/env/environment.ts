@@ -10,7 +10,7 @@
 //   owner died (killing only pids whose executable is still the recorded binary).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, realpathSync, rmSync } from 'node:fs';
+import { closeSync, openSync, realpathSync, rmSync } from 'node:fs';
 import { appendFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -24,6 +24,7 @@ import {
   processArgv0,
   processStartTicks,
   readJsonFile,
+  spawnOwned,
 } from './process-utils.js';
 import { ensureTool, type Progress } from './testbin.js';
 
@@ -258,8 +259,6 @@ class ServerProcess {
   }
 }
 
-const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => existsSync(path));
-
 const WATCHDOG_SCRIPT = `
 owner=$1 dir=$2
 tail --pid="$owner" -f /dev/null 2>/dev/null || while kill -0 "$owner" 2>/dev/null; do sleep 1; done
@@ -317,10 +316,7 @@ class Supervisor {
     const exe = realpathSync(binary);
     let child: ChildProcess;
     try {
-      const [command, argv] = SETPRIV
-        ? [SETPRIV, ['--pdeathsig', 'KILL', '--', exe, ...args]]
-        : [exe, [...args]];
-      child = spawn(command, argv, {
+      child = spawnOwned(exe, args, {
         cwd: this.tmpDir,
         env: { ...process.env, ...env },
         // Own process group: a terminal's Ctrl-C reaches only the owner, which then stops servers in order.

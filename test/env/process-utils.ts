@@ -1,4 +1,5 @@
 // Small process, port and file helpers shared by the test environment and the tool cache.
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -81,4 +82,21 @@ export async function fileTail(path: string, bytes = 4000): Promise<string> {
 
 export async function readJsonFile<T>(path: string): Promise<T> {
   return JSON.parse(await readFile(path, 'utf8')) as T;
+}
+
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => existsSync(path));
+
+/**
+ * spawn() for a long-running child (a server, a controller process) that must never outlive this process: it runs
+ * under `setpriv --pdeathsig KILL` (util-linux; it execs in place, so the pid is the child's own), so the kernel
+ * kills it when its parent dies, even by SIGKILL. Without setpriv it is a plain spawn.
+ */
+export function spawnOwned(
+  command: string,
+  args: readonly string[],
+  options: SpawnOptions = {},
+): ChildProcess {
+  return SETPRIV
+    ? spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', command, ...args], options)
+    : spawn(command, [...args], options);
 }

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { LEASE_TYPE } from '../../../src/kube/leader-election.js';
 import type { KubeObject } from '../../../src/kube/types.js';
 import { cleanupTestResources, newBucket, newNamespace, testEnvironment } from '../../env/fixtures.js';
+import { spawnOwned } from '../../env/process-utils.js';
 import { installCrds } from '../api/crds.js';
 import { newClient, waitFor } from './helpers.js';
 
@@ -21,7 +22,7 @@ interface Controller {
 
 function startController(identity: string, ns: string, bucket: string): Controller {
   const env = testEnvironment();
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'controller'], {
+  const child = spawnOwned(process.execPath, ['--import', 'tsx', MAIN, 'controller'], {
     env: {
       PATH: process.env['PATH'],
       KUBECONFIG: env.kubeconfigPath,
@@ -38,7 +39,11 @@ function startController(identity: string, ns: string, bucket: string): Controll
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const c: Controller = { child, logs: [], exit: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
+  const c: Controller = {
+    child,
+    logs: [],
+    exit: new Promise((resolve) => child.on('exit', (code) => resolve(code))),
+  };
   let buffered = '';
   child.stdout?.on('data', (d: Buffer) => {
     buffered += d.toString();
@@ -60,7 +65,9 @@ async function get(c: Controller, path: string): Promise<{ status: number; text:
 }
 
 const masterStatus = async (c: Controller): Promise<string | undefined> =>
-  /leader_election_master_status\{name="liveupdate-controller"\} (\d)/.exec((await get(c, '/metrics')).text)?.[1];
+  /leader_election_master_status\{name="liveupdate-controller"\} (\d)/.exec(
+    (await get(c, '/metrics')).text,
+  )?.[1];
 
 describe('controller process', () => {
   const started: Controller[] = [];
@@ -70,7 +77,9 @@ describe('controller process', () => {
   });
 
   it('--help lists the flags and exits 0', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'controller', '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'controller', '--help'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
     const code = await new Promise((resolve) => child.on('exit', resolve));
@@ -80,7 +89,7 @@ describe('controller process', () => {
   }, 60_000);
 
   it('rejects invalid configuration with exit code 2 and names the variable', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'controller'], {
+    const child = spawnOwned(process.execPath, ['--import', 'tsx', MAIN, 'controller'], {
       env: { PATH: process.env['PATH'], LIVEUPDATE_S3_ENDPOINT: 'not a url' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -99,28 +108,41 @@ describe('controller process', () => {
     const first = startController('first', ns, bucket);
     started.push(first);
     await waitFor('first admin server', () => first.admin, 60_000);
-    await waitFor('first ready as leader', async () => (await get(first, '/readyz')).status === 200 && (await masterStatus(first)) === '1', 60_000);
+    await waitFor(
+      'first ready as leader',
+      async () => (await get(first, '/readyz')).status === 200 && (await masterStatus(first)) === '1',
+      60_000,
+    );
     expect((await get(first, '/healthz')).status).toBe(200);
     const metrics = (await get(first, '/metrics')).text;
-    expect(metrics).toContain('controller_runtime_max_concurrent_reconciles{controller="liveupdatebundle"} 4');
+    expect(metrics).toContain(
+      'controller_runtime_max_concurrent_reconciles{controller="liveupdatebundle"} 4',
+    );
     expect(metrics).toContain('workqueue_depth');
 
     const second = startController('second', ns, bucket);
     started.push(second);
     await waitFor('second admin server', () => second.admin, 60_000);
-    await waitFor('second ready as standby', async () => (await get(second, '/readyz?verbose')).text.includes('standby (leader: first)'), 60_000);
+    await waitFor(
+      'second ready as standby',
+      async () => (await get(second, '/readyz?verbose')).text.includes('standby (leader: first)'),
+      60_000,
+    );
     expect(await masterStatus(second)).toBe('0');
 
     first.child.kill('SIGTERM');
     expect(await first.exit).toBe(0);
     const reader = newClient('reader');
-    const lease = await reader.get<KubeObject & { spec?: { holderIdentity?: string } }>(LEASE_TYPE, { namespace: ns, name: 'liveupdate-controller' });
+    const lease = await reader.get<KubeObject & { spec?: { holderIdentity?: string } }>(LEASE_TYPE, {
+      namespace: ns,
+      name: 'liveupdate-controller',
+    });
     expect(['', 'second']).toContain(lease.spec?.holderIdentity ?? '');
     await waitFor('second to lead', async () => (await masterStatus(second)) === '1', 30_000);
     second.child.kill('SIGTERM');
     expect(await second.exit).toBe(0);
     reader.rest.close();
-    expect(first.logs.join("\n")).toMatch(/"msg":"released leader lease"/);
+    expect(first.logs.join('\n')).toMatch(/"msg":"released leader lease"/);
     expect([...first.logs, ...second.logs].filter((l) => /"level":"(error|fatal)"/.test(l))).toEqual([]);
   }, 120_000);
 });

@@ -3,17 +3,39 @@ import { KubeClient } from '../../../src/kube/client.js';
 import { KubeApiError, type KubeObject, type ResourceType } from '../../../src/kube/types.js';
 import { kubeConfig } from '../../env/fixtures.js';
 
-export const CONFIGMAP: ResourceType = { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true };
+export const CONFIGMAP: ResourceType = {
+  group: '',
+  version: 'v1',
+  kind: 'ConfigMap',
+  plural: 'configmaps',
+  namespaced: true,
+};
 
 /** A tiny CRD of the runtime's own, with a status subresource and a schema that rejects bad specs. */
-export const WIDGET: ResourceType = { group: 'kube-test.liveupdate.dev', version: 'v1', kind: 'Widget', plural: 'widgets', namespaced: true };
-const CRD_TYPE: ResourceType = { group: 'apiextensions.k8s.io', version: 'v1', kind: 'CustomResourceDefinition', plural: 'customresourcedefinitions', namespaced: false };
+export const WIDGET: ResourceType = {
+  group: 'kube-test.liveupdate.dev',
+  version: 'v1',
+  kind: 'Widget',
+  plural: 'widgets',
+  namespaced: true,
+};
+const CRD_TYPE: ResourceType = {
+  group: 'apiextensions.k8s.io',
+  version: 'v1',
+  kind: 'CustomResourceDefinition',
+  plural: 'customresourcedefinitions',
+  namespaced: false,
+};
 
 export function newClient(fieldManager = 'kube-runtime-test'): KubeClient {
   return new KubeClient(kubeConfig(), { fieldManager, timeoutMs: 15_000 });
 }
 
-export async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -23,7 +45,8 @@ export async function waitFor<T>(what: string, fn: () => T | undefined | false |
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -47,8 +70,14 @@ export async function ensureWidgetCrd(client: KubeClient): Promise<void> {
             openAPIV3Schema: {
               type: 'object',
               properties: {
-                spec: { type: 'object', properties: { size: { type: 'integer', minimum: 0 }, color: { type: 'string' } } },
-                status: { type: 'object', properties: { phase: { type: 'string' }, observedGeneration: { type: 'integer' } } },
+                spec: {
+                  type: 'object',
+                  properties: { size: { type: 'integer', minimum: 0 }, color: { type: 'string' } },
+                },
+                status: {
+                  type: 'object',
+                  properties: { phase: { type: 'string' }, observedGeneration: { type: 'integer' } },
+                },
               },
             },
           },
@@ -62,7 +91,9 @@ export async function ensureWidgetCrd(client: KubeClient): Promise<void> {
     if (!(err instanceof KubeApiError && err.reason === 'AlreadyExists')) throw err;
   }
   await waitFor('the Widget CRD to be established', async () => {
-    const got = await client.get<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(CRD_TYPE, {
+    const got = await client.get<
+      KubeObject & { status?: { conditions?: { type: string; status: string }[] } }
+    >(CRD_TYPE, {
       namespace: '',
       name: crd.metadata.name,
     });

@@ -8,7 +8,12 @@ interface ConfigMap extends KubeObject {
   data?: Record<string, string>;
 }
 
-const cm = (ns: string, name: string, v: string): ConfigMap => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: ns }, data: { v } });
+const cm = (ns: string, name: string, v: string): ConfigMap => ({
+  apiVersion: 'v1',
+  kind: 'ConfigMap',
+  metadata: { name, namespace: ns },
+  data: { v },
+});
 
 describe('Informer against the real API server', () => {
   const writer = newClient('writer');
@@ -77,7 +82,10 @@ describe('Informer against the real API server', () => {
     client.rest.destroyConnections();
     await writer.apply(CONFIGMAP, cm(ns, 'b', '1'));
     await writer.delete(CONFIGMAP, { namespace: ns, name: 'gone' });
-    await waitFor('the informer to relist and see b', () => informer.get(`${ns}/b`) !== undefined && informer.get(`${ns}/gone`) === undefined);
+    await waitFor(
+      'the informer to relist and see b',
+      () => informer.get(`${ns}/b`) !== undefined && informer.get(`${ns}/gone`) === undefined,
+    );
     expect(informer.stats.failures).toBeGreaterThanOrEqual(1);
     expect(informer.stats.lists).toBeGreaterThan(lists);
     await writer.apply(CONFIGMAP, cm(ns, 'a', '2'));
@@ -98,7 +106,11 @@ describe('Informer against the real API server', () => {
   it('restarts a silent watch through the watchdog and keeps seeing changes', async () => {
     const { informer } = start({ watchdogMs: 1_500, watchTimeoutSeconds: 300 });
     await informer.waitForSync();
-    await waitFor('the watchdog to restart the silent watch', () => informer.stats.watchdogRestarts >= 1, 20_000);
+    await waitFor(
+      'the watchdog to restart the silent watch',
+      () => informer.stats.watchdogRestarts >= 1,
+      20_000,
+    );
     expect(informer.stats.lists).toBeGreaterThanOrEqual(2);
     await writer.apply(CONFIGMAP, cm(ns, 'after-watchdog', '1'));
     await waitFor('a change after the restart', () => informer.get(`${ns}/after-watchdog`));

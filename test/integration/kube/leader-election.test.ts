@@ -1,9 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { KubeLeaseStore, LEASE_TYPE, LeaderElector } from '../../../src/kube/leader-election.js';
 import type { KubeObject } from '../../../src/kube/types.js';
 import { silentLogger } from '../../../src/observability/logger.js';
 import { cleanupTestResources, newNamespace, testEnvironment } from '../../env/fixtures.js';
+import { spawnOwned } from '../../env/process-utils.js';
 import { newClient, waitFor } from './helpers.js';
 import { TEST_TIMINGS } from './timings.js';
 
@@ -50,7 +51,8 @@ describe('leader election against the real API server', () => {
     await cleanupTestResources();
   });
 
-  const holder = async (lease: string): Promise<Lease['spec']> => (await reader.get<Lease>(LEASE_TYPE, { namespace: ns, name: lease })).spec;
+  const holder = async (lease: string): Promise<Lease['spec']> =>
+    (await reader.get<Lease>(LEASE_TYPE, { namespace: ns, name: lease })).spec;
 
   it('elects exactly one leader; a stopping leader releases and the other takes over', async () => {
     const a = candidate('a', ns, 'lease');
@@ -77,9 +79,13 @@ describe('leader election against the real API server', () => {
 
   it('a killed leader (no release) is replaced once its lease expires', async () => {
     const script = fileURLToPath(new URL('./elector-process.ts', import.meta.url));
-    const child = spawn(process.execPath, ['--import', 'tsx', script, testEnvironment().kubeconfigPath, ns, 'lease', 'doomed'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawnOwned(
+      process.execPath,
+      ['--import', 'tsx', script, testEnvironment().kubeconfigPath, ns, 'lease', 'doomed'],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     children.push(child);
     let out = '';
     child.stdout?.on('data', (d: Buffer) => (out += d.toString()));

@@ -46,7 +46,11 @@ class CopyReconciler implements Reconciler {
     await this.client.apply(CONFIGMAP, {
       apiVersion: 'v1',
       kind: 'ConfigMap',
-      metadata: { name: key.name, namespace: key.namespace, annotations: { 'test/observed': cm.data?.['v'] ?? '', 'test/by': this.identity } },
+      metadata: {
+        name: key.name,
+        namespace: key.namespace,
+        annotations: { 'test/observed': cm.data?.['v'] ?? '', 'test/by': this.identity },
+      },
     });
     return key.name.startsWith('periodic') ? { requeueAfterMs: 200 } : {};
   }
@@ -63,7 +67,16 @@ function newManager(ns: string, identity: string, leaderElection: boolean) {
     namespace: ns,
     maxConcurrentReconciles: 2,
     shutdownGraceMs: 5_000,
-    ...(leaderElection ? { leaderElection: { identity, name: 'manager-test', store: new KubeLeaseStore(client, ns, 'manager-test'), ...TEST_TIMINGS } } : {}),
+    ...(leaderElection
+      ? {
+          leaderElection: {
+            identity,
+            name: 'manager-test',
+            store: new KubeLeaseStore(client, ns, 'manager-test'),
+            ...TEST_TIMINGS,
+          },
+        }
+      : {}),
   });
   manager.add({ name: 'copy', forType: CONFIGMAP, reconciler });
   const stop = new AbortController();
@@ -83,24 +96,38 @@ describe('Manager against the real API server', () => {
   });
 
   const put = (name: string, v: string, annotations: Record<string, string> = {}): Promise<unknown> =>
-    writer.apply(CONFIGMAP, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: ns, annotations }, data: { v } } as ConfigMap);
+    writer.apply(CONFIGMAP, {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name, namespace: ns, annotations },
+      data: { v },
+    } as ConfigMap);
   const observed = async (name: string): Promise<Record<string, string> | undefined> =>
     (await writer.get<ConfigMap>(CONFIGMAP, { namespace: ns, name })).metadata.annotations;
 
   it('reconciles on events, backs off and retries errors, honours requeueAfter', async () => {
     await put('existing', '1');
     const m = newManager(ns, 'solo', false);
-    await waitFor('the existing object reconciled', async () => (await observed('existing'))?.['test/observed'] === '1');
+    await waitFor(
+      'the existing object reconciled',
+      async () => (await observed('existing'))?.['test/observed'] === '1',
+    );
     expect(m.manager.readiness().ready).toBe(true);
     await put('existing', '2');
-    await waitFor('an update reconciled', async () => (await observed('existing'))?.['test/observed'] === '2');
+    await waitFor(
+      'an update reconciled',
+      async () => (await observed('existing'))?.['test/observed'] === '2',
+    );
     // the annotation a human sets to force a reconcile triggers one
     const before = m.reconciler.count('existing');
     await put('existing', '2', { [REQUESTED_AT]: new Date().toISOString() });
     await waitFor('a requested reconcile', () => m.reconciler.count('existing') > before);
 
     await put('flaky', 'f');
-    await waitFor('the flaky object reconciled after retries', async () => (await observed('flaky'))?.['test/observed'] === 'f');
+    await waitFor(
+      'the flaky object reconciled after retries',
+      async () => (await observed('flaky'))?.['test/observed'] === 'f',
+    );
     expect(m.reconciler.count('flaky')).toBeGreaterThanOrEqual(3);
 
     await put('periodic', 'p');
@@ -108,7 +135,9 @@ describe('Manager against the real API server', () => {
 
     const text = await m.metrics.registry.metrics();
     expect(text).toMatch(/controller_runtime_reconcile_errors_total\{controller="copy"\} [2-9]/);
-    expect(text).toMatch(/controller_runtime_reconcile_total\{controller="copy",result="requeue_after"\} [1-9]/);
+    expect(text).toMatch(
+      /controller_runtime_reconcile_total\{controller="copy",result="requeue_after"\} [1-9]/,
+    );
     expect(text).toMatch(/workqueue_retries_total\{name="copy"\} [2-9]/);
     const total = [...m.reconciler.calls.values()].reduce((a, b) => a + b, 0);
     expect(m.reconciler.ids.size).toBe(total); // a fresh reconcileID per reconcile
@@ -124,7 +153,10 @@ describe('Manager against the real API server', () => {
     expect(standby.manager.readiness()).toMatchObject({ ready: true });
     for (let i = 0; i < 5; i++) await put(`obj-${i}`, String(i));
     for (let i = 0; i < 5; i++) {
-      await waitFor(`obj-${i} reconciled`, async () => (await observed(`obj-${i}`))?.['test/observed'] === String(i));
+      await waitFor(
+        `obj-${i} reconciled`,
+        async () => (await observed(`obj-${i}`))?.['test/observed'] === String(i),
+      );
       expect((await observed(`obj-${i}`))?.['test/by']).toBe(leader.reconciler.identity);
     }
     expect(standby.reconciler.calls.size).toBe(0);
@@ -132,7 +164,10 @@ describe('Manager against the real API server', () => {
     await leader.done;
     await waitFor('the standby to lead', () => standby.manager.isLeader(), 30_000);
     await put('after-failover', 'x');
-    await waitFor('work done by the new leader', async () => (await observed('after-failover'))?.['test/by'] === standby.reconciler.identity);
+    await waitFor(
+      'work done by the new leader',
+      async () => (await observed('after-failover'))?.['test/by'] === standby.reconciler.identity,
+    );
     standby.stop.abort();
     await standby.done;
   }, 60_000);

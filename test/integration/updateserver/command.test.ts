@@ -1,12 +1,12 @@
 // `liveupdate-operator update-server` as a process, configured only through the environment contract the Helm
 // chart uses: it becomes ready, answers devices, exposes metrics on the admin port and exits 0 on SIGTERM.
 import { jest } from '@jest/globals';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Client } from 'minio';
 import { StorageLayout } from '../../../src/storage/layout.js';
 import { androidBody, rootFor, sampleIndex } from '../../../src/updateserver/testing/fixtures.js';
-import { freePort } from '../../env/process-utils.js';
+import { freePort, spawnOwned } from '../../env/process-utils.js';
 import { startPrivateS3, type PrivateS3 } from './private-s3.js';
 
 jest.setTimeout(120_000);
@@ -49,7 +49,7 @@ test('runs from environment variables, serves, and exits 0 on SIGTERM', async ()
   );
   const [port, adminPort] = [await freePort(), await freePort()];
   let stderr = '';
-  proc = spawn(process.execPath, ['--import', 'tsx', MAIN, 'update-server'], {
+  proc = spawnOwned(process.execPath, ['--import', 'tsx', MAIN, 'update-server'], {
     env: {
       ...process.env,
       LIVEUPDATE_LOG_LEVEL: 'warn',
