@@ -21,7 +21,7 @@ import { KubeLeaseStore } from '../kube/leader-election.js';
 import type { EventRecorder, KubeObject, ObjectClient } from '../kube/types.js';
 import { AdminServer } from '../observability/admin-server.js';
 import { createLogger, type Logger } from '../observability/logger.js';
-import { createRegistry, createRuntimeMetrics } from '../observability/metrics.js';
+import { RestClientMetrics, createRegistry, createRuntimeMetrics } from '../observability/metrics.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { S3ObjectStore } from '../storage/s3-store.js';
 import { StorageLayout } from '../storage/layout.js';
@@ -35,7 +35,7 @@ export interface ControllerDeps {
   client: ObjectClient;
   recorder: EventRecorder;
   store: ObjectStore;
-  config: Pick<ControllerConfig, 's3' | 'artifactMaxBytes'>;
+  config: Pick<ControllerConfig, 's3' | 'artifactMaxBytes' | 'fetchTimeoutMs'>;
 }
 
 /** The three controllers and how events of one kind enqueue the others. */
@@ -84,6 +84,7 @@ export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
         store,
         storagePrefix,
         maxArtifactBytes: deps.config.artifactMaxBytes,
+        maxFetchTimeoutMs: deps.config.fetchTimeoutMs,
       }),
       watches: [
         // an app becoming ready (key, storage) unblocks its bundles
@@ -144,6 +145,7 @@ export async function runWithConfig(
   const client = new KubeClient(loadKubeConfig(config.kubeconfig), {
     fieldManager: FIELD_MANAGER,
     userAgent: `liveupdate-operator/controller (${config.identity})`,
+    onRequest: new RestClientMetrics(registry).observe,
   });
   const store = new S3ObjectStore({
     endpoint: config.s3.endpoint.origin,

@@ -23,10 +23,12 @@ import type { ArtifactFetcher, FetchRequest, FetchedArtifact } from './fetch.js'
 class FakeFetcher implements ArtifactFetcher {
   readonly bodies = new Map<string, Buffer | Error>();
   readonly fetched: string[] = [];
+  readonly timeouts: number[] = [];
 
   async fetch(request: FetchRequest): Promise<FetchedArtifact> {
     const url = request.source.http?.url ?? '';
     this.fetched.push(url);
+    this.timeouts.push(request.timeoutMs);
     const body = this.bodies.get(url);
     if (!body) throw new StallingError('SourceNotFound', `${url} answered HTTP 404`);
     if (body instanceof Error) throw body;
@@ -41,12 +43,19 @@ class FakeFetcher implements ArtifactFetcher {
 
 const signingKey = generateSigningKey();
 
-function setup(opts: { encrypted?: boolean } = {}) {
+function setup(opts: { encrypted?: boolean; maxFetchTimeoutMs?: number } = {}) {
   const client = new FakeObjectClient();
   const recorder = new FakeEventRecorder();
   const store = new MemoryObjectStore();
   const fetcher = new FakeFetcher();
-  const reconciler = new BundleReconciler({ client, recorder, store, fetcher, storagePrefix: 'lu' });
+  const reconciler = new BundleReconciler({
+    client,
+    recorder,
+    store,
+    fetcher,
+    storagePrefix: 'lu',
+    ...(opts.maxFetchTimeoutMs !== undefined ? { maxFetchTimeoutMs: opts.maxFetchTimeoutMs } : {}),
+  });
   if (opts.encrypted !== false) {
     seedSecret(client, 'demo-key', { 'private.pem': signingKey.privateKeyPem });
     seedApp(client, 'demo', { signingKey: { secretName: 'demo-key', key: 'private.pem' } });
@@ -183,6 +192,20 @@ describe('BundleReconciler', () => {
     expect(artifact.encrypted).toBe(false);
     expect(artifact.checksum).toBe(createHash('sha256').update(zip).digest('hex'));
     expect((await store.getBuffer(artifact.objectKey)).data.equals(zip)).toBe(true);
+  });
+
+  it("bounds the fetch timeout by the operator's maximum; the spec's timeout applies below it", async () => {
+    const zip = await webZip();
+    const unbounded = setup({ encrypted: false });
+    unbounded.fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', zip);
+    seedBundle(unbounded.client, 'demo-1-0-0');
+    await unbounded.reconciler.reconcile(key, ctx());
+    const bounded = setup({ encrypted: false, maxFetchTimeoutMs: 20_000 });
+    bounded.fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', zip);
+    seedBundle(bounded.client, 'demo-1-0-0');
+    await bounded.reconciler.reconcile(key, ctx());
+    expect(unbounded.fetcher.timeouts).toEqual([300_000]);
+    expect(bounded.fetcher.timeouts).toEqual([20_000]);
   });
 
   it('packs a tar.gz of a build directory into a zip', async () => {

@@ -56,6 +56,8 @@ export interface BundleReconcilerOptions {
   tmpDir?: string;
   /** Largest artifact accepted from a source (default 256 MiB). */
   maxArtifactBytes?: number;
+  /** Upper bound on one fetch, whatever spec.source.timeout says (default: no bound beyond the spec's). */
+  maxFetchTimeoutMs?: number;
   /** Wait before looking again at an app that is missing or not ready (default 10 s). */
   dependencyRequeueMs?: number;
   now?: () => Date;
@@ -381,7 +383,10 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
       source: bundle.spec.source,
       destination: join(work, 'fetched'),
       maxBytes: this.opts.maxArtifactBytes ?? DEFAULT_MAX_ARTIFACT_BYTES,
-      timeoutMs: parseDuration(bundle.spec.source.timeout ?? '5m') || 300_000,
+      timeoutMs: Math.min(
+        parseDuration(bundle.spec.source.timeout ?? '5m') || 300_000,
+        this.opts.maxFetchTimeoutMs ?? Number.POSITIVE_INFINITY,
+      ),
       signal: ctx.signal,
       ...(await this.sourceCredentials(bundle)),
     };
