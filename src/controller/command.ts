@@ -30,17 +30,20 @@ import { BundleReconciler, appKeyForBundle } from './bundle/reconciler.js';
 import { ChannelReconciler, appKeyForChannel, channelKeysForBundle } from './channel/reconciler.js';
 import { RootPublisher } from './index-publisher.js';
 import { Manager, type ControllerSpec } from './manager.js';
+import { createControllerDomainMetrics, type ControllerDomainMetrics } from './metrics.js';
 
 export interface ControllerDeps {
   client: ObjectClient;
   recorder: EventRecorder;
   store: ObjectStore;
   config: Pick<ControllerConfig, 's3' | 'artifactMaxBytes' | 'fetchTimeoutMs'>;
+  metrics?: ControllerDomainMetrics;
 }
 
 /** The three controllers and how events of one kind enqueue the others. */
 export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
   const { client, recorder, store } = deps;
+  const metrics = deps.metrics ? { metrics: deps.metrics } : {};
   const storagePrefix = deps.config.s3.prefix;
   const root = new RootPublisher(store, new StorageLayout(storagePrefix).rootKey());
   const channelsOfApp = (app: KubeObject, channels: LiveUpdateChannel[]): ReturnType<typeof keyOf>[] =>
@@ -49,7 +52,7 @@ export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
     {
       name: 'liveupdateapp',
       forType: APP_RESOURCE,
-      reconciler: new AppReconciler({ client, recorder, store, storagePrefix, root }),
+      reconciler: new AppReconciler({ client, recorder, store, storagePrefix, root, ...metrics }),
       watches: [
         { type: CHANNEL_RESOURCE, mapFn: (o) => appKeyForChannel(o as LiveUpdateChannel) },
         { type: BUNDLE_RESOURCE, mapFn: (o) => appKeyForBundle(o as LiveUpdateBundle) },
@@ -85,6 +88,7 @@ export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
         storagePrefix,
         maxArtifactBytes: deps.config.artifactMaxBytes,
         maxFetchTimeoutMs: deps.config.fetchTimeoutMs,
+        ...metrics,
       }),
       watches: [
         // an app becoming ready (key, storage) unblocks its bundles
@@ -178,7 +182,9 @@ export async function runWithConfig(
         }
       : {}),
   });
-  for (const c of buildControllers({ client, recorder, store, config })) manager.add(c);
+  const domainMetrics = createControllerDomainMetrics(registry);
+  for (const c of buildControllers({ client, recorder, store, config, metrics: domainMetrics }))
+    manager.add(c);
 
   const admin = new AdminServer({
     host: config.adminAddr.host,

@@ -1,3 +1,5 @@
+import { Registry } from 'prom-client';
+import { createControllerDomainMetrics } from '../metrics.js';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import {
   APP_RESOURCE,
@@ -23,8 +25,10 @@ function setup() {
   const client = new FakeObjectClient();
   const recorder = new FakeEventRecorder();
   const store = new MemoryObjectStore();
-  const reconciler = new AppReconciler({ client, recorder, store, storagePrefix: 'lu' });
-  return { client, recorder, store, reconciler };
+  const registry = new Registry();
+  const metrics = createControllerDomainMetrics(registry);
+  const reconciler = new AppReconciler({ client, recorder, store, storagePrefix: 'lu', metrics });
+  return { client, recorder, store, reconciler, registry };
 }
 
 const appOf = (client: FakeObjectClient, name = 'demo') =>
@@ -289,7 +293,7 @@ describe('AppReconciler', () => {
   });
 
   it('writes a new revision only when the content changes', async () => {
-    const { client, store, reconciler } = setup();
+    const { client, store, reconciler, registry } = setup();
     seedApp(client, 'demo');
     await readyBundle(client, store, 'demo-1-0-0', '1.0.0');
     await readyBundle(client, store, 'demo-1-1-0', '1.1.0');
@@ -310,6 +314,9 @@ describe('AppReconciler', () => {
     expect(index.channels[0]!.bundle).toBe('demo-1-1-0');
     expect(appOf(client).status?.index?.revision).toBe(2);
     expect((await readJson<ReleaseRoot>(store, 'lu/root.json')).apps[0]!.revision).toBe(2);
+    const text = await registry.metrics();
+    expect(text).toContain(`liveupdate_release_index_publishes_total{namespace="${NS}",app="demo"} 2`);
+    expect(text).toContain(`liveupdate_release_index_revision{namespace="${NS}",app="demo"} 2`);
   });
 
   it('never lets the revision go back when the index object was lost', async () => {

@@ -24,6 +24,7 @@ import { StallingError, TransientError } from '../common/errors.js';
 import { reconcileObject, type KindSteps, type StepContext, type StepsResult } from '../common/reconcile.js';
 import { layoutForApp } from '../common/layout.js';
 import { readSigningKey } from '../common/secrets.js';
+import type { ControllerDomainMetrics } from '../metrics.js';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler.js';
 import {
   MissingObjectError,
@@ -43,6 +44,7 @@ export interface AppReconcilerOptions {
   storagePrefix?: string;
   /** Shared by every app reconciler of the process (root document writes are serialized through it). */
   root?: RootPublisher;
+  metrics?: ControllerDomainMetrics;
   now?: () => Date;
 }
 
@@ -235,6 +237,7 @@ export class AppReconciler implements Reconciler, KindSteps<LiveUpdateApp, LiveU
     );
     if (published.written) {
       ctx.log.info({ revision: index.revision, digest: published.digest }, 'release index published');
+      this.opts.metrics?.indexPublished(app.metadata.namespace ?? '', app.metadata.name, index.revision);
       if (previousRevision !== index.revision) {
         this.opts.recorder.event(
           app,

@@ -17,6 +17,8 @@ import { findCondition } from '../common/conditions.js';
 import { FakeEventRecorder, FakeObjectClient } from '../common/testing/fake-client.js';
 import { NS, ctx, seedApp, seedBundle, seedChannel, seedSecret, webZip } from '../common/testing/fixtures.js';
 import { StallingError, TransientError } from '../common/errors.js';
+import { Registry } from 'prom-client';
+import { createControllerDomainMetrics, type ControllerDomainMetrics } from '../metrics.js';
 import { BundleReconciler, parseDuration } from './reconciler.js';
 import type { ArtifactFetcher, FetchRequest, FetchedArtifact } from './fetch.js';
 
@@ -43,7 +45,9 @@ class FakeFetcher implements ArtifactFetcher {
 
 const signingKey = generateSigningKey();
 
-function setup(opts: { encrypted?: boolean; maxFetchTimeoutMs?: number } = {}) {
+function setup(
+  opts: { encrypted?: boolean; maxFetchTimeoutMs?: number; metrics?: ControllerDomainMetrics } = {},
+) {
   const client = new FakeObjectClient();
   const recorder = new FakeEventRecorder();
   const store = new MemoryObjectStore();
@@ -55,6 +59,7 @@ function setup(opts: { encrypted?: boolean; maxFetchTimeoutMs?: number } = {}) {
     fetcher,
     storagePrefix: 'lu',
     ...(opts.maxFetchTimeoutMs !== undefined ? { maxFetchTimeoutMs: opts.maxFetchTimeoutMs } : {}),
+    ...(opts.metrics ? { metrics: opts.metrics } : {}),
   });
   if (opts.encrypted !== false) {
     seedSecret(client, 'demo-key', { 'private.pem': signingKey.privateKeyPem });
@@ -206,6 +211,23 @@ describe('BundleReconciler', () => {
     await bounded.reconciler.reconcile(key, ctx());
     expect(unbounded.fetcher.timeouts).toEqual([300_000]);
     expect(bounded.fetcher.timeouts).toEqual([20_000]);
+  });
+
+  it('counts fetches and stored artifacts in the liveupdate_* metrics', async () => {
+    const registry = new Registry();
+    const { client, fetcher, reconciler } = setup({ metrics: createControllerDomainMetrics(registry) });
+    fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', await webZip());
+    seedBundle(client, 'demo-1-0-0');
+    await reconciler.reconcile(key, ctx());
+    const size = bundleOf(client).status!.artifact!.size;
+    const text = await registry.metrics();
+    expect(text).toContain(`liveupdate_artifacts_stored_total{namespace="${key.namespace}",app="demo"} 1`);
+    expect(text).toContain(
+      `liveupdate_artifact_stored_bytes_total{namespace="${key.namespace}",app="demo"} ${size}`,
+    );
+    expect(text).toContain(
+      'liveupdate_artifact_fetch_duration_seconds_count{source="http",result="success"} 1',
+    );
   });
 
   it('packs a tar.gz of a build directory into a zip', async () => {

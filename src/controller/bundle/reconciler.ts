@@ -42,6 +42,7 @@ import {
 import { readSecret, readSigningKey } from '../common/secrets.js';
 import { layoutForApp } from '../common/layout.js';
 import { readIndex } from '../index-publisher.js';
+import type { ControllerDomainMetrics } from '../metrics.js';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler.js';
 import { prepareArtifact, storeArtifact, verifyStored } from './artifact.js';
 import { SourceFetcher, type ArtifactFetcher, type FetchRequest } from './fetch.js';
@@ -58,6 +59,7 @@ export interface BundleReconcilerOptions {
   maxArtifactBytes?: number;
   /** Upper bound on one fetch, whatever spec.source.timeout says (default: no bound beyond the spec's). */
   maxFetchTimeoutMs?: number;
+  metrics?: ControllerDomainMetrics;
   /** Wait before looking again at an app that is missing or not ready (default 10 s). */
   dependencyRequeueMs?: number;
   now?: () => Date;
@@ -285,6 +287,7 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
           throw error;
         },
       );
+      this.opts.metrics?.artifactStored(appRef.namespace, appRef.name, prepared.storedSize);
       const artifact: Artifact = {
         revision,
         objectKey: stored.objectKey,
@@ -390,7 +393,16 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
       signal: ctx.signal,
       ...(await this.sourceCredentials(bundle)),
     };
-    return this.fetcher.fetch(request);
+    const started = performance.now();
+    const source = bundle.spec.source.s3 ? 's3' : 'http';
+    try {
+      const fetched = await this.fetcher.fetch(request);
+      this.opts.metrics?.artifactFetched(source, 'success', (performance.now() - started) / 1000);
+      return fetched;
+    } catch (error) {
+      this.opts.metrics?.artifactFetched(source, 'error', (performance.now() - started) / 1000);
+      throw error;
+    }
   }
 
   /** Credentials and CA from the Secrets the source names; a missing Secret or key stalls. */
