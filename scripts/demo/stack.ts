@@ -137,6 +137,13 @@ export interface StackOptions {
   readonly logLevel?: string;
 }
 
+export interface ControllerOptions {
+  /** Leader-election identity (default `demo-controller-0`); a custom one also names the log file. */
+  readonly podName?: string;
+  /** The controller's LIVEUPDATE_S3_ENDPOINT, when not the environment's S3 (e.g. a fault-injecting proxy). */
+  readonly s3Endpoint?: string;
+}
+
 /** Everything that runs: the two components, the artifact server, and the addresses devices use. */
 export class Stack {
   readonly kube: KubeClient;
@@ -247,9 +254,13 @@ export class Stack {
     };
   }
 
-  private async spawnComponent(name: Component['name'], env: NodeJS.ProcessEnv): Promise<Component> {
+  private async spawnComponent(
+    name: Component['name'],
+    env: NodeJS.ProcessEnv,
+    logName: string = name,
+  ): Promise<Component> {
     await mkdir(this.options.logDir, { recursive: true });
-    const logPath = join(this.options.logDir, `${name}.log`);
+    const logPath = join(this.options.logDir, `${logName}.log`);
     const log = openSync(logPath, 'a');
     const args = ['--import', 'tsx', MAIN, name];
     let child: ChildProcess;
@@ -269,21 +280,32 @@ export class Stack {
     return new Component(name, child, logPath);
   }
 
-  /** Starts the controller (leader-elected, as in the chart) and waits until its admin server says ready. */
-  async startController(): Promise<void> {
+  /**
+   * Starts a controller (leader-elected, as in the chart) and waits until its admin server says ready (a standby
+   * is ready too). It becomes `this.controller`; several may run side by side with distinct `podName`s.
+   */
+  async startController(options: ControllerOptions = {}): Promise<Component> {
     const adminPort = await freePort();
     this.controllerAdminUrl = `http://127.0.0.1:${adminPort}`;
     const namespace = this.options.namespace || 'default';
-    this.controller = await this.spawnComponent('controller', {
-      KUBECONFIG: this.options.env.kubeconfigPath,
-      LIVEUPDATE_ADMIN_ADDR: `127.0.0.1:${adminPort}`,
-      LIVEUPDATE_LEADER_ELECT: 'true',
-      LIVEUPDATE_LEASE_NAMESPACE: namespace,
-      LIVEUPDATE_POD_NAME: 'demo-controller-0',
-      LIVEUPDATE_WATCH_NAMESPACE: this.options.namespace,
-      LIVEUPDATE_SHUTDOWN_GRACE_SECONDS: '5',
-    });
-    await this.waitReady(this.controller, `${this.controllerAdminUrl}/readyz`);
+    const podName = options.podName ?? 'demo-controller-0';
+    const controller = await this.spawnComponent(
+      'controller',
+      {
+        KUBECONFIG: this.options.env.kubeconfigPath,
+        LIVEUPDATE_ADMIN_ADDR: `127.0.0.1:${adminPort}`,
+        LIVEUPDATE_LEADER_ELECT: 'true',
+        LIVEUPDATE_LEASE_NAMESPACE: namespace,
+        LIVEUPDATE_POD_NAME: podName,
+        LIVEUPDATE_WATCH_NAMESPACE: this.options.namespace,
+        LIVEUPDATE_SHUTDOWN_GRACE_SECONDS: '5',
+        ...(options.s3Endpoint !== undefined ? { LIVEUPDATE_S3_ENDPOINT: options.s3Endpoint } : {}),
+      },
+      options.podName === undefined ? 'controller' : `controller-${podName}`,
+    );
+    this.controller = controller;
+    await this.waitReady(controller, `${this.controllerAdminUrl}/readyz`);
+    return controller;
   }
 
   /** Starts the update service (polling the release root every second) and waits until it listens. */

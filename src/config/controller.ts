@@ -91,7 +91,8 @@ export const CONTROLLER_OPTIONS = {
   fetchTimeoutSeconds: {
     env: ['LIVEUPDATE_FETCH_TIMEOUT_SECONDS'],
     flag: 'fetch-timeout-seconds',
-    description: 'upper bound on the timeout of one artifact fetch (a bundle\'s spec.source.timeout may only lower it)',
+    description:
+      "upper bound on the timeout of one artifact fetch (a bundle's spec.source.timeout may only lower it)",
     default: 300,
     parse: int(1, 86_400),
   } satisfies OptionSpec<number>,
