@@ -1,4 +1,8 @@
-import { collectionPath, isRetryable, objectPath, toApiError } from './rest.js';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { RestClientMetrics, createRegistry } from '../observability/metrics.js';
+import { RestClient, collectionPath, isRetryable, objectPath, toApiError } from './rest.js';
 import { KubeApiError, type ResourceType } from './types.js';
 
 const CM: ResourceType = {
@@ -72,5 +76,91 @@ describe('toApiError', () => {
     expect(isRetryable(new KubeApiError('Unavailable', 0, ''))).toBe(true);
     expect(isRetryable(new KubeApiError('Invalid', 422, ''))).toBe(false);
     expect(isRetryable(new Error('x'))).toBe(false);
+  });
+});
+
+describe('request metrics', () => {
+  let server: Server;
+  let base = '';
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      if (url.pathname === '/drop') {
+        req.socket.destroy();
+        return;
+      }
+      if (url.searchParams.get('watch') === 'true') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"type":"ADDED","object":{}}\n');
+        return;
+      }
+      const code = url.pathname === '/missing' ? 404 : req.method === 'POST' ? 201 : 200;
+      res
+        .writeHead(code, { 'content-type': 'application/json' })
+        .end(code === 404 ? '{"kind":"Status"}' : '{}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  // RestClient only needs the server address and (here, no) credentials from the kubeconfig
+  const kubeConfig = (): KubeConfig =>
+    ({
+      getCurrentCluster: () => ({ server: base }),
+      applyToHTTPSOptions: async () => {},
+    }) as unknown as KubeConfig;
+
+  it('counts every request by HTTP method and status code, a watch as GET, a failed connection as <error>', async () => {
+    const registry = createRegistry({ defaultMetrics: false });
+    const metrics = new RestClientMetrics(registry);
+    const client = new RestClient(kubeConfig(), { onRequest: metrics.observe });
+    try {
+      await client.request('GET', '/ok');
+      await client.request('GET', '/ok');
+      await client.request('POST', '/ok', { body: {} });
+      await expect(client.request('GET', '/missing')).rejects.toMatchObject({ reason: 'NotFound' });
+      await expect(client.request('DELETE', '/drop')).rejects.toMatchObject({ reason: 'Unavailable' });
+      const lines: string[] = [];
+      await client.stream('/w', {}, (l) => lines.push(l), new AbortController().signal);
+      expect(lines).toHaveLength(1);
+    } finally {
+      client.close();
+    }
+    const values = (await metrics.requests.get()).values.map((v) => [
+      v.labels['method'],
+      v.labels['code'],
+      v.value,
+    ]);
+    expect(values).toEqual(
+      expect.arrayContaining([
+        ['GET', '200', 3],
+        ['POST', '201', 1],
+        ['GET', '404', 1],
+        ['DELETE', '<error>', 1],
+      ]),
+    );
+    expect(values).toHaveLength(4);
+    expect(client.totalRequests()).toBe(6);
+    const text = await registry.metrics();
+    expect(text).toContain('rest_client_requests_total{method="GET",code="200"} 3');
+  });
+
+  it('never lets a failing hook break a request', async () => {
+    const client = new RestClient(kubeConfig(), {
+      onRequest: () => {
+        throw new Error('broken hook');
+      },
+    });
+    try {
+      await expect(client.request('GET', '/ok')).resolves.toEqual({});
+    } finally {
+      client.close();
+    }
   });
 });

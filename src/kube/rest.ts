@@ -23,6 +23,11 @@ export interface RestClientOptions {
   /** Default per-request timeout. */
   timeoutMs?: number;
   userAgent?: string;
+  /**
+   * Called once per request when its outcome is known: the HTTP method (a watch is a GET) and the status code, or
+   * `<error>` when no response came (connection failure, timeout, abort), as client-go's request metric labels them.
+   */
+  onRequest?: (method: string, code: string) => void;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -35,6 +40,7 @@ export class RestClient {
   private agent: http.Agent | undefined;
   private readonly timeoutMs: number;
   private readonly userAgent: string;
+  private readonly onRequest: ((method: string, code: string) => void) | undefined;
 
   constructor(
     private readonly kc: KubeConfig,
@@ -46,6 +52,7 @@ export class RestClient {
     this.isHttps = this.server.protocol === 'https:';
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.userAgent = opts.userAgent ?? 'liveupdate-operator';
+    this.onRequest = opts.onRequest;
   }
 
   totalRequests(): number {
@@ -135,6 +142,7 @@ export class RestClient {
     streaming = false,
   ): Promise<{ response: http.IncomingMessage; signal: AbortSignal; done: () => void }> {
     this.requestCounts.set(method, (this.requestCounts.get(method) ?? 0) + 1);
+    const httpMethod = method === 'WATCH' ? 'GET' : method;
     const ctl = new AbortController();
     const timer = setTimeout(
       () => ctl.abort(new KubeApiError('Timeout', 0, `${method} ${path}: timed out after ${timeoutMs} ms`)),
@@ -170,7 +178,7 @@ export class RestClient {
       const mod = this.isHttps ? https : http;
       const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
         const req = mod.request(url, {
-          method: method === 'WATCH' ? 'GET' : method,
+          method: httpMethod,
           headers,
           agent: this.agent,
           signal: ctl.signal,
@@ -182,11 +190,22 @@ export class RestClient {
       });
       // a watch may stay open for minutes: the timeout only covers connecting and the response headers
       if (streaming) clearTimeout(timer);
+      this.observe(httpMethod, String(response.statusCode ?? 0));
       return { response, signal: ctl.signal, done };
     } catch (err) {
       done();
+      this.observe(httpMethod, '<error>');
       if (err instanceof KubeApiError) throw err;
       throw new KubeApiError('Unavailable', 0, `${method} ${path}: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+
+  /** A metrics hook must never break a request. */
+  private observe(method: string, code: string): void {
+    try {
+      this.onRequest?.(method, code);
+    } catch {
+      // ignored
     }
   }
 

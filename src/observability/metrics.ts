@@ -156,6 +156,28 @@ export class LeaderElectionMetrics {
   }
 }
 
+/**
+ * rest_client_requests_total{method,code}: every request to the API server by HTTP method (a watch counts as GET)
+ * and status code (`<error>` when no response came), as client-go registers it for controller-runtime. Wire it with
+ * `new RestClient(kc, { onRequest: m.observe })`.
+ */
+export class RestClientMetrics {
+  readonly requests: Counter<'method' | 'code'>;
+
+  constructor(registry: Registry) {
+    this.requests = new Counter({
+      name: 'rest_client_requests_total',
+      help: 'Number of HTTP requests, partitioned by status code and method.',
+      labelNames: ['method', 'code'],
+      registers: [registry],
+    });
+  }
+
+  readonly observe = (method: string, code: string): void => {
+    this.requests.inc({ method, code });
+  };
+}
+
 /** All runtime metrics of one process, created once on its registry. */
 export interface RuntimeMetrics {
   registry: Registry;

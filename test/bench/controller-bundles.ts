@@ -1,0 +1,417 @@
+/**
+ * Controller benchmark of issue 4 (`npm run bench -- controller-bundles`): the real controller process (the Stack of
+ * scripts/demo: kube-apiserver + etcd + versitygw, CRDs, bucket, namespace, `src/main.ts controller` as a child
+ * process configured like the Helm chart) gets N LiveUpdateBundles (default 500, BENCH_BUNDLES) with small distinct
+ * zips (test/fixtures/webapp plus one varying file) applied at once, 20 creates in flight, served by the Stack's
+ * artifact server. One key Secret and one LiveUpdateApp; no channel (a bundle becomes Ready without one).
+ *   - measured: time from the first create until all N are Ready (kstatus Current, listed every second), bundles/s,
+ *     reconciles and reconciles/s (controller_runtime_reconcile_total scraped from the controller's /metrics),
+ *     API requests in total and per reconcile (rest_client_requests_total), peak controller RSS (VmHWM of the child
+ *     in /proc), objects in the bucket at the end;
+ *   - baseline (same run, same servers): this process doing the raw I/O of the same work with the same concurrency,
+ *     nothing else: GET each zip from the artifact server, PUT an object of the stored (encrypted) size to S3, create
+ *     the LiveUpdateBundle in a namespace the controller does not watch. The ratio shows the controller's overhead
+ *     (fetch, validate, encrypt, sign, verify the stored object, status writes, index publishing, queueing).
+ * Figures only, no assertions. BENCH_TIMEOUT_S bounds the wait for Ready (default 1200 s).
+ */
+import { randomBytes } from 'node:crypto';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  API_VERSION,
+  APP_RESOURCE,
+  BUNDLE_RESOURCE,
+  SECRET_RESOURCE,
+  type LiveUpdateApp,
+  type LiveUpdateBundle,
+} from '../../src/api/v1alpha1/index.js';
+import { generateSigningKey, packDirectory } from '../../src/bundle/index.js';
+import { KubeClient } from '../../src/kube/client.js';
+import { loadKubeConfig } from '../../src/kube/config.js';
+import type { KubeObject } from '../../src/kube/types.js';
+import { isReady } from '../../scripts/demo/journey.js';
+import { REPO, Stack } from '../../scripts/demo/stack.js';
+import { startEnvironment } from '../env/environment.js';
+
+const N = Number(process.env['BENCH_BUNDLES'] ?? 500);
+const TIMEOUT_MS = Number(process.env['BENCH_TIMEOUT_S'] ?? 1200) * 1000;
+const IN_FLIGHT = 20;
+const NAMESPACE = 'bench-bundles';
+const BASELINE_NAMESPACE = 'bench-bundles-baseline';
+const APP = 'bench-app';
+const KEY_SECRET = 'bench-app-signing-key';
+const BASELINE_PREFIX = 'bench-baseline/';
+
+interface Zip {
+  readonly path: string;
+  readonly body: Buffer;
+  readonly sha256: string;
+}
+
+/** Runs `fn` over 0..n-1 with at most `limit` calls in flight. */
+async function pool(n: number, limit: number, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, n) }, async () => {
+      while (next < n) await fn(next++);
+    }),
+  );
+}
+
+/** The fixture web build with one file that differs per bundle, so every zip (and stored object) is distinct. */
+async function packZips(n: number, workDir: string): Promise<Zip[]> {
+  const dir = join(workDir, 'web');
+  await cp(join(REPO, 'test/fixtures/webapp'), dir, { recursive: true });
+  const zips: Zip[] = [];
+  for (let i = 0; i < n; i++) {
+    await writeFile(join(dir, 'build.txt'), `bench build ${i}\n`);
+    const zipPath = join(workDir, 'web.zip');
+    const result = await packDirectory(dir, zipPath);
+    zips.push({ path: `/bench/${i}/web.zip`, body: await readFile(zipPath), sha256: result.sha256 });
+  }
+  return zips;
+}
+
+/** Sums of every sample of the named metrics in a Prometheus text exposition, by metric and by one label. */
+function parseMetrics(text: string): Map<string, number> {
+  const sums = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+)(\{([^}]*)\})? ([0-9.eE+-]+)$/.exec(line);
+    if (!m) continue;
+    const [, name, , labels, value] = m;
+    const v = Number(value);
+    sums.set(name!, (sums.get(name!) ?? 0) + v);
+    for (const label of ['controller', 'method', 'code', 'result']) {
+      const lm = new RegExp(`${label}="([^"]*)"`).exec(labels ?? '');
+      if (lm) sums.set(`${name}|${label}=${lm[1]}`, (sums.get(`${name}|${label}=${lm[1]}`) ?? 0) + v);
+    }
+  }
+  return sums;
+}
+
+async function scrape(adminUrl: string): Promise<Map<string, number>> {
+  const res = await fetch(`${adminUrl}/metrics`);
+  if (res.status !== 200) throw new Error(`GET ${adminUrl}/metrics: ${res.status}`);
+  return parseMetrics(await res.text());
+}
+
+/** VmHWM (peak) and VmRSS of a process, in bytes. */
+async function procMemory(pid: number): Promise<{ hwm: number; rss: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string): number =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+  return { hwm: kb('VmHWM') * 1024, rss: kb('VmRSS') * 1024 };
+}
+
+/** CPU seconds (user + system) a process has used; /proc/<pid>/stat counts in USER_HZ ticks (100 on Linux). */
+async function procCpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function bundleManifest(
+  name: string,
+  namespace: string,
+  version: string,
+  url: string,
+  sha256: string,
+): LiveUpdateBundle {
+  return {
+    apiVersion: API_VERSION,
+    kind: 'LiveUpdateBundle',
+    metadata: { name, namespace },
+    spec: { app: APP, version, source: { http: { url } }, digest: `sha256:${sha256}` },
+  };
+}
+
+const mib = (b: number): string => (b / 2 ** 20).toFixed(0);
+const delta = (after: Map<string, number>, before: Map<string, number>, key: string): number =>
+  (after.get(key) ?? 0) - (before.get(key) ?? 0);
+
+async function main(): Promise<void> {
+  const env = await startEnvironment({ handleSignals: true });
+  const workDir = await mkdtemp(join(tmpdir(), 'liveupdate-bench-bundles-'));
+  const logDir = join(workDir, 'logs');
+  const stack = new Stack({ env, logDir, namespace: NAMESPACE });
+  let memTimer: NodeJS.Timeout | undefined;
+  let keepWorkDir = false;
+  try {
+    await stack.installCrds();
+    await stack.ensureNamespace(NAMESPACE);
+    await stack.ensureNamespace(BASELINE_NAMESPACE);
+    await stack.createBucket();
+    await stack.artifacts.start();
+    await stack.startController();
+    const pid = stack.controller!.child.pid!;
+    const adminUrl = stack.controllerAdminUrl;
+    const kube = stack.kube;
+
+    // the app and its key, Ready before the burst (what is measured is the bundles)
+    const key = generateSigningKey();
+    await kube.create(SECRET_RESOURCE, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: KEY_SECRET, namespace: NAMESPACE },
+      stringData: { 'private.pem': key.privateKeyPem },
+    } as KubeObject & { stringData: Record<string, string> });
+    await kube.create(APP_RESOURCE, {
+      apiVersion: API_VERSION,
+      kind: 'LiveUpdateApp',
+      metadata: { name: APP, namespace: NAMESPACE },
+      spec: {
+        appId: 'dev.liveupdate.bench',
+        signingKey: { secretName: KEY_SECRET, key: 'private.pem' },
+        encryptByDefault: true,
+      },
+    } as LiveUpdateApp);
+    for (const deadline = Date.now() + 60_000; ;) {
+      stack.assertRunning();
+      const app = await kube.get<LiveUpdateApp>(APP_RESOURCE, { namespace: NAMESPACE, name: APP });
+      if (isReady(app)) break;
+      if (Date.now() > deadline) throw new Error(`LiveUpdateApp not Ready: ${JSON.stringify(app.status)}`);
+      await sleep(200);
+    }
+
+    const tPack = performance.now();
+    const zips = await packZips(N, workDir);
+    const packMs = performance.now() - tPack;
+    for (const z of zips) stack.artifacts.routes.set(z.path, z.body);
+    const zipBytes = zips.reduce((s, z) => s + z.body.length, 0);
+
+    // settle, then measure
+    await sleep(2_000);
+    const before = await scrape(adminUrl);
+    const memBefore = await procMemory(pid);
+    const cpuBefore = await procCpuSeconds(pid);
+    let peakRss = memBefore.rss;
+    memTimer = setInterval(() => {
+      procMemory(pid).then(
+        (m) => (peakRss = Math.max(peakRss, m.rss)),
+        () => undefined,
+      );
+    }, 100);
+
+    const writer = new KubeClient(loadKubeConfig(env.kubeconfigPath), { fieldManager: 'bench-writer' });
+    const t0 = performance.now();
+    await pool(N, IN_FLIGHT, async (i) => {
+      const z = zips[i]!;
+      await writer.create(
+        BUNDLE_RESOURCE,
+        bundleManifest(`b-${i}`, NAMESPACE, `1.0.${i + 1}`, stack.artifacts.url(z.path), z.sha256),
+      );
+    });
+    const createMs = performance.now() - t0;
+
+    let readyMs = 0;
+    let lastReport = 0;
+    let bundles: LiveUpdateBundle[] = [];
+    for (;;) {
+      stack.assertRunning();
+      bundles = await kube.list<LiveUpdateBundle>(BUNDLE_RESOURCE, NAMESPACE);
+      const ready = bundles.filter(isReady).length;
+      const stalled = bundles.filter((b) =>
+        b.status?.conditions?.some((c) => c.type === 'Stalled' && c.status === 'True'),
+      );
+      const now = performance.now() - t0;
+      if (ready === N) {
+        readyMs = now;
+        break;
+      }
+      if (now - lastReport > 30_000) {
+        lastReport = now;
+        console.log(`  ${(now / 1000).toFixed(0)} s: ${ready}/${N} Ready, ${stalled.length} Stalled`);
+      }
+      if (stalled.length > 0) {
+        const c = stalled[0]!.status?.conditions?.find((x) => x.type === 'Ready');
+        throw new Error(
+          `${stalled.length} bundles Stalled, e.g. ${stalled[0]!.metadata.name}: ${c?.reason} ${c?.message}`,
+        );
+      }
+      if (now > TIMEOUT_MS) throw new Error(`only ${ready}/${N} Ready after ${TIMEOUT_MS / 1000} s`);
+      await sleep(1_000);
+    }
+    const atReady = await scrape(adminUrl);
+    const cpuAtReady = await procCpuSeconds(pid);
+
+    // let the work the burst caused drain (index publishing, echo events) for the totals
+    const tSettle = performance.now();
+    let settled = atReady;
+    for (let stable = 0; stable < 3 && performance.now() - tSettle < 180_000;) {
+      await sleep(1_000);
+      const m = await scrape(adminUrl);
+      const idle =
+        (m.get('workqueue_depth') ?? 0) === 0 &&
+        (m.get('controller_runtime_active_workers') ?? 0) === 0 &&
+        m.get('controller_runtime_reconcile_total') === settled.get('controller_runtime_reconcile_total');
+      stable = idle ? stable + 1 : 0;
+      settled = m;
+    }
+    const settleMs = performance.now() - tSettle;
+    clearInterval(memTimer);
+    memTimer = undefined;
+    const memEnd = await procMemory(pid);
+    const cpuEnd = await procCpuSeconds(pid);
+    const peakHwm = Math.max(peakRss, memEnd.hwm);
+
+    const s3 = stack.s3Client();
+    const listKeys = async (prefix: string): Promise<{ count: number; bytes: number }> => {
+      let count = 0;
+      let bytes = 0;
+      for await (const o of s3.listObjectsV2(stack.bucket, prefix, true) as AsyncIterable<{
+        size?: number;
+      }>) {
+        count++;
+        bytes += o.size ?? 0;
+      }
+      return { count, bytes };
+    };
+    const stored = await listKeys('');
+    // what one uncached LIST of the namespace's bundles costs the controller (JSON bytes it reads and parses)
+    const listBytes = JSON.stringify(await kube.list<LiveUpdateBundle>(BUNDLE_RESOURCE, NAMESPACE)).length;
+
+    // baseline: the same raw I/O with the same concurrency, from this process
+    const sizes = new Map(bundles.map((b) => [b.metadata.name, b.status?.artifact?.size ?? 0]));
+    const baseWriter = new KubeClient(loadKubeConfig(env.kubeconfigPath), { fieldManager: 'bench-baseline' });
+    const t1 = performance.now();
+    await pool(N, IN_FLIGHT, async (i) => {
+      const z = zips[i]!;
+      const res = await fetch(stack.artifacts.url(z.path));
+      await res.arrayBuffer();
+      const body = randomBytes(sizes.get(`b-${i}`) || z.body.length);
+      await s3.putObject(stack.bucket, `${BASELINE_PREFIX}${i}`, body, body.length);
+      await baseWriter.create(
+        BUNDLE_RESOURCE,
+        bundleManifest(`b-${i}`, BASELINE_NAMESPACE, `1.0.${i + 1}`, stack.artifacts.url(z.path), z.sha256),
+      );
+    });
+    const baselineMs = performance.now() - t1;
+    const baselineRequests = baseWriter.rest.totalRequests();
+    writer.rest.close();
+    baseWriter.rest.close();
+
+    const recAtReady = delta(atReady, before, 'controller_runtime_reconcile_total');
+    const recTotal = delta(settled, before, 'controller_runtime_reconcile_total');
+    const reqAtReady = delta(atReady, before, 'rest_client_requests_total');
+    const reqTotal = delta(settled, before, 'rest_client_requests_total');
+    const perController = (m: Map<string, number>): Record<string, number> =>
+      Object.fromEntries(
+        ['liveupdatebundle', 'liveupdateapp', 'liveupdatechannel'].map((c) => [
+          c,
+          delta(m, before, `controller_runtime_reconcile_total|controller=${c}`),
+        ]),
+      );
+    const byMethod = Object.fromEntries(
+      ['GET', 'POST', 'PUT', 'PATCH', 'DELETE']
+        .map((m) => [m, delta(settled, before, `rest_client_requests_total|method=${m}`)] as const)
+        .filter(([, v]) => v > 0),
+    );
+    const errors = delta(settled, before, 'controller_runtime_reconcile_errors_total');
+    const meanReconcileMs = (c: string): string => {
+      const sum = delta(settled, before, `controller_runtime_reconcile_time_seconds_sum|controller=${c}`);
+      const count = delta(settled, before, `controller_runtime_reconcile_time_seconds_count|controller=${c}`);
+      return count > 0 ? ((sum / count) * 1000).toFixed(0) : '-';
+    };
+
+    const rows: [string, string, string][] = [
+      ['time to all Ready (s)', (readyMs / 1000).toFixed(1), (baselineMs / 1000).toFixed(1)],
+      ['  of which creating the bundles (s)', (createMs / 1000).toFixed(1), ''],
+      ['ratio to baseline', (readyMs / baselineMs).toFixed(1), '1.0'],
+      ['bundles/s', ((N / readyMs) * 1000).toFixed(1), ((N / baselineMs) * 1000).toFixed(1)],
+      ['reconciles until all Ready', String(recAtReady), ''],
+      ['  by controller (bundle/app/channel)', Object.values(perController(atReady)).join(' / '), ''],
+      ['reconciles/s until all Ready', ((recAtReady / readyMs) * 1000).toFixed(1), ''],
+      [`reconciles incl. settling (${(settleMs / 1000).toFixed(0)} s)`, String(recTotal), ''],
+      ['  by controller (bundle/app/channel)', Object.values(perController(settled)).join(' / '), ''],
+      ['reconcile errors', String(errors), ''],
+      [
+        'mean reconcile time, bundle / app (ms)',
+        `${meanReconcileMs('liveupdatebundle')} / ${meanReconcileMs('liveupdateapp')}`,
+        '',
+      ],
+      ['controller CPU until all Ready (s)', (cpuAtReady - cpuBefore).toFixed(1), ''],
+      ['controller CPU incl. settling (s)', (cpuEnd - cpuBefore).toFixed(1), ''],
+      ['API requests until all Ready', String(reqAtReady), ''],
+      ['API requests incl. settling', String(reqTotal), String(baselineRequests)],
+      [
+        '  by method',
+        Object.entries(byMethod)
+          .map(([m, v]) => `${m} ${v}`)
+          .join(', '),
+        '',
+      ],
+      ['API requests / reconcile', (reqTotal / recTotal).toFixed(2), ''],
+      ['API requests / bundle', (reqTotal / N).toFixed(2), (baselineRequests / N).toFixed(2)],
+      ['controller RSS before burst (MiB)', mib(memBefore.rss), ''],
+      ['peak controller RSS (MiB, VmHWM)', mib(peakHwm), ''],
+      ['controller RSS at the end (MiB)', mib(memEnd.rss), ''],
+      ['objects in the bucket', String(stored.count), String(N)],
+      ['bytes in the bucket (KiB)', (stored.bytes / 1024).toFixed(0), ''],
+      [`one LIST of the ${N} bundles (KiB of JSON)`, (listBytes / 1024).toFixed(0), ''],
+    ];
+    console.log(
+      `${N} LiveUpdateBundles, ${IN_FLIGHT} creates in flight, zips ${(zipBytes / N / 1024).toFixed(1)} KiB on average ` +
+        `(packed in ${(packMs / 1000).toFixed(1)} s, not timed); controller = real child process (pid ${pid})`,
+    );
+    console.log(
+      ['metric', 'controller', 'baseline (raw I/O)'].map((h, i) => h.padEnd(i === 0 ? 42 : 24)).join(''),
+    );
+    for (const r of rows) console.log(r.map((c, i) => c.padEnd(i === 0 ? 42 : 24)).join(''));
+    console.log(
+      JSON.stringify({
+        bench: 'controller-bundles',
+        bundles: N,
+        inFlight: IN_FLIGHT,
+        zipBytesAvg: Math.round(zipBytes / N),
+        readyMs: Math.round(readyMs),
+        createMs: Math.round(createMs),
+        baselineMs: Math.round(baselineMs),
+        ratio: Number((readyMs / baselineMs).toFixed(2)),
+        bundlesPerSec: Number(((N / readyMs) * 1000).toFixed(2)),
+        reconcilesAtReady: recAtReady,
+        reconcilesPerSec: Number(((recAtReady / readyMs) * 1000).toFixed(2)),
+        reconcilesTotal: recTotal,
+        reconcilesByController: perController(settled),
+        reconcileErrors: errors,
+        meanReconcileMs: {
+          liveupdatebundle: Number(meanReconcileMs('liveupdatebundle')),
+          liveupdateapp: Number(meanReconcileMs('liveupdateapp')),
+        },
+        controllerCpuSecondsAtReady: Number((cpuAtReady - cpuBefore).toFixed(2)),
+        controllerCpuSecondsTotal: Number((cpuEnd - cpuBefore).toFixed(2)),
+        apiRequestsAtReady: reqAtReady,
+        apiRequestsTotal: reqTotal,
+        apiRequestsByMethod: byMethod,
+        apiRequestsPerReconcile: Number((reqTotal / recTotal).toFixed(2)),
+        baselineApiRequests: baselineRequests,
+        controllerRssBeforeBytes: memBefore.rss,
+        controllerPeakRssBytes: peakHwm,
+        controllerRssEndBytes: memEnd.rss,
+        bucketObjects: stored.count,
+        bucketBytes: stored.bytes,
+        bundleListJsonBytes: listBytes,
+      }),
+    );
+  } catch (err) {
+    keepWorkDir = true;
+    const tail = await stack.controller?.tail(4000).catch(() => '');
+    console.error(
+      `controller log: ${join(logDir, 'controller.log')}${tail ? `\n--- tail ---\n${tail}` : ''}`,
+    );
+    throw err;
+  } finally {
+    if (memTimer) clearInterval(memTimer);
+    const stopped = await stack.stop();
+    console.log(
+      `stopped: ${Object.entries(stopped)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
+    await env.stop();
+    if (!keepWorkDir) await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+await main();
