@@ -183,7 +183,10 @@ export async function runWithConfig(
       : {}),
   });
   const domainMetrics = createControllerDomainMetrics(registry);
-  for (const c of buildControllers({ client, recorder, store, config, metrics: domainMetrics }))
+  // Reconcilers read their own kinds from the informer caches (as controller-runtime's default client does): a bundle
+  // reconcile no longer LISTs every bundle of the namespace from the API server. Writes and Secrets go to the API.
+  const reads = manager.cachedClient(client);
+  for (const c of buildControllers({ client: reads, recorder, store, config, metrics: domainMetrics }))
     manager.add(c);
 
   const admin = new AdminServer({
