@@ -37,9 +37,10 @@ export interface ObjectStore {
   /** Throws {@link ObjectNotFoundError} when the key does not exist. */
   stat(key: string, signal?: AbortSignal): Promise<ObjectInfo>;
   /** Returns null for 304 when `ifNoneMatch` equals the current ETag. Throws {@link ObjectNotFoundError}. */
+  /** `expectedSize` (e.g. from the release index) lets an implementation pick a path suited to large bodies. */
   get(
     key: string,
-    opts?: { range?: RangeSpec; ifNoneMatch?: string; signal?: AbortSignal },
+    opts?: { range?: RangeSpec; ifNoneMatch?: string; signal?: AbortSignal; expectedSize?: number },
   ): Promise<GetResult | null>;
   getBuffer(
     key: string,

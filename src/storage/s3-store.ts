@@ -6,12 +6,18 @@
  * `http(s).request`, and records the HTTP status so that errors can be classified (the client's S3Error keeps only
  * the XML code). The client's own retry is off: callers decide (the index cache polls again, devices retry
  * downloads on 503).
+ *
+ * Object GETs on a plain-HTTP endpoint with credentials take a leaner path ({@link rawGet}): a presigned URL fetched
+ * over a socket of its own that reads into large buffers (net's `onread`), so a 100 MiB bundle streams in a few
+ * hundred reads of up to 1 MiB instead of 1,600 reads of 64 KiB through the http client and its parser (the
+ * per-read cost, not the bytes, is what the service paid for; see test/bench/update-server.ts).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import type { Readable } from 'node:stream';
+import net from 'node:net';
+import { Readable } from 'node:stream';
 import { Client, S3Error } from 'minio';
 import {
   ObjectNotFoundError,
@@ -38,6 +44,12 @@ export interface S3StoreOptions {
   timeoutMs?: number;
   /** Endpoint devices reach for presigned URLs, when it differs from `endpoint` (default: same). */
   presignEndpoint?: string;
+  /**
+   * GETs whose caller expects at least this many bytes (`expectedSize`) take the streaming fast path (plain-HTTP
+   * endpoints with credentials only); smaller and unsized GETs (index polls, delta files) keep the pooled client.
+   * Default 1 MiB; 0 sends every GET down the fast path (tests).
+   */
+  largeGetMinBytes?: number;
 }
 
 interface CallContext {
@@ -77,11 +89,24 @@ export class S3ObjectStore implements ObjectStore {
   private readonly presignClient: Client;
   private readonly als = new AsyncLocalStorage<CallContext>();
   private readonly agents: http.Agent[] = [];
+  /** host/port of a plain-HTTP endpoint with credentials, where GETs take {@link rawGet}; else undefined. */
+  private readonly raw: { host: string; port: number; timeoutMs: number } | undefined;
+  private readonly largeGetMinBytes: number;
 
   constructor(opts: S3StoreOptions) {
     this.bucket = opts.bucket;
     this.region = opts.region ?? 'us-east-1';
     this.client = this.makeClient(opts.endpoint, opts);
+    const url = new URL(opts.endpoint);
+    this.raw =
+      url.protocol === 'http:' && opts.accessKeyId !== undefined && opts.secretAccessKey !== undefined
+        ? {
+            host: url.hostname.replace(/^\[|\]$/g, ''),
+            port: url.port ? Number(url.port) : 80,
+            timeoutMs: opts.timeoutMs ?? 10_000,
+          }
+        : undefined;
+    this.largeGetMinBytes = opts.largeGetMinBytes ?? 1024 * 1024;
     this.presignClient = opts.presignEndpoint ? this.makeClient(opts.presignEndpoint, opts) : this.client;
   }
 
@@ -189,8 +214,22 @@ export class S3ObjectStore implements ObjectStore {
 
   get(
     key: string,
-    opts: { range?: RangeSpec; ifNoneMatch?: string; signal?: AbortSignal } = {},
+    opts: { range?: RangeSpec; ifNoneMatch?: string; signal?: AbortSignal; expectedSize?: number } = {},
   ): Promise<GetResult | null> {
+    // One connection per GET, so only for bodies large enough that the streaming cost dominates the connect.
+    if (this.raw && (opts.expectedSize ?? 0) >= this.largeGetMinBytes) {
+      const raw = this.raw;
+      const ctx: CallContext = { signal: opts.signal };
+      return (async () => {
+        try {
+          opts.signal?.throwIfAborted();
+          const url = await this.client.presignedUrl('GET', this.bucket, key, 600);
+          return await rawGet(raw, url, key, opts, ctx);
+        } catch (err) {
+          throw this.classify(err, 'get', key, ctx, opts.signal);
+        }
+      })();
+    }
     return this.call('get', key, opts.signal, async () => {
       const headers: Record<string, string> = {};
       if (opts.range) headers['range'] = `bytes=${opts.range.start}-${opts.range.end ?? ''}`;
@@ -314,6 +353,230 @@ export class S3ObjectStore implements ObjectStore {
       this.presignClient.presignedGetObject(this.bucket, key, expirySeconds),
     );
   }
+}
+
+/**
+ * A body whose chunks are slices of reusable buffers: a consumer that calls `release(chunk)` once per chunk it got
+ * from a 'data' event, after it is done with it (a socket write's callback), lets the buffer be reused for later
+ * reads instead of garbage (100 MiB of short-lived buffers per bundle download cost more in GC than the copying).
+ * Calling it is optional; calling it early would corrupt data.
+ */
+export type ReleasableBody = Readable & { release?: (chunk: Buffer) => void };
+
+/** Largest response head accepted from the store, bytes. */
+const MAX_HEAD = 64 * 1024;
+/** Reads land in arenas of this size; a read gets the arena's free tail while at least MIN_READ bytes are left. */
+const ARENA = 1024 * 1024;
+const MIN_READ = 256 * 1024;
+/** Error bodies kept for their `<Code>`, bytes. */
+const MAX_ERROR_BODY = 64 * 1024;
+
+/**
+ * GET of a presigned URL on its own connection (`Connection: close`). The socket reads straight into slices of 1 MiB
+ * arenas (each slice is handed on as a chunk, never reused, so no copy); the body Readable applies backpressure by
+ * pausing the socket. Semantics match the minio path: 200/206 → body, 304 → null, other statuses → an S3Error with
+ * the XML `<Code>` (and `ctx.status`) for {@link S3ObjectStore.classify}; a body shorter than its Content-Length ends
+ * in an error, an idle socket after `timeoutMs`.
+ */
+function rawGet(
+  target: { host: string; port: number; timeoutMs: number },
+  presigned: string,
+  key: string,
+  opts: { range?: RangeSpec; ifNoneMatch?: string; signal?: AbortSignal },
+  ctx: CallContext,
+): Promise<GetResult | null> {
+  const url = new URL(presigned);
+  let head = `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nUser-Agent: liveupdate-operator\r\nConnection: close\r\n`;
+  if (opts.range) head += `Range: bytes=${opts.range.start}-${opts.range.end ?? ''}\r\n`;
+  if (opts.ifNoneMatch !== undefined) head += `If-None-Match: "${stripQuotes(opts.ifNoneMatch)}"\r\n`;
+  head += '\r\n';
+
+  return new Promise<GetResult | null>((resolve, reject) => {
+    // Arenas and how many chunks handed on from each are not released yet (see ReleasableBody). An arena is reused
+    // only once it is no longer read into and every chunk from it was released; chunks never released (a consumer
+    // that does not know about release, an aborted download) just leave their arena to the garbage collector.
+    const arenas = new Map<ArrayBufferLike, { buf: Buffer; out: number }>();
+    const free: Buffer[] = [];
+    const newArena = (): Buffer => {
+      const buf = free.pop() ?? Buffer.allocUnsafe(ARENA);
+      arenas.set(buf.buffer, { buf, out: 0 });
+      return buf;
+    };
+    let arena = newArena();
+    let arenaUsed = 0;
+    const nextBuffer = (): Buffer => {
+      if (ARENA - arenaUsed < MIN_READ) {
+        const retired = arenas.get(arena.buffer);
+        if (retired && retired.out === 0) {
+          arenas.delete(arena.buffer);
+          free.push(arena);
+        }
+        arena = newArena();
+        arenaUsed = 0;
+      }
+      return arena.subarray(arenaUsed);
+    };
+    const handedOn = (chunk: Buffer): void => {
+      const a = arenas.get(chunk.buffer);
+      if (a) a.out++;
+    };
+    const release = (chunk: Buffer): void => {
+      const a = arenas.get(chunk.buffer);
+      if (!a || a.out <= 0) return;
+      a.out--;
+      if (a.out === 0 && a.buf !== arena && free.length < 4) {
+        arenas.delete(a.buf.buffer);
+        free.push(a.buf);
+      }
+    };
+    let settled = false;
+    let headBytes: Buffer[] = [];
+    let headLength = 0;
+    /** Set once the head is parsed: what to do with body bytes. */
+    let sink: ((chunk: Buffer) => boolean) | undefined;
+    let onEof: (() => void) | undefined;
+    let body: Readable | undefined;
+
+    const fail = (err: Error): void => {
+      socket.destroy();
+      if (!settled) {
+        settled = true;
+        reject(err);
+      } else body?.destroy(err);
+    };
+    const onAbort = (): void =>
+      fail(opts.signal?.reason instanceof Error ? opts.signal.reason : new Error('aborted'));
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const cleanup = (): void => opts.signal?.removeEventListener('abort', onAbort);
+
+    const onHead = (buf: Buffer, end: number): void => {
+      const lines = buf.toString('latin1', 0, end).split('\r\n');
+      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '')?.[1] ?? NaN);
+      if (!Number.isInteger(status)) return fail(new Error(`S3 get ${key}: malformed response`));
+      ctx.status = status;
+      const h: Record<string, string> = {};
+      for (let i = 1; i < lines.length; i++) {
+        const line = lines[i]!;
+        const colon = line.indexOf(':');
+        if (colon > 0) h[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+      }
+      const rest = buf.subarray(end + 4);
+      if (status === 304) {
+        settled = true;
+        cleanup();
+        socket.destroy();
+        resolve(null);
+        return;
+      }
+      if (status !== 200 && status !== 206) {
+        // Error answer: keep (a bounded part of) the body until the server closes, for its <Code>.
+        const parts: Buffer[] = [Buffer.from(rest)];
+        let kept = rest.length;
+        sink = (chunk) => {
+          if (kept < MAX_ERROR_BODY) {
+            parts.push(Buffer.from(chunk));
+            kept += chunk.length;
+          }
+          return true;
+        };
+        onEof = () => {
+          const xml = Buffer.concat(parts).toString('utf8');
+          const code =
+            /<Code>([^<]*)<\/Code>/.exec(xml)?.[1] ??
+            (status === 404 ? 'NotFound' : status === 416 ? 'InvalidRange' : '');
+          const err = new S3Error(`S3 answered ${status}${code ? ` ${code}` : ''}`);
+          err.code = code;
+          fail(err);
+        };
+        return;
+      }
+      if (h['transfer-encoding'] !== undefined || h['content-length'] === undefined)
+        return fail(new Error(`S3 get ${key}: response without Content-Length`));
+      const length = Number(h['content-length']);
+      let size = length;
+      const cr = h['content-range'];
+      if (status === 206 && cr !== undefined) {
+        const total = /\/(\d+)$/.exec(cr)?.[1];
+        if (total !== undefined) size = Number(total);
+      }
+      const lm = h['last-modified'];
+      const info = toInfo(key, size, h['etag'] ?? '', lm ? new Date(lm) : new Date(0), h['content-type']);
+      let received = 0;
+      const stream: ReleasableBody = new Readable({
+        highWaterMark: ARENA,
+        read() {
+          socket.resume();
+        },
+        destroy(err, cb) {
+          socket.destroy();
+          cb(err);
+        },
+      });
+      stream.release = release;
+      body = stream;
+      sink = (chunk) => {
+        const want = length - received;
+        const part = chunk.length > want ? chunk.subarray(0, want) : chunk;
+        received += part.length;
+        let more = true;
+        if (part.length > 0) {
+          handedOn(part);
+          more = stream.push(part);
+        }
+        if (received === length) {
+          cleanup();
+          stream.push(null);
+          socket.destroy();
+          return false;
+        }
+        return more;
+      };
+      onEof = () => {
+        if (received < length)
+          fail(new Error(`S3 get ${key}: body ended after ${received} of ${length} bytes`));
+      };
+      settled = true;
+      resolve({ info, body: stream });
+      if (rest.length > 0) sink(rest);
+    };
+
+    const socket = net.connect({
+      host: target.host,
+      port: target.port,
+      noDelay: true,
+      onread: {
+        buffer: nextBuffer,
+        callback: (n: number, buf: Uint8Array): boolean => {
+          const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
+          if (buf.buffer === arena.buffer) arenaUsed = buf.byteOffset - arena.byteOffset + n;
+          if (sink) return sink(chunk);
+          headBytes.push(chunk);
+          headLength += n;
+          const all = headBytes.length === 1 ? chunk : Buffer.concat(headBytes, headLength);
+          const end = all.indexOf('\r\n\r\n', 0, 'latin1');
+          if (end < 0) {
+            if (headLength > MAX_HEAD) fail(new Error(`S3 get ${key}: response head too large`));
+            return true;
+          }
+          headBytes = [];
+          onHead(all, end);
+          return true;
+        },
+      },
+    });
+    socket.setTimeout(target.timeoutMs, () =>
+      fail(Object.assign(new Error(`S3 socket idle for ${target.timeoutMs} ms`), { code: 'ETIMEDOUT' })),
+    );
+    socket.on('error', (err) => fail(err));
+    socket.on('end', () => {
+      if (onEof) onEof();
+      else fail(Object.assign(new Error(`S3 get ${key}: connection closed`), { code: 'ECONNRESET' }));
+    });
+    socket.on('close', cleanup);
+    // Flowing, so that EOF ('end') is seen; data goes through onread, never through the socket's own buffer.
+    socket.resume();
+    socket.write(head);
+  });
 }
 
 /** Reads the CA bundle file named by configuration (kept here so config code stays free of fs). */

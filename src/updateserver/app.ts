@@ -298,15 +298,20 @@ export function createUpdateServer(deps: UpdateServerDeps): UpdateServerApp {
     return false;
   }
 
-  // Metric children cached by label values: prom-client hashes label objects on every call otherwise.
-  const requestCounters = new Map<string, { inc(): void }>();
+  // Metric children cached by label values: prom-client hashes label objects on every call otherwise. Two-level
+  // maps (route, then numeric code) so the hot path builds no key string.
+  const requestCounters = new Map<string, Map<number, { inc(): void }>>();
   const durations = new Map<string, { observe(v: number): void }>();
   function record(route: string, code: number, seconds: number): void {
-    const key = `${route} ${code}`;
-    let counter = requestCounters.get(key);
+    let byCode = requestCounters.get(route);
+    if (!byCode) {
+      byCode = new Map();
+      requestCounters.set(route, byCode);
+    }
+    let counter = byCode.get(code);
     if (!counter) {
       counter = metrics.requests.labels({ route, code: String(code) });
-      requestCounters.set(key, counter);
+      byCode.set(code, counter);
     }
     counter.inc();
     let duration = durations.get(route);
@@ -323,14 +328,24 @@ export function createUpdateServer(deps: UpdateServerDeps): UpdateServerApp {
   }
 
   /** Bounded: app ids come from loaded indexes (or `_unknown`), answers from a fixed set of codes. */
-  const answerCounters = new Map<string, { inc(): void }>();
+  const answerCounters = new Map<string, Map<string, { inc(): void }>>();
+  let answerCounterCount = 0;
   function countAnswer(app: string, answer: string): void {
-    const key = `${app} ${answer}`;
-    let c = answerCounters.get(key);
+    let byAnswer = answerCounters.get(app);
+    let c = byAnswer?.get(answer);
     if (!c) {
-      if (answerCounters.size > 50_000) answerCounters.clear();
+      if (answerCounterCount > 50_000) {
+        answerCounters.clear();
+        answerCounterCount = 0;
+        byAnswer = undefined;
+      }
+      if (!byAnswer) {
+        byAnswer = new Map();
+        answerCounters.set(app, byAnswer);
+      }
       c = metrics.updateAnswers.labels({ app, answer });
-      answerCounters.set(key, c);
+      byAnswer.set(answer, c);
+      answerCounterCount++;
     }
     c.inc();
   }

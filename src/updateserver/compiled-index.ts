@@ -4,7 +4,7 @@
  * (references between channels and bundles, versions that parse), so a structurally valid but inconsistent index is
  * refused like a corrupt one and the previous revision keeps serving.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { IndexBundle, IndexChannel, ReleaseIndex } from '../storage/release-index.js';
 import type { AppRef } from '../storage/layout.js';
 import { parseSemver, type SemVer } from './semver.js';
@@ -114,6 +114,6 @@ export function compileIndex(index: ReleaseIndex): CompiledApp {
  * id) reshuffles.
  */
 export function rolloutBucket(rolloutId: string, deviceId: string): number {
-  const digest = createHash('sha256').update(rolloutId).update('\0').update(deviceId.toLowerCase()).digest();
+  const digest = hash('sha256', `${rolloutId}\0${deviceId.toLowerCase()}`, 'buffer');
   return digest.readUIntBE(0, 6) % ROLLOUT_BUCKETS;
 }

@@ -5,6 +5,7 @@
  * bucket cannot be read through the service. Store down → 503 + `Retry-After` (devices retry 5xx later).
  */
 import type { Request, Response } from 'express';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../observability/logger.js';
 import {
@@ -82,6 +83,51 @@ function setObjectHeaders(res: Response, key: string, info: ObjectInfo): void {
   res.setHeader('Cache-Control', 'public, max-age=31536000, immutable');
 }
 
+/**
+ * `pipeline(body, res)` for a body that reuses its buffers (see the S3 store's ReleasableBody): each chunk is
+ * released once the response socket has taken it. Resolves when the response finished; rejects (after destroying
+ * the body) when the body fails or the response closes first.
+ */
+function writeReleasing(body: Readable, res: Response, release: (chunk: Buffer) => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let done = false;
+    const finish = (err?: Error): void => {
+      if (done) return;
+      done = true;
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
+      res.off('drain', onDrain);
+      res.off('close', onClose);
+      res.off('finish', onFinish);
+      if (err) {
+        body.destroy();
+        reject(err);
+      } else resolve();
+    };
+    const onData = (chunk: Buffer): void => {
+      if (!res.write(chunk, (err) => (err ? undefined : release(chunk)))) body.pause();
+    };
+    const onDrain = (): void => {
+      body.resume();
+    };
+    const onEnd = (): void => {
+      res.end();
+    };
+    const onError = (err: Error): void => finish(err);
+    const onFinish = (): void => finish();
+    const onClose = (): void => {
+      if (!res.writableFinished) finish(new Error('response closed before the body was sent'));
+    };
+    body.on('data', onData);
+    body.on('end', onEnd);
+    body.on('error', onError);
+    res.on('drain', onDrain);
+    res.on('close', onClose);
+    res.on('finish', onFinish);
+  });
+}
+
 export interface DownloadDeps {
   store: ObjectStore;
   objects: () => ReadonlyMap<string, number>;
@@ -137,6 +183,7 @@ export function createDownloadHandler(deps: DownloadDeps) {
       const result = await deps.store.get(key, {
         ...(range.type === 'range' ? { range: range.range } : {}),
         ...(inm !== undefined ? { ifNoneMatch: inm } : {}),
+        expectedSize: size,
         signal: ac.signal,
       });
       if (result === null) {
@@ -164,7 +211,10 @@ export function createDownloadHandler(deps: DownloadDeps) {
       }
       const length = Number(res.getHeader('Content-Length'));
       try {
-        await pipeline(body, res);
+        const release = (body as { release?: (chunk: Buffer) => void }).release;
+        if (typeof release === 'function')
+          await writeReleasing(body, res, (chunk) => release.call(body, chunk));
+        else await pipeline(body, res);
         deps.metrics.downloadBytes.inc(length);
       } catch (err) {
         // Mid-stream failure or client abort: the device sees a short body and resumes with Range.

@@ -3,7 +3,10 @@
  */
 import { channelNumericId } from '../storage/release-index.js';
 import { StorageLayout } from '../storage/layout.js';
+import { Readable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
 import { MemoryObjectStore } from '../storage/memory-store.js';
+import type { GetResult, RangeSpec } from '../storage/object-store.js';
 import { silentLogger } from '../observability/logger.js';
 import { STATS_ROLLUP_API_VERSION, StatsRollupWriter, type StatsRollup } from './stats-rollup.js';
 import {
@@ -400,6 +403,50 @@ describe('downloads', () => {
       file_name: 'missing.js',
       error: 'file_not_found',
     });
+  });
+});
+
+/** A store whose bodies reuse buffers (like the S3 store's): chunks must be released once each, after use. */
+class ReleasingStore extends MemoryObjectStore {
+  readonly pushed: Buffer[] = [];
+  readonly released: Buffer[] = [];
+  override async get(
+    key: string,
+    opts?: { range?: RangeSpec; ifNoneMatch?: string; signal?: AbortSignal },
+  ): Promise<GetResult | null> {
+    const r = await super.get(key, opts);
+    if (!r || !key.endsWith('.zip')) return r;
+    const data = Buffer.concat(await r.body.toArray());
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < data.length; i += 65536) chunks.push(Buffer.from(data.subarray(i, i + 65536)));
+    this.pushed.push(...chunks);
+    const body = Object.assign(Readable.from(chunks, { objectMode: false }), {
+      release: (chunk: Buffer) => this.released.push(chunk),
+    });
+    return { info: r.info, body };
+  }
+}
+
+describe('downloads from a store with releasable buffers', () => {
+  it('sends every byte and releases each chunk exactly once', async () => {
+    const index = sampleIndex();
+    const key = index.bundles['app-1-4-1']!.objectKey;
+    const data = randomBytes(3 * 1024 * 1024 + 17);
+    index.bundles['app-1-4-1']!.size = data.length;
+    const store = new ReleasingStore('b');
+    await store.put(key, data);
+    const srv = await startServer({ indexes: [index], store });
+    try {
+      const res = await fetch(`${srv.url}/bundles/${key}`);
+      expect(res.status).toBe(200);
+      expect(Buffer.from(await res.arrayBuffer()).equals(data)).toBe(true);
+      expect(store.pushed.length).toBe(49);
+      expect(store.released.length).toBe(store.pushed.length);
+      expect(new Set(store.released).size).toBe(store.pushed.length);
+      expect(store.released.every((c) => store.pushed.includes(c))).toBe(true);
+    } finally {
+      await srv.close();
+    }
   });
 });
 

@@ -35,6 +35,10 @@ let run = 0;
 describeObjectStoreContract('S3ObjectStore on versitygw', () =>
   Promise.resolve({ store: storeFor(bucket), prefix: `t${run++}/` }),
 );
+// The same contract with every GET on the large-body fast path (own connection, reused read buffers).
+describeObjectStoreContract('S3ObjectStore on versitygw, large-GET fast path', () =>
+  Promise.resolve({ store: storeFor(bucket, { largeGetMinBytes: 0 }), prefix: `t${run++}/` }),
+);
 
 describe('S3ObjectStore errors and extras', () => {
   it('maps a missing bucket entry to ObjectNotFoundError and keeps other errors distinct', async () => {
