@@ -6,7 +6,7 @@
  * It holds everything needed to answer devices and nothing secret: no private key, no S3 credentials.
  * Pinned device and custom ids are stored as {@link hashPinnedId} digests, not in clear.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 export const RELEASE_INDEX_API_VERSION = 'liveupdate.dev/index/v1' as const;
 export const RELEASE_ROOT_API_VERSION = 'liveupdate.dev/index-root/v1' as const;
@@ -124,9 +124,12 @@ export interface ReleaseRoot {
   apps: Array<{ namespace: string; name: string; appId: string; indexKey: string; revision: number }>;
 }
 
-/** Digest stored in the index for a pinned device id or custom id (ids are personal data). */
+/**
+ * Digest stored in the index for a pinned device id or custom id (ids are personal data). Also computed on the
+ * update-check hot path, hence the one-shot `crypto.hash`.
+ */
 export function hashPinnedId(id: string): string {
-  return createHash('sha256').update('liveupdate-pin:').update(id.trim().toLowerCase()).digest('hex');
+  return hash('sha256', `liveupdate-pin:${id.trim().toLowerCase()}`);
 }
 
 /** Stable numeric channel id for `listChannels`: the first 6 bytes of sha256(namespace/app/channel). */

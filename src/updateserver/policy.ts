@@ -3,7 +3,7 @@
  * Checks run in Capgo's order so that devices see the same error for the same situation. The HTTP layer turns a
  * {@link UpdatePlan} into the wire answer (it owns download URLs).
  */
-import { hash } from 'node:crypto';
+import { hashPinnedId } from '../storage/release-index.js';
 import type { CompiledApp, CompiledBundle, CompiledChannel } from './compiled-index.js';
 import { rolloutBucket } from './compiled-index.js';
 import type { DeviceInfo } from './device-request.js';
@@ -80,25 +80,16 @@ export interface ResolvedChannel {
   via: 'pinned' | 'self' | 'default';
 }
 
-/**
- * {@link import('../storage/release-index.js').hashPinnedId} with the one-shot `crypto.hash` (same digest, half
- * the cost of a Hash object on the update-check hot path; the pinned-device tests use hashPinnedId for their
- * fixtures, so the two cannot drift apart unnoticed).
- */
-function pinKey(id: string): string {
-  return hash('sha256', `liveupdate-pin:${id.trim().toLowerCase()}`);
-}
-
 /** Pinned ids → `defaultChannel` when that channel allows self-assignment and the platform → the app's default. */
 export function resolveChannel(
   app: CompiledApp,
   device: Pick<DeviceInfo, 'deviceId' | 'customId' | 'defaultChannel' | 'platform'>,
 ): ResolvedChannel {
   if (app.pins.size > 0) {
-    const byDevice = app.pins.get(pinKey(device.deviceId));
+    const byDevice = app.pins.get(hashPinnedId(device.deviceId));
     if (byDevice) return { channel: byDevice, via: 'pinned' };
     if (device.customId !== '') {
-      const byCustom = app.pins.get(pinKey(device.customId));
+      const byCustom = app.pins.get(hashPinnedId(device.customId));
       if (byCustom) return { channel: byCustom, via: 'pinned' };
     }
   }
