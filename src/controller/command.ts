@@ -14,11 +14,12 @@ import {
 } from '../api/v1alpha1/index.js';
 import { ConfigError } from '../config/common.js';
 import { controllerHelp, loadControllerConfig, type ControllerConfig } from '../config/controller.js';
-import { KubeClient, keyOf } from '../kube/client.js';
+import { KubeClient } from '../kube/client.js';
+import { realClock, sleep } from '../kube/clock.js';
 import { loadKubeConfig } from '../kube/config.js';
 import { KubeEventRecorder } from '../kube/events.js';
 import { KubeLeaseStore } from '../kube/leader-election.js';
-import type { EventRecorder, KubeObject, ObjectClient } from '../kube/types.js';
+import { keyOf, type EventRecorder, type KubeObject, type ObjectClient } from '../kube/types.js';
 import { AdminServer } from '../observability/admin-server.js';
 import { createLogger, type Logger } from '../observability/logger.js';
 import { RestClientMetrics, createRegistry, createRuntimeMetrics } from '../observability/metrics.js';
@@ -249,10 +250,7 @@ async function ensureBucketUntilDone(store: S3ObjectStore, log: Logger, signal: 
     } catch (err) {
       if (signal.aborted) return;
       log.warn({ err, bucket: store.bucket, retryInMs: delayMs }, 'cannot ensure the store bucket exists');
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, delayMs);
-        signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
-      });
+      await sleep(realClock, delayMs, signal).catch(() => undefined);
     }
   }
 }

@@ -30,6 +30,7 @@ import {
 } from '../storage/release-index.js';
 import { validateReleaseIndex, validateReleaseRoot } from '../storage/release-index-schema.js';
 import { isConditionTrue } from './common/conditions.js';
+import { canonicalJson } from './common/status.js';
 
 /** Largest index or root document read back from the store. */
 const MAX_DOCUMENT_BYTES = 64 * 1024 * 1024;
@@ -198,17 +199,7 @@ export function sameContent(
 ): boolean {
   if (!b) return false;
   const { revision: _r, generatedAt: _g, ...rest } = b;
-  return stableStringify(a) === stableStringify(rest);
-}
-
-function stableStringify(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(
-          Object.entries(v as Record<string, unknown>).sort(([x], [y]) => x.localeCompare(y)),
-        )
-      : v,
-  );
+  return canonicalJson(a) === canonicalJson(rest);
 }
 
 export class MissingObjectError extends Error {
@@ -371,7 +362,7 @@ export class RootPublisher {
     const next = change(apps).sort((a, b) =>
       `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`),
     );
-    if (current !== undefined && stableStringify(next) === stableStringify(apps)) return;
+    if (current !== undefined && canonicalJson(next) === canonicalJson(apps)) return;
     const root = validateReleaseRoot({
       apiVersion: RELEASE_ROOT_API_VERSION,
       kind: 'ReleaseRoot',

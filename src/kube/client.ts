@@ -7,6 +7,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { RestClient, apiVersionOf, collectionPath, objectPath, type RestClientOptions } from './rest.js';
 import {
   KubeApiError,
+  keyOf,
   type KubeObject,
   type ObjectClient,
   type ObjectKey,
@@ -131,15 +132,6 @@ export class KubeClient implements ObjectClient, ListWatcher {
     });
   }
 
-  /** JSON merge patch of the status subresource (for non-apply status updates). */
-  mergePatchStatus<T extends KubeObject>(type: ResourceType, key: ObjectKey, patch: object): Promise<T> {
-    return this.rest.request<T>('PATCH', objectPath(type, key, 'status'), {
-      body: patch,
-      contentType: 'application/merge-patch+json',
-      query: { fieldManager: this.fieldManager },
-    });
-  }
-
   create<T extends KubeObject>(type: ResourceType, obj: KubeObject): Promise<T> {
     return this.rest.request<T>('POST', collectionPath(type, obj.metadata.namespace), {
       body: obj,
@@ -229,10 +221,6 @@ export class KubeClient implements ObjectClient, ListWatcher {
       })
       .finally(() => opts.signal.removeEventListener('abort', abort));
   }
-}
-
-export function keyOf(obj: KubeObject): ObjectKey {
-  return { namespace: obj.metadata.namespace ?? '', name: obj.metadata.name };
 }
 
 /** "namespace/name" (or "name" for cluster-scoped objects), as client-go's MetaNamespaceKeyFunc. */

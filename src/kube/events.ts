@@ -179,14 +179,3 @@ export class KubeEventRecorder implements EventRecorder {
 export function microTime(ms: number): string {
   return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
-
-/** An EventRecorder that only logs, for tests and dry runs. */
-export class LogEventRecorder implements EventRecorder {
-  constructor(private readonly log: Logger) {}
-  event(obj: KubeObject, type: EventType, reason: string, message: string): void {
-    this.log.info(
-      { kind: obj.kind, name: obj.metadata.name, namespace: obj.metadata.namespace, type, reason },
-      message,
-    );
-  }
-}

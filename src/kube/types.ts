@@ -47,6 +47,10 @@ export interface ObjectKey {
   name: string;
 }
 
+export function keyOf(obj: KubeObject): ObjectKey {
+  return { namespace: obj.metadata.namespace ?? '', name: obj.metadata.name };
+}
+
 export interface ResourceType {
   group: string; // '' for core
   version: string;

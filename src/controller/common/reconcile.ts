@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { FINALIZER, RECONCILE_REQUESTED_AT_ANNOTATION } from '../../api/v1alpha1/index.js';
 import {
   isNotFound,
+  keyOf,
   type EventRecorder,
   type KubeObject,
   type ObjectClient,
@@ -70,11 +71,8 @@ export async function reconcileObject<T extends Reconcilable<S>, S extends Statu
     if (isNotFound(error)) return {};
     throw error;
   }
-  const log = ctx.log.child({
-    namespace: key.namespace,
-    name: key.name,
-    generation: obj.metadata.generation,
-  });
+  // The manager's logger already carries namespace, name and reconcileID.
+  const log = ctx.log.child({ generation: obj.metadata.generation });
   const requestedAt = obj.metadata.annotations?.[RECONCILE_REQUESTED_AT_ANNOTATION];
   const status = structuredClone(obj.status ?? ({} as S));
   status.conditions ??= [];
@@ -178,8 +176,4 @@ async function removeFinalizer(client: ObjectClient, type: ResourceType, obj: Ku
   } catch (error) {
     if (!isNotFound(error)) throw error;
   }
-}
-
-export function keyOf(obj: KubeObject): ObjectKey {
-  return { namespace: obj.metadata.namespace ?? '', name: obj.metadata.name };
 }
