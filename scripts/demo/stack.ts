@@ -11,13 +11,13 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { Client as MinioClient } from 'minio';
+import type { Client as MinioClient } from 'minio';
 import { parse as parseYaml } from 'yaml';
 import { APP_RESOURCE } from '../../src/api/v1alpha1/index.js';
 import { KubeClient } from '../../src/kube/client.js';
 import { loadKubeConfig } from '../../src/kube/config.js';
 import type { KubeObject, ResourceType } from '../../src/kube/types.js';
-import type { EnvironmentInfo } from '../../test/env/environment.js';
+import { minioClientFor, type EnvironmentInfo } from '../../test/env/environment.js';
 import { fileTail, freePort, spawnOwned } from '../../test/env/process-utils.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -175,16 +175,7 @@ export class Stack {
   }
 
   s3Client(): MinioClient {
-    const { s3 } = this.options.env;
-    return new MinioClient({
-      endPoint: s3.host,
-      port: s3.port,
-      useSSL: s3.useSSL,
-      accessKey: s3.accessKey,
-      secretKey: s3.secretKey,
-      region: s3.region,
-      pathStyle: true,
-    });
+    return minioClientFor(this.options.env.s3);
   }
 
   /**

@@ -28,8 +28,8 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { Client } from 'minio';
 import { S3ObjectStore } from '../../src/storage/s3-store.js';
+import { minioClientFor } from '../env/environment.js';
 import { startPrivateS3 } from '../integration/updateserver/private-s3.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -439,15 +439,7 @@ async function downloadBench(): Promise<void> {
   const SIZE = 100 * 1024 * 1024;
   const s3 = await startPrivateS3();
   try {
-    const client = new Client({
-      endPoint: '127.0.0.1',
-      port: s3.port,
-      useSSL: false,
-      accessKey: s3.accessKey,
-      secretKey: s3.secretKey,
-      region: s3.region,
-      pathStyle: true,
-    });
+    const client = minioClientFor(s3);
     await client.makeBucket('bench', s3.region);
     const key = `lu/apps/example/bundles/${randomBytes(32).toString('hex')}.zip`;
     const chunk = randomBytes(1024 * 1024);

@@ -27,6 +27,7 @@ import {
   spawnOwned,
 } from './process-utils.js';
 import { ensureTool, type Progress } from './testbin.js';
+import { Client as MinioClient, type ClientOptions } from 'minio';
 
 export interface S3Connection {
   /** `http://127.0.0.1:<port>` */
@@ -37,6 +38,24 @@ export interface S3Connection {
   readonly accessKey: string;
   readonly secretKey: string;
   readonly region: string;
+}
+
+/** A `minio` client for a test S3 server (path-style, as versitygw needs), from its endpoint and credentials. */
+export function minioClientFor(
+  s3: Pick<S3Connection, 'endpoint' | 'accessKey' | 'secretKey' | 'region'>,
+  options: Partial<ClientOptions> = {},
+): MinioClient {
+  const url = new URL(s3.endpoint);
+  return new MinioClient({
+    ...options,
+    endPoint: url.hostname,
+    port: Number(url.port),
+    useSSL: url.protocol === 'https:',
+    accessKey: s3.accessKey,
+    secretKey: s3.secretKey,
+    region: s3.region,
+    pathStyle: true,
+  });
 }
 
 /** Everything a client needs to connect; plain data, written to JSON for Jest workers. */

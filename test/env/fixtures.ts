@@ -3,8 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { Client as MinioClient, type BucketItem, type IncompleteUploadedBucketItem } from 'minio';
-import type { EnvironmentInfo } from './environment.js';
+import type { Client as MinioClient, BucketItem, IncompleteUploadedBucketItem } from 'minio';
+import { minioClientFor, type EnvironmentInfo } from './environment.js';
 import { TOOLS, toolPath, type ToolName } from './testbin.js';
 
 /** kubectl 1.33 shipped with the Cloud SDK on the build machines; `/usr/bin/kubectl` is only a dispatcher. */
@@ -64,17 +64,7 @@ export async function newNamespace(prefix = 'test'): Promise<string> {
 }
 
 export function s3Client(options: { readonly partSize?: number } = {}): MinioClient {
-  const { s3 } = testEnvironment();
-  return new MinioClient({
-    ...options,
-    endPoint: s3.host,
-    port: s3.port,
-    useSSL: s3.useSSL,
-    accessKey: s3.accessKey,
-    secretKey: s3.secretKey,
-    region: s3.region,
-    pathStyle: true,
-  });
+  return minioClientFor(testEnvironment().s3, options);
 }
 
 /** Creates a bucket of its own for one test. */

@@ -1,18 +1,10 @@
 // The CRDs against the real apiserver: valid manifests are accepted and defaulted, every CEL rule rejects its
 // violation with a message naming the field, immutable fields stay immutable, and kubectl prints the columns.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, VERSION } from '../../../src/api/v1alpha1/index.js';
 import type { LiveUpdateApp, LiveUpdateBundle, LiveUpdateChannel } from '../../../src/api/v1alpha1/index.js';
-import {
-  KUBECTL,
-  cleanupTestResources,
-  kubeConfig,
-  newNamespace,
-  testEnvironment,
-} from '../../env/fixtures.js';
-import { installCrds } from './crds.js';
+import { cleanupTestResources, kubeConfig, newNamespace } from '../../env/fixtures.js';
+import { installCrds, kubectl as kubectlIn } from './crds.js';
 
 type Plural = 'liveupdateapps' | 'liveupdatechannels' | 'liveupdatebundles';
 type AnyObject = Record<string, unknown> & { metadata?: Record<string, unknown> };
@@ -364,16 +356,7 @@ describe('immutable fields', () => {
 });
 
 describe('kubectl', () => {
-  const kubectl = async (...args: string[]) =>
-    (
-      await promisify(execFile)(KUBECTL, [
-        '--kubeconfig',
-        testEnvironment().kubeconfigPath,
-        '-n',
-        namespace,
-        ...args,
-      ])
-    ).stdout;
+  const kubectl = (...args: string[]) => kubectlIn('-n', namespace, ...args);
 
   it('prints the columns, knows the short names and the liveupdate category', async () => {
     await create('liveupdatebundles', { ...bundle(), metadata: { name: 'printed' } });

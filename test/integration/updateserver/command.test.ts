@@ -3,10 +3,10 @@
 import { jest } from '@jest/globals';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { Client } from 'minio';
 import { StorageLayout } from '../../../src/storage/layout.js';
 import { androidBody, rootFor, sampleIndex } from '../../../src/updateserver/testing/fixtures.js';
 import { freePort, spawnOwned } from '../../env/process-utils.js';
+import { minioClientFor } from '../../env/environment.js';
 import { startPrivateS3, type PrivateS3 } from './private-s3.js';
 
 jest.setTimeout(120_000);
@@ -22,15 +22,7 @@ afterAll(async () => {
 
 test('runs from environment variables, serves, and exits 0 on SIGTERM', async () => {
   s3 = await startPrivateS3();
-  const client = new Client({
-    endPoint: '127.0.0.1',
-    port: s3.port,
-    useSSL: false,
-    accessKey: s3.accessKey,
-    secretKey: s3.secretKey,
-    region: s3.region,
-    pathStyle: true,
-  });
+  const client = minioClientFor(s3);
   await client.makeBucket('liveupdate', s3.region);
   const layout = new StorageLayout('prod');
   const index = sampleIndex(1);

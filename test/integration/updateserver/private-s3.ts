@@ -1,13 +1,13 @@
 // A versitygw of the test's own (the cached binary, 127.0.0.1, random port, temp dirs) that the test may stop and
 // start again on the same port and data: the shared environment's S3 must stay up for other test files.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort } from '../../env/process-utils.js';
+import { freePort, spawnOwned } from '../../env/process-utils.js';
 import { TOOLS, toolPath } from '../../env/testbin.js';
 
 export interface PrivateS3 {
@@ -41,10 +41,6 @@ export async function startPrivateS3(): Promise<PrivateS3> {
   let child: ChildProcess | undefined;
 
   const args = [
-    '--pdeathsig',
-    'KILL',
-    '--',
-    binary,
     `--port=127.0.0.1:${port}`,
     `--iam-dir=${dirs[0]}`,
     '--region=us-east-1',
@@ -55,7 +51,7 @@ export async function startPrivateS3(): Promise<PrivateS3> {
   ];
 
   const start = async (): Promise<void> => {
-    child = spawn('setpriv', args, {
+    child = spawnOwned(binary, args, {
       env: { ...process.env, ROOT_ACCESS_KEY: accessKey, ROOT_SECRET_KEY: secretKey },
       stdio: 'ignore',
     });

@@ -2,7 +2,7 @@
 // graceful shutdown) against a real S3 server of its own, which the test stops to prove the service keeps answering
 // update checks from memory while downloads fail with 503 + Retry-After.
 import { jest } from '@jest/globals';
-import { Client } from 'minio';
+import type { Client } from 'minio';
 import { silentLogger } from '../../../src/observability/logger.js';
 import { StorageLayout } from '../../../src/storage/layout.js';
 import type { ReleaseIndex } from '../../../src/storage/release-index.js';
@@ -10,6 +10,7 @@ import type { UpdateServerConfig } from '../../../src/config/update-server.js';
 import { serve } from '../../../src/updateserver/command.js';
 import { androidBody, rootFor, sampleIndex } from '../../../src/updateserver/testing/fixtures.js';
 import { freePort } from '../../env/process-utils.js';
+import { minioClientFor } from '../../env/environment.js';
 import { startPrivateS3, type PrivateS3 } from './private-s3.js';
 
 jest.setTimeout(120_000);
@@ -61,15 +62,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 
 beforeAll(async () => {
   s3 = await startPrivateS3();
-  client = new Client({
-    endPoint: '127.0.0.1',
-    port: s3.port,
-    useSSL: false,
-    accessKey: s3.accessKey,
-    secretKey: s3.secretKey,
-    region: s3.region,
-    pathStyle: true,
-  });
+  client = minioClientFor(s3);
   await client.makeBucket(BUCKET, s3.region);
   await client.putObject(BUCKET, index(1).bundles['app-1-4-1']!.objectKey, zip);
   await publish(index(1));
