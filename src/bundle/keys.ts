@@ -1,8 +1,9 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { access, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KeyError } from './errors.js';
+import { exists } from './io.js';
 
 /** File names `npx @capgo/cli key create` uses; we keep them so keys move freely between both tools. */
 export const PRIVATE_KEY_FILE = '.capgo_key_v2';
@@ -229,15 +230,6 @@ async function readKeyFile(path: string): Promise<string> {
     return await readFile(path, 'utf8');
   } catch (err) {
     throw new KeyError('KeyUnreadable', `cannot read key file ${path}: ${errorText(err)}`);
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 

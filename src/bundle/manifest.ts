@@ -1,11 +1,12 @@
 import { createCipheriv, createHash } from 'node:crypto';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { promisify } from 'node:util';
 import { brotliCompress } from 'node:zlib';
 import yauzl from 'yauzl';
 import { ManifestError } from './errors.js';
+import { compareBytes, exists } from './io.js';
 import type { SigningKey } from './keys.js';
 import { listFiles } from './pack.js';
 import { isSkippedPath } from './paths.js';
@@ -118,7 +119,7 @@ export async function buildDeltaManifest(options: DeltaManifestOptions): Promise
     });
   });
   if (entries.length === 0) throw new ManifestError('NoFiles', 'the bundle has no non-empty files');
-  entries.sort((a, b) => Buffer.compare(Buffer.from(a.file_name), Buffer.from(b.file_name)));
+  entries.sort((a, b) => compareBytes(a.file_name, b.file_name));
   const manifest: DeltaManifest = { entries, brotliFiles, storedBytes };
   await writeFile(join(options.outDir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
   return manifest;
@@ -147,14 +148,5 @@ async function forEachFile(source: DeltaManifestOptions['source'], visit: FileVi
     }
   } finally {
     zip.close();
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }

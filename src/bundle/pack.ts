@@ -7,7 +7,7 @@ import type { Readable, TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import yazl from 'yazl';
 import { BundleValidationError } from './errors.js';
-import { discardSink, openSink, pipelineOptions, progressReporter } from './io.js';
+import { compareBytes, discardSink, openSink, pipelineOptions, progressReporter } from './io.js';
 import type { ByteSink } from './io.js';
 import { entryNameProblem, isSkippedPath } from './paths.js';
 import { DEFAULT_LIMITS } from './validate.js';
@@ -116,9 +116,4 @@ export async function listFiles(dir: string, maxEntries: number): Promise<string
   };
   await walk(dir, '');
   return files.sort(compareBytes);
-}
-
-/** Byte-wise (UTF-8) order, independent of locale. */
-function compareBytes(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }

@@ -150,7 +150,7 @@ class IndexBuilder {
     if (rollout && rolloutBundle) {
       entry.rollout = {
         bundle: rolloutBundle,
-        percentage: Math.round(rollout.percentage * 100) / 100,
+        percentage: roundPercentage(rollout.percentage),
         id: rolloutId(namespace ?? '', channel.metadata.name, rolloutBundle),
         ...(rollout.paused ? { paused: true } : {}),
       };
@@ -164,6 +164,11 @@ class IndexBuilder {
     }
     return entry;
   }
+}
+
+/** Rollout percentages are published with two decimals; the channel compares what it sees with this. */
+export function roundPercentage(p: number): number {
+  return Math.round(p * 100) / 100;
 }
 
 /** The index content for the app's current state; revision and generatedAt are set by {@link publishIndex}. */
