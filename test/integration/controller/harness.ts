@@ -1,8 +1,6 @@
 // Drives the three reconcilers directly (no manager) against the real apiserver and S3 server, plus a local HTTP
 // server that plays the artifact source. `converge()` reconciles every object until nothing changes any more.
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import {
   API_VERSION,
   APP_RESOURCE,
@@ -26,36 +24,8 @@ import { silentLogger } from '../../../src/observability/logger.js';
 import { S3ObjectStore } from '../../../src/storage/s3-store.js';
 import { kubeConfig, testEnvironment } from '../../env/fixtures.js';
 
-/** A local artifact server: path → body (or an HTTP status). */
-export class ArtifactServer {
-  readonly routes = new Map<string, Buffer | number>();
-  readonly hits: string[] = [];
-  private server: Server | undefined;
-  private base = '';
-
-  async start(): Promise<void> {
-    this.server = createServer((req, res) => {
-      const path = req.url ?? '/';
-      this.hits.push(path);
-      const route = this.routes.get(path);
-      if (route === undefined || typeof route === 'number') {
-        res.writeHead(typeof route === 'number' ? route : 404).end();
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'application/zip', 'content-length': route.length }).end(route);
-    });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.base = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  url(path: string): string {
-    return `${this.base}${path}`;
-  }
-
-  async stop(): Promise<void> {
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-  }
-}
+/** The demo stack's artifact server (path → zip body), shared by these tests. */
+export { ArtifactServer } from '../../../scripts/demo/stack.js';
 
 export interface Harness {
   user: KubeClient;
