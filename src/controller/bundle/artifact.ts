@@ -7,8 +7,6 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform, Writable, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { Reason } from '../../api/v1alpha1/index.js';
 import {
   BundleError,
@@ -219,8 +217,7 @@ export async function verifyStored(
   const result = await store.get(key, { signal });
   if (!result)
     throw new TransientError(Reason.StorageVerificationFailed, `${key}: the store returned no body`);
-  const discard = new Writable({ write: (_chunk, _enc, cb) => cb() });
-  const counted = await writeHashedToSink(result.body, discard, signal);
+  const counted = await hashBundle(result.body, { signal });
   if (counted.size !== size || counted.sha256 !== sha256) {
     await store.remove(key, signal).catch(() => undefined);
     throw new TransientError(
@@ -228,22 +225,4 @@ export async function verifyStored(
       `stored object ${key} has ${counted.size} bytes with sha256 ${counted.sha256}, expected ${size} bytes with ${sha256}`,
     );
   }
-}
-
-async function writeHashedToSink(body: Readable, sink: Writable, signal: AbortSignal) {
-  const hash = createHash('sha256');
-  let size = 0;
-  await pipeline(
-    body,
-    new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        size += chunk.length;
-        hash.update(chunk);
-        callback(null, chunk);
-      },
-    }),
-    sink,
-    { signal },
-  );
-  return { size, sha256: hash.digest('hex') };
 }
