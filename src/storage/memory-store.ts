@@ -1,14 +1,17 @@
 /**
  * An in-memory {@link ObjectStore} for unit tests, with the same observable semantics as the S3 implementation:
  * quoted-less ETags (md5 hex, as S3 gives for single-part uploads), inclusive byte ranges, `ifNoneMatch` → null,
- * {@link ObjectNotFoundError} for missing keys, lexicographic listing. `setUnavailable(true)` makes every call fail
+ * {@link ObjectNotFoundError} for missing keys, lexicographic listing, atomic conditional puts
+ * ({@link PreconditionFailedError}). `setUnavailable(true)` makes every call fail
  * with {@link StoreUnavailableError}, to exercise outage paths without a network.
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
   ObjectNotFoundError,
+  PreconditionFailedError,
   StoreUnavailableError,
+  putCondition,
   type GetResult,
   type ObjectInfo,
   type ObjectStore,
@@ -107,6 +110,9 @@ export class MemoryObjectStore implements ObjectStore {
   async put(key: string, body: Readable | Buffer | string, opts: PutOptions = {}): Promise<{ etag: string }> {
     this.calls.put++;
     this.check(opts.signal);
+    const condition = putCondition(key, opts);
+    if (condition !== undefined && !(typeof body === 'string' || Buffer.isBuffer(body)))
+      throw new TypeError(`put ${key}: a conditional write takes a Buffer or string body`);
     const data =
       typeof body === 'string'
         ? Buffer.from(body)
@@ -116,6 +122,11 @@ export class MemoryObjectStore implements ObjectStore {
     if (opts.size !== undefined && opts.size !== data.length) {
       throw new Error(`put ${key}: declared size ${opts.size} but body has ${data.length} bytes`);
     }
+    // Checked after the body is read and before it is stored, with no await in between: atomic, like AWS S3.
+    const current = this.objects.get(key);
+    if (condition === 'if-match' && (!current || current.info.etag !== stripQuotes(opts.ifMatch!)))
+      throw new PreconditionFailedError(key, condition);
+    if (condition === 'if-none-match' && current) throw new PreconditionFailedError(key, condition);
     const etag = createHash('md5').update(data).digest('hex');
     const info: ObjectInfo = { key, size: data.length, etag, lastModified: new Date() };
     if (opts.contentType !== undefined) info.contentType = opts.contentType;

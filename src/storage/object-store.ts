@@ -30,6 +30,17 @@ export interface PutOptions {
   /** Known length, required for streams by some S3 servers; omitted = the implementation buffers or multiparts. */
   size?: number;
   signal?: AbortSignal;
+  /**
+   * Conditional write (`If-Match`): store the body only if the key's current ETag equals this one. Throws
+   * {@link PreconditionFailedError} when it differs or the key does not exist. Buffers and strings only (documents);
+   * see docs/adr/0007-conditional-writes.md for what each S3 server guarantees.
+   */
+  ifMatch?: string;
+  /**
+   * Create-only write (`If-None-Match: *`): store the body only if no object exists under the key. Throws
+   * {@link PreconditionFailedError} when one does. Cannot be combined with `ifMatch`.
+   */
+  ifNoneMatch?: '*';
 }
 
 export interface ObjectStore {
@@ -46,6 +57,7 @@ export interface ObjectStore {
     key: string,
     opts?: { maxBytes?: number; signal?: AbortSignal },
   ): Promise<{ info: ObjectInfo; data: Buffer }>;
+  /** Unconditional unless `opts.ifMatch` / `opts.ifNoneMatch` is set; throws {@link PreconditionFailedError}. */
   put(key: string, body: Readable | Buffer | string, opts?: PutOptions): Promise<{ etag: string }>;
   remove(key: string, signal?: AbortSignal): Promise<void>;
   list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo>;
@@ -66,4 +78,34 @@ export class StoreUnavailableError extends Error {
     super(message, options);
     this.name = 'StoreUnavailableError';
   }
+}
+
+/**
+ * A conditional write's precondition did not hold (HTTP 412 `PreconditionFailed`, S3's 409
+ * `ConditionalRequestConflict` for a concurrent conditional write, or `If-Match` on a key that does not exist):
+ * someone else wrote the key since it was read. Callers read it again and retry their change on the fresh copy.
+ */
+export class PreconditionFailedError extends Error {
+  constructor(
+    readonly key: string,
+    readonly condition: 'if-match' | 'if-none-match',
+  ) {
+    super(
+      condition === 'if-match'
+        ? `object ${key} changed since it was read (If-Match failed)`
+        : `object ${key} already exists (If-None-Match: * failed)`,
+    );
+    this.name = 'PreconditionFailedError';
+  }
+}
+
+/** The condition a {@link PutOptions} asks for, validated (both at once is a programming error). */
+export function putCondition(
+  key: string,
+  opts: Pick<PutOptions, 'ifMatch' | 'ifNoneMatch'>,
+): 'if-match' | 'if-none-match' | undefined {
+  if (opts.ifMatch !== undefined && opts.ifNoneMatch !== undefined)
+    throw new TypeError(`put ${key}: ifMatch and ifNoneMatch cannot be combined`);
+  if (opts.ifMatch !== undefined) return 'if-match';
+  return opts.ifNoneMatch !== undefined ? 'if-none-match' : undefined;
 }

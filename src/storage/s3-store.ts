@@ -21,7 +21,9 @@ import { Readable } from 'node:stream';
 import { Client, S3Error } from 'minio';
 import {
   ObjectNotFoundError,
+  PreconditionFailedError,
   StoreUnavailableError,
+  putCondition,
   type GetResult,
   type ObjectInfo,
   type ObjectStore,
@@ -59,6 +61,11 @@ interface CallContext {
 
 /** The S3 codes that mean "the key (or bucket entry) is not there". */
 const NOT_FOUND_CODES = new Set(['NoSuchKey', 'NotFound', 'NoSuchVersion']);
+/**
+ * A conditional request lost: 412, or AWS S3's 409 for a conditional write racing another one on the same key.
+ * (`put` rewrites the condition to the one it asked for.)
+ */
+const PRECONDITION_CODES = new Set(['PreconditionFailed', 'ConditionalRequestConflict']);
 /** S3 codes servers use for overload or internal failure (the client maps a bare 503 to SlowDown). */
 const UNAVAILABLE_CODES = new Set([
   'InternalError',
@@ -188,6 +195,8 @@ export class S3ObjectStore implements ObjectStore {
     if (err instanceof S3Error) {
       const code = err.code ?? '';
       if (NOT_FOUND_CODES.has(code)) return new ObjectNotFoundError(key);
+      if (PRECONDITION_CODES.has(code) || ctx.status === 412)
+        return new PreconditionFailedError(key, 'if-match');
       if (code === 'InvalidRange') return new RangeError(`${what} ${key}: range not satisfiable`);
       if (UNAVAILABLE_CODES.has(code) || (ctx.status !== undefined && ctx.status >= 500)) {
         return new StoreUnavailableError(
@@ -294,10 +303,25 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   put(key: string, body: Readable | Buffer | string, opts: PutOptions = {}): Promise<{ etag: string }> {
+    const condition = putCondition(key, opts);
+    if (condition !== undefined && !(typeof body === 'string' || Buffer.isBuffer(body)))
+      return Promise.reject(new TypeError(`put ${key}: a conditional write takes a Buffer or string body`));
+    const meta: Record<string, string> = {};
+    if (opts.contentType !== undefined) meta['Content-Type'] = opts.contentType;
+    // A document (≤ the client's 64 MiB part size) goes up in one PUT, so the header applies to the whole write.
+    if (opts.ifMatch !== undefined) meta['If-Match'] = `"${stripQuotes(opts.ifMatch)}"`;
+    if (opts.ifNoneMatch !== undefined) meta['If-None-Match'] = '*';
     return this.call('put', key, opts.signal, async () => {
-      const meta = opts.contentType !== undefined ? { 'Content-Type': opts.contentType } : {};
       const res = await this.client.putObject(this.bucket, key, body, opts.size, meta);
       return { etag: stripQuotes(res.etag) };
+    }).catch((err: unknown) => {
+      // If-Match on a key that is gone: S3 answers 404 NoSuchKey; for the caller it is the same lost race.
+      if (
+        condition !== undefined &&
+        (err instanceof PreconditionFailedError || err instanceof ObjectNotFoundError)
+      )
+        throw new PreconditionFailedError(key, condition);
+      throw err;
     });
   }
 

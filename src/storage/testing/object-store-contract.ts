@@ -3,7 +3,7 @@
  * against S3ObjectStore on a real S3 server (integration), so the fake cannot drift from the real thing.
  */
 import { Readable } from 'node:stream';
-import { ObjectNotFoundError, type ObjectStore } from '../object-store.js';
+import { ObjectNotFoundError, PreconditionFailedError, type ObjectStore } from '../object-store.js';
 
 async function text(stream: Readable): Promise<string> {
   const chunks: Buffer[] = [];
@@ -91,6 +91,36 @@ export function describeObjectStoreContract(
       await store.remove(`${p}l/a`);
       await store.remove(`${p}l/a`);
       await expect(store.stat(`${p}l/a`)).rejects.toBeInstanceOf(ObjectNotFoundError);
+    });
+
+    it('creates with ifNoneMatch only when the key is absent', async () => {
+      const { etag } = await store.put(`${p}c.json`, '{"v":1}', { ifNoneMatch: '*' });
+      const second = await store.put(`${p}c.json`, '{"v":2}', { ifNoneMatch: '*' }).catch((e: unknown) => e);
+      expect(second).toBeInstanceOf(PreconditionFailedError);
+      expect(second).toMatchObject({ key: `${p}c.json`, condition: 'if-none-match' });
+      const back = await store.getBuffer(`${p}c.json`);
+      expect(back.data.toString()).toBe('{"v":1}');
+      expect(back.info.etag).toBe(etag);
+    });
+
+    it('replaces with ifMatch only while the etag is current', async () => {
+      const first = await store.put(`${p}m.json`, '{"v":1}');
+      const second = await store.put(`${p}m.json`, '{"v":2}', { ifMatch: first.etag });
+      expect(second.etag).not.toBe(first.etag);
+      // A writer that read version 1 loses: its change must be redone on a fresh read.
+      const stale = await store
+        .put(`${p}m.json`, '{"v":3}', { ifMatch: first.etag })
+        .catch((e: unknown) => e);
+      expect(stale).toBeInstanceOf(PreconditionFailedError);
+      expect(stale).toMatchObject({ condition: 'if-match' });
+      await store.put(`${p}m.json`, '{"v":4}', { ifMatch: `"${second.etag}"` });
+      expect((await store.getBuffer(`${p}m.json`)).data.toString()).toBe('{"v":4}');
+    });
+
+    it('fails ifMatch on a missing key with PreconditionFailedError and creates nothing', async () => {
+      const err = await store.put(`${p}gone.json`, '{}', { ifMatch: 'abc123' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PreconditionFailedError);
+      await expect(store.stat(`${p}gone.json`)).rejects.toBeInstanceOf(ObjectNotFoundError);
     });
 
     it('honours an aborted signal', async () => {
