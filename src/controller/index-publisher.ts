@@ -153,6 +153,7 @@ class IndexBuilder {
         percentage: roundPercentage(rollout.percentage),
         id: rolloutId(namespace ?? '', channel.metadata.name, rolloutBundle),
         ...(rollout.paused ? { paused: true } : {}),
+        ...(rollout.sticky === false ? { sticky: false } : {}),
       };
     } else if (rollout && previous?.rollout?.bundle === rollout.bundle) {
       // The rollout bundle stopped being servable: keep rolling out what devices already get.

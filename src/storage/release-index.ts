@@ -78,8 +78,15 @@ export interface IndexRollout {
    * percentage grows; changes when the rollout bundle changes.
    */
   id: string;
-  /** Set by the controller when failure thresholds paused the rollout: devices then get the stable bundle only. */
+  /**
+   * The rollout is held (`spec.rollout.paused`, or a failure threshold with `onFailure: Pause`): devices already on
+   * the rollout bundle keep it, every other device gets the stable bundle. Nobody is downgraded, nobody new enters.
+   */
   paused?: boolean;
+  /** A failure threshold with `onFailure: Rollback` tripped: devices on the rollout bundle are offered the stable one. */
+  rolledBack?: boolean;
+  /** Absent or true: a device's share is a hash of its id. False: devices not on the rollout bundle draw at every check. */
+  sticky?: boolean;
 }
 
 export interface IndexChannel {

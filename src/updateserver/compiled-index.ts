@@ -22,8 +22,19 @@ export interface CompiledChannel {
   channel: IndexChannel;
   /** The bundle served to devices outside the rollout share; `builtin` resets devices to the shipped bundle. */
   stable: CompiledBundle | 'builtin';
-  /** Present only while a rollout is active (not paused, percentage > 0). */
-  rollout: { bundle: CompiledBundle; threshold: number; id: string } | undefined;
+  /**
+   * Present while a rollout is served (not rolled back; at 0 % nobody new enters). `held`: paused, devices already on the
+   * rollout bundle keep it and nobody else enters. `sticky: false`: devices not on it draw at every check.
+   */
+  rollout: CompiledRollout | undefined;
+}
+
+export interface CompiledRollout {
+  bundle: CompiledBundle;
+  threshold: number;
+  id: string;
+  held: boolean;
+  sticky: boolean;
 }
 
 export interface CompiledApp {
@@ -78,11 +89,13 @@ export function compileIndex(index: ReleaseIndex): CompiledApp {
     const stable =
       ch.bundle === 'builtin' ? 'builtin' : compileBundle(index, ch.bundle, `channel "${ch.name}"`);
     let rollout: CompiledChannel['rollout'];
-    if (ch.rollout && !ch.rollout.paused && ch.rollout.percentage > 0) {
+    if (ch.rollout && !ch.rollout.rolledBack) {
       rollout = {
         bundle: compileBundle(index, ch.rollout.bundle, `rollout of channel "${ch.name}"`),
         threshold: Math.round(Math.min(100, ch.rollout.percentage) * (ROLLOUT_BUCKETS / 100)),
         id: ch.rollout.id,
+        held: ch.rollout.paused === true,
+        sticky: ch.rollout.sticky !== false,
       };
     }
     const compiled: CompiledChannel = { channel: ch, stable, rollout };

@@ -3,9 +3,10 @@
  * Checks run in Capgo's order so that devices see the same error for the same situation. The HTTP layer turns a
  * {@link UpdatePlan} into the wire answer (it owns download URLs).
  */
+import { randomInt } from 'node:crypto';
 import { hashPinnedId } from '../storage/release-index.js';
 import type { CompiledApp, CompiledBundle, CompiledChannel } from './compiled-index.js';
-import { rolloutBucket } from './compiled-index.js';
+import { ROLLOUT_BUCKETS, rolloutBucket } from './compiled-index.js';
 import type { DeviceInfo } from './device-request.js';
 import { atLeast, compareSemver, parseSemver, type SemVer } from './semver.js';
 
@@ -106,11 +107,22 @@ export function resolveChannel(
   return { channel: app.defaultChannel, via: 'default' };
 }
 
-/** The bundle a device gets from a channel: the rollout bundle when its sticky bucket falls in the share. */
-export function targetOf(channel: CompiledChannel, deviceId: string): CompiledBundle | 'builtin' {
+/**
+ * The bundle a device gets from a channel. A device already running the rollout bundle keeps it while the rollout is
+ * served (held or not, sticky or not): pausing never downgrades. Otherwise, unless the rollout is held, the device
+ * gets it when its bucket falls in the share: a hash of the device id (sticky) or a fresh draw per check.
+ */
+export function targetOf(
+  channel: CompiledChannel,
+  deviceId: string,
+  currentVersion: string,
+): CompiledBundle | 'builtin' {
   const r = channel.rollout;
-  if (r && rolloutBucket(r.id, deviceId) < r.threshold) return r.bundle;
-  return channel.stable;
+  if (!r) return channel.stable;
+  if (currentVersion === r.bundle.bundle.version) return r.bundle;
+  if (r.held) return channel.stable;
+  const bucket = r.sticky ? rolloutBucket(r.id, deviceId) : randomInt(ROLLOUT_BUCKETS);
+  return bucket < r.threshold ? r.bundle : channel.stable;
 }
 
 function keyIdsDiffer(device: string, bundle: string): boolean {
@@ -138,7 +150,7 @@ export function decideUpdate(app: CompiledApp, device: DeviceInfo): Decision {
   // A device on its shipped bundle reports "builtin": its baseline is the native version.
   const current = device.versionName === 'builtin' ? device.versionBuild : device.versionName;
   const { channel } = resolveChannel(app, device);
-  const target = targetOf(channel, device.deviceId);
+  const target = targetOf(channel, device.deviceId, current);
   const policy = channel.channel.policy;
 
   if (target === 'builtin') {

@@ -234,12 +234,12 @@ export interface LiveUpdateChannelSpecRollout {
    */
   percentage: number;
   /**
-   * Decide by a hash of the device id, so a device keeps its answer while the percentage grows. When false, every update check draws again.
+   * Decide by a hash of the device id, so a device keeps its answer while the percentage grows. When false, a device not on the rollout bundle draws again at every update check. A device running the rollout bundle keeps it either way.
    * Defaulted by the API server to `true`.
    */
   sticky?: boolean;
   /**
-   * Hold the rollout; devices outside it keep the stable bundle, devices in it keep theirs.
+   * Hold the rollout: devices already on the rollout bundle keep it, every other device gets the stable bundle. Nobody new enters, nobody is downgraded.
    * Defaulted by the API server to `false`.
    */
   paused?: boolean;

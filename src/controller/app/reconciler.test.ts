@@ -220,6 +220,26 @@ describe('AppReconciler', () => {
     ]);
   });
 
+  it('publishes a paused, non-sticky rollout as held and drawn per check (nothing dropped)', async () => {
+    const { client, store, reconciler } = setup();
+    seedApp(client, 'demo');
+    await readyBundle(client, store, 'demo-1-0-0', '1.0.0');
+    await readyBundle(client, store, 'demo-1-1-0', '1.1.0');
+    seedChannel(client, 'production', {
+      bundle: 'demo-1-0-0',
+      rollout: { bundle: 'demo-1-1-0', percentage: 20, sticky: false, paused: true },
+    });
+    await reconciler.reconcile(appKey, ctx());
+    const index = await readJson<ReleaseIndex>(store, `lu/${NS}/demo/index.json`);
+    expect(index.channels[0]!.rollout).toMatchObject({
+      bundle: 'demo-1-1-0',
+      percentage: 20,
+      paused: true,
+      sticky: false,
+    });
+    expect(index.channels[0]!.rollout).not.toHaveProperty('rolledBack');
+  });
+
   it('puts the delta manifest of a bundle into the index', async () => {
     const { client, store, reconciler } = setup();
     seedApp(client, 'demo');
