@@ -18,14 +18,19 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 COPY package.json package-lock.json ./
-RUN npm ci
+# --ignore-scripts: only dev dependencies have install scripts (the `node` package would download a second Node
+# binary, esbuild and node-pty fetch or build native parts), and `tsc` needs none of them. A production dependency
+# that needed its install script would fail the image tests, which start the built image.
+RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 # `npm run build` writes dist/, which is exactly what the runtime stage copies (tested by
 # test/integration/chart/entrypoint.test.ts, which starts that output with node).
+# npm prune leaves the emptied scope folders of dev dependencies (@babel, @jest, …) behind: drop them.
 RUN npm run build \
- && npm prune --omit=dev \
- && rm -rf node_modules/.cache
+ && npm prune --omit=dev --ignore-scripts \
+ && rm -rf node_modules/.cache \
+ && find node_modules -mindepth 1 -maxdepth 1 -type d -empty -delete
 
 # ---- runtime: Node 24 slim, production dependencies only, fixed non-root uid ---------------------------------------
 FROM ${NODE_IMAGE} AS runtime
@@ -45,9 +50,12 @@ LABEL org.opencontainers.image.title="liveupdate-operator" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.base.name="${NODE_IMAGE}"
 
-# The runtime needs node only: remove npm, npx, corepack and yarn (smaller image, fewer scanner findings).
+# The runtime needs node only: remove npm, npx, corepack and yarn (smaller image, fewer scanner findings). Name the
+# runtime uid/gid 65532 "nonroot" (the distroless convention) for tools that look the user up.
 RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
-      /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-*
+      /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-* \
+ && echo 'nonroot:x:65532:' >> /etc/group \
+ && echo 'nonroot:x:65532:65532:nonroot:/tmp:/usr/sbin/nologin' >> /etc/passwd
 
 WORKDIR /app
 # Owned by root and not writable by the runtime uid: the code cannot be modified at run time even without a
