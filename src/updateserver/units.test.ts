@@ -1,6 +1,6 @@
 /** Small pure pieces: semver, plugin gates, token buckets, Range parsing, key decoding, JSON depth, OpenAPI doc. */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { jsonDepthExceeds } from './app.js';
+import { jsonDepthExceeds } from './body.js';
 import { keyFromPath, parseRange } from './downloads.js';
 import { openApiDocument } from './openapi.js';
 import { pluginGates } from './policy.js';

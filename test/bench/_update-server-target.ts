@@ -113,7 +113,7 @@ async function main(): Promise<void> {
     case 'express': {
       // Diagnostic: express with only the body reader and a fixed answer (framework overhead alone).
       const { default: express } = await import('express');
-      const { jsonBody } = await import('../../src/updateserver/app.js');
+      const { jsonBody } = await import('../../src/updateserver/body.js');
       const app = express();
       app.set('etag', false);
       const fixed = JSON.stringify({

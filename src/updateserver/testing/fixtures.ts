@@ -19,7 +19,8 @@ import {
   type ReleaseIndex,
   type ReleaseRoot,
 } from '../../storage/release-index.js';
-import { createUpdateServer, type UpdateServerOptions } from '../app.js';
+import { createUpdateServer } from '../app.js';
+import type { UpdateServerOptions } from '../options.js';
 import { IndexCache } from '../index-cache.js';
 import { UpdateServerMetrics } from '../metrics.js';
 import { StatsAggregator } from '../stats-rollup.js';
