@@ -49,7 +49,19 @@ export type BundleValidationReason =
   | 'TooLarge'
   | 'CompressionRatio'
   | 'CorruptZip'
-  | 'CorruptTarball';
+  | 'CorruptTarball'
+  // The central directory and the local headers Android reads disagree (docs/adr/0011-zip-rules.md).
+  | 'UnexpectedBytes'
+  | 'OverlappingEntries'
+  | 'LocalHeaderMismatch'
+  | 'LocalNameMismatch'
+  | 'UnicodePathMismatch'
+  | 'EntryCountMismatch'
+  | 'Zip64NotSupported'
+  // Names that are one file, or differently named files, depending on the device.
+  | 'NameEncoding'
+  | 'NonCanonicalName'
+  | 'PathConflict';
 
 export class BundleValidationError extends BundleError {
   override readonly name = 'BundleValidationError';

@@ -1,10 +1,12 @@
-import { crc32 } from 'node:zlib';
-import type { Readable } from 'node:stream';
-import yauzl from 'yauzl';
-import type { Entry, ZipFile } from 'yauzl';
+import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { crc32, createInflateRaw } from 'node:zlib';
 import { BundleValidationError } from './errors.js';
 import { entryNameProblem } from './paths.js';
-import { nextEntry, openEntry } from './zip-read.js';
+import { readZipStructure } from './zip-structure.js';
+import type { ZipEntryRecord } from './zip-structure.js';
 
 export interface ZipLimits {
   /** Most entries (files and directories) a bundle may have. */
@@ -26,6 +28,8 @@ export const DEFAULT_LIMITS: ZipLimits = {
 
 export const RATIO_MIN_ENTRY_BYTES = 1024 * 1024;
 
+const CHUNK_BYTES = 64 * 1024;
+
 export interface ValidateOptions {
   readonly limits?: Partial<ZipLimits>;
   /**
@@ -34,6 +38,8 @@ export interface ValidateOptions {
    */
   readonly decompress?: boolean;
   readonly signal?: AbortSignal;
+  /** Called with each file's name and the sha256 (hex) of its bytes, e.g. to compare with another reader. */
+  readonly onFile?: (name: string, sha256: string) => void;
 }
 
 export interface ZipSummary {
@@ -53,86 +59,28 @@ const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
 
 /**
- * Check an incoming zip against what devices accept (CAPGO-PROTOCOL.md §4, §7) and against zip bombs.
+ * Check an incoming zip against what devices accept (CAPGO-PROTOCOL.md §4, §7), against zip bombs, and against
+ * zips that readers see differently (docs/adr/0011-zip-rules.md): the central directory and the local headers
+ * Android reads must agree, and every name must mean one file on every device.
  * Throws {@link BundleValidationError} with a distinct `reason` on the first problem.
  */
 export async function validateZip(path: string, options: ValidateOptions = {}): Promise<ZipSummary> {
   const limits: ZipLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const decompress = options.decompress ?? true;
-  let zip: ZipFile;
+  let handle: FileHandle;
   try {
-    zip = await yauzl.openPromise(path, {
-      lazyEntries: true,
-      decodeStrings: false,
-      validateEntrySizes: true,
-      autoClose: false,
-    });
+    handle = await open(path, 'r');
   } catch (err) {
     throw corrupt(err);
   }
   try {
-    if (zip.entryCount > limits.maxEntries) {
-      throw new BundleValidationError(
-        'TooManyEntries',
-        `the zip has ${zip.entryCount} entries, more than the limit of ${limits.maxEntries}`,
-      );
-    }
-    const names = new Set<string>();
-    const fileNames: string[] = [];
-    const topLevel = new Map<string, boolean>(); // name → is a directory
+    const { size } = await handle.stat();
+    const { entries } = await readZipStructure(handle, size, limits.maxEntries);
+    options.signal?.throwIfAborted();
+    const { names, topLevel } = checkNames(entries);
     let declaredBytes = 0;
-    let actualBytes = 0;
     let compressedBytes = 0;
-    let entries = 0;
-    for (;;) {
-      options.signal?.throwIfAborted();
-      const entry = await nextEntry(zip).catch((err: unknown) => {
-        throw corrupt(err);
-      });
-      if (!entry) break;
-      entries++;
-      if (entries > limits.maxEntries) {
-        throw new BundleValidationError(
-          'TooManyEntries',
-          `the zip has more than ${limits.maxEntries} entries`,
-        );
-      }
-      const name = entryName(entry);
-      const problem = entryNameProblem(name);
-      if (problem) throw problem;
-      const isDirectory = name.endsWith('/');
-      const mode = unixMode(entry);
-      if ((mode & S_IFMT) === S_IFLNK) {
-        throw new BundleValidationError(
-          'Symlink',
-          `${name} is a symbolic link; devices expect regular files only`,
-          name,
-        );
-      }
-      if (mode !== 0 && (mode & S_IFMT) !== 0 && (mode & S_IFMT) !== S_IFREG && (mode & S_IFMT) !== S_IFDIR) {
-        throw new BundleValidationError('SpecialFile', `${name} is not a regular file or directory`, name);
-      }
-      if ((entry.generalPurposeBitFlag & 0x1) !== 0) {
-        throw new BundleValidationError(
-          'EncryptedEntry',
-          `${name} is password-protected; devices cannot read encrypted zip entries`,
-          name,
-        );
-      }
-      if (entry.compressionMethod !== 0 && entry.compressionMethod !== 8) {
-        throw new BundleValidationError(
-          'UnsupportedCompression',
-          `${name} uses compression method ${entry.compressionMethod}; only stored and deflate are supported`,
-          name,
-        );
-      }
-      const key = isDirectory ? name.slice(0, -1) : name;
-      if (names.has(key))
-        throw new BundleValidationError('DuplicateEntry', `${key} appears more than once in the zip`, name);
-      names.add(key);
-      const top = key.split('/')[0] ?? key;
-      topLevel.set(top, (topLevel.get(top) ?? false) || isDirectory || key.includes('/'));
-
+    for (const entry of entries) {
       declaredBytes += entry.uncompressedSize;
       compressedBytes += entry.compressedSize;
       if (declaredBytes > limits.maxUncompressedBytes) {
@@ -141,19 +89,7 @@ export async function validateZip(path: string, options: ValidateOptions = {}): 
           `the zip declares more than ${limits.maxUncompressedBytes} uncompressed bytes`,
         );
       }
-      checkRatio(entry.uncompressedSize, entry.compressedSize, limits, name);
-      if (!isDirectory) {
-        fileNames.push(name);
-        if (decompress) {
-          actualBytes += await readEntry(
-            zip,
-            entry,
-            name,
-            limits.maxUncompressedBytes - actualBytes,
-            options.signal,
-          );
-        }
-      }
+      checkRatio(entry.uncompressedSize, entry.compressedSize, limits, entry.name);
     }
     if (compressedBytes > 0 && declaredBytes / compressedBytes > limits.maxCompressionRatio) {
       throw new BundleValidationError(
@@ -161,15 +97,111 @@ export async function validateZip(path: string, options: ValidateOptions = {}): 
         `the zip expands ${Math.round(declaredBytes / compressedBytes)}× (limit ${limits.maxCompressionRatio}×)`,
       );
     }
+    const root = bundleRoot(names, topLevel);
+    const files = entries.filter((entry) => !entry.name.endsWith('/'));
+    let actualBytes = 0;
+    if (decompress || options.onFile) {
+      for (const entry of files) {
+        options.signal?.throwIfAborted();
+        const budget = limits.maxUncompressedBytes - actualBytes;
+        actualBytes += await readEntry(handle, entry, budget, options.onFile, options.signal);
+      }
+    }
     return {
-      entries,
-      files: fileNames.length,
+      entries: entries.length,
+      files: files.length,
       uncompressedBytes: decompress ? actualBytes : declaredBytes,
       compressedBytes,
-      root: bundleRoot(names, topLevel),
+      root,
     };
   } finally {
-    zip.close();
+    await handle.close();
+  }
+}
+
+/**
+ * Per-entry rules on names and kinds. Names are compared after dropping `.` and empty segments, ignoring case and
+ * Unicode normalisation: `./index.html`, `INDEX.html` and `index.html` are one file on an iOS device, and Android's
+ * full-zip install and the delta manifest would otherwise end up with different files.
+ */
+function checkNames(entries: readonly ZipEntryRecord[]): {
+  names: Set<string>;
+  topLevel: Map<string, boolean>;
+} {
+  const names = new Set<string>();
+  const topLevel = new Map<string, boolean>(); // name → is a directory
+  const seen = new Map<string, string>(); // folded name → the name first seen
+  const folders = new Set<string>(); // folded names of every parent folder
+  const files: Array<[folded: string, name: string]> = [];
+  let nonCanonical: string | undefined;
+  for (const entry of entries) {
+    const { name } = entry;
+    const problem = entryNameProblem(name);
+    if (problem) throw problem;
+    checkKind(entry);
+    const isDirectory = name.endsWith('/');
+    const raw = isDirectory ? name.slice(0, -1) : name;
+    const segments = raw.split('/').filter((segment) => segment !== '' && segment !== '.');
+    const canonical = segments.join('/');
+    const folded = fold(canonical);
+    const first = seen.get(folded);
+    if (first !== undefined) {
+      throw new BundleValidationError(
+        'DuplicateEntry',
+        first === raw
+          ? `${raw} appears more than once in the zip`
+          : `${first} and ${raw} are the same file on devices (./ and // dropped, case ignored)`,
+        name,
+      );
+    }
+    seen.set(folded, raw);
+    if (canonical !== raw) nonCanonical ??= name;
+    for (let i = 1; i < segments.length; i++) folders.add(fold(segments.slice(0, i).join('/')));
+    if (!isDirectory) files.push([folded, name]);
+    names.add(raw);
+    const top = raw.split('/')[0] ?? raw;
+    topLevel.set(top, (topLevel.get(top) ?? false) || isDirectory || raw.includes('/'));
+  }
+  for (const [folded, name] of files) {
+    if (folders.has(folded)) {
+      throw new BundleValidationError(
+        'PathConflict',
+        `${name} is a file but other entries need a folder of that name`,
+        name,
+      );
+    }
+  }
+  if (nonCanonical !== undefined) {
+    throw new BundleValidationError(
+      'NonCanonicalName',
+      `${nonCanonical} contains "./" or "//"; devices and the delta manifest would name it differently`,
+      nonCanonical,
+    );
+  }
+  return { names, topLevel };
+}
+
+const fold = (name: string): string => name.normalize('NFC').toLowerCase();
+
+function checkKind(entry: ZipEntryRecord): void {
+  const { name } = entry;
+  const mode = unixMode(entry);
+  if ((mode & S_IFMT) === S_IFLNK) {
+    throw new BundleValidationError(
+      'Symlink',
+      `${name} is a symbolic link; devices expect regular files only`,
+      name,
+    );
+  }
+  if (mode !== 0 && (mode & S_IFMT) !== 0 && (mode & S_IFMT) !== S_IFREG && (mode & S_IFMT) !== S_IFDIR) {
+    throw new BundleValidationError('SpecialFile', `${name} is not a regular file or directory`, name);
+  }
+  if (entry.method !== 0 && entry.method !== 8) {
+    throw new BundleValidationError(
+      'UnsupportedCompression',
+      `${name} uses compression method ${entry.method}; only stored and deflate are supported`,
+      name,
+    );
   }
 }
 
@@ -221,24 +253,28 @@ function checkRatio(uncompressed: number, compressed: number, limits: ZipLimits,
   }
 }
 
-/** Decompress one entry, counting real bytes (stopping at `budget`) and checking its CRC-32. */
+/**
+ * Decompress one entry from its data, counting real bytes (stopping at `budget`) and checking size and CRC-32.
+ * Deflate data must end exactly at its compressed size: ZipInputStream stops where the deflate stream ends, so
+ * slack after it is where a hidden entry would sit.
+ */
 async function readEntry(
-  zip: ZipFile,
-  entry: Entry,
-  name: string,
+  handle: FileHandle,
+  entry: ZipEntryRecord,
   budget: number,
+  onFile: ValidateOptions['onFile'],
   signal: AbortSignal | undefined,
 ): Promise<number> {
-  let stream: Readable;
-  try {
-    stream = await openEntry(zip, entry);
-  } catch (err) {
-    throw corrupt(err, name);
+  const { name } = entry;
+  if (entry.method === 0 && entry.compressedSize !== entry.uncompressedSize) {
+    throw new BundleValidationError('CorruptZip', `${name} is stored but its two sizes differ`, name);
   }
+  const inflater = entry.method === 8 ? createInflateRaw() : undefined;
+  const hash = onFile ? createHash('sha256') : undefined;
   let bytes = 0;
   let crc = 0;
-  try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
+  const count = async (source: AsyncIterable<Buffer>): Promise<void> => {
+    for await (const chunk of source) {
       signal?.throwIfAborted();
       bytes += chunk.length;
       if (bytes > budget) {
@@ -249,29 +285,52 @@ async function readEntry(
         );
       }
       crc = crc32(chunk, crc);
+      hash?.update(chunk);
     }
+  };
+  try {
+    const source = compressedChunks(handle, entry.dataOffset, entry.compressedSize);
+    await (inflater ? pipeline(source, inflater, count) : count(source));
   } catch (err) {
-    stream.destroy();
     throw err instanceof BundleValidationError || (err instanceof Error && err.name === 'AbortError')
       ? err
       : corrupt(err, name);
   }
-  if (crc !== entry.crc32) {
+  if (inflater && inflater.bytesWritten !== entry.compressedSize) {
+    throw new BundleValidationError(
+      'UnexpectedBytes',
+      `the deflate data of ${name} ends ${entry.compressedSize - inflater.bytesWritten} bytes before its declared size (a hidden entry?)`,
+      name,
+    );
+  }
+  if (bytes !== entry.uncompressedSize) {
+    throw new BundleValidationError(
+      'CorruptZip',
+      `${name} decompresses to ${bytes} bytes, not the ${entry.uncompressedSize} its headers declare`,
+      name,
+    );
+  }
+  if (crc >>> 0 !== entry.crc32) {
     throw new BundleValidationError('CorruptZip', `${name} is damaged (CRC-32 mismatch)`, name);
   }
+  onFile?.(name, hash?.digest('hex') ?? '');
   return bytes;
 }
 
-/** Decode the name ourselves (UTF-8 flag, Info-ZIP unicode path, else CP437) so backslashes stay visible. */
-function entryName(entry: Entry): string {
-  const raw = entry.fileName as unknown as Buffer;
-  return yauzl.getFileNameLowLevel(entry.generalPurposeBitFlag, raw, entry.extraFields, true);
+async function* compressedChunks(handle: FileHandle, start: number, length: number): AsyncGenerator<Buffer> {
+  for (let done = 0; done < length;) {
+    const buffer = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, length - done));
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, start + done);
+    if (bytesRead === 0) throw new Error('unexpected end of file');
+    done += bytesRead;
+    yield buffer.subarray(0, bytesRead);
+  }
 }
 
 /** Unix mode from the external attributes when the entry was made on Unix (host 3) or OS X (19); 0 otherwise. */
-function unixMode(entry: Entry): number {
+function unixMode(entry: ZipEntryRecord): number {
   const host = entry.versionMadeBy >> 8;
-  return host === 3 || host === 19 ? (entry.externalFileAttributes >>> 16) & 0xffff : 0;
+  return host === 3 || host === 19 ? (entry.externalAttributes >>> 16) & 0xffff : 0;
 }
 
 function corrupt(err: unknown, name?: string): BundleValidationError {

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { encryptBundle, readSigningKeyFile } from '../bundle/index.js';
+import { INDEX_HTML, craftZip } from '../bundle/testing/zip-craft.js';
 import { runCli } from './main.js';
 import type { CliIo } from './io.js';
 
@@ -151,6 +153,67 @@ describe('liveupdate CLI (in-process)', () => {
     ]);
     expect(missingFile.code).toBe(1);
     expect(missingFile.stderr).toContain('ENOENT');
+  });
+
+  it('encrypt refuses what the controller refuses; verify never says ok for a bundle devices cannot install', async () => {
+    const key = await readSigningKeyFile(join(work, 'keys/.capgo_key_v2'));
+    const hostile = {
+      'junk.zip': Buffer.from('not a zip'),
+      'slip.zip': craftZip([INDEX_HTML, { name: '../../evil.js', data: Buffer.from('x') }]),
+      'hidden.zip': craftZip([INDEX_HTML, { name: 'index.html', data: Buffer.from('evil'), hidden: true }]),
+    };
+    const expected = {
+      'junk.zip': 'CorruptZip',
+      'slip.zip': 'PathTraversal',
+      'hidden.zip': 'UnexpectedBytes',
+    };
+    for (const [file, bytes] of Object.entries(hostile)) {
+      await writeFile(join(work, file), bytes);
+      const reason = expected[file as keyof typeof expected];
+      const enc = await cli([
+        'bundle',
+        'encrypt',
+        file,
+        '--key',
+        'keys/.capgo_key_v2',
+        '--out',
+        `${file}.enc`,
+      ]);
+      expect({ file, code: enc.code, stderr: enc.stderr }).toEqual({
+        file,
+        code: 1,
+        stderr: expect.stringContaining(`[${reason}]`) as unknown,
+      });
+      // Signed and encrypted anyway (as a careless pipeline could): the checksum is right, the zip is not.
+      const sealed = await encryptBundle({
+        input: join(work, file),
+        output: join(work, `${file}.sealed`),
+        key,
+      });
+      const verify = await cli([
+        'bundle',
+        'verify',
+        `${file}.sealed`,
+        '--public-key',
+        'keys/.capgo_key_v2.pub',
+        '--session-key',
+        sealed.sessionKey,
+        '--checksum',
+        sealed.checksum,
+      ]);
+      expect({ file, code: verify.code, stdout: verify.stdout, stderr: verify.stderr }).toEqual({
+        file,
+        code: 1,
+        stdout: '',
+        stderr: expect.stringContaining(`[${reason}]`) as unknown,
+      });
+      const plain = await cli(['bundle', 'verify', file, '--checksum', sealed.sha256]);
+      expect({ file, code: plain.code, stderr: plain.stderr }).toEqual({
+        file,
+        code: 1,
+        stderr: expect.stringContaining(`[${reason}]`) as unknown,
+      });
+    }
   });
 
   it('prints help for every command', async () => {

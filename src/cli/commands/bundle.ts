@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { isAbsolute, relative, resolve } from 'node:path';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import {
   MANIFEST_FILE,
   buildDeltaManifest,
@@ -55,9 +56,12 @@ export const bundleEncrypt: Command = {
   },
   async run(ctx) {
     const key = await readSigningKeyFile(path(ctx, requireString(ctx, 'key')));
+    const input = path(ctx, positional(ctx, 0));
+    // The controller's rules: never sign what it would refuse (non-zips, zip-slip, zips readers see differently).
+    await validateZip(input);
     const onProgress = ctx.progress('encrypt');
     const result = await encryptBundle({
-      input: path(ctx, positional(ctx, 0)),
+      input,
       output: path(ctx, requireString(ctx, 'out')),
       key,
       ...(onProgress ? { onProgress } : {}),
@@ -68,7 +72,8 @@ export const bundleEncrypt: Command = {
 
 export const bundleVerify: Command = {
   name: 'verify',
-  summary: 'check a bundle exactly as a device does (decrypt, recover the signed checksum, compare)',
+  summary:
+    'check a bundle exactly as a device does (decrypt, recover the signed checksum, compare) and that devices can install the zip',
   usage:
     'liveupdate bundle verify <file> --checksum <c> [--public-key <.capgo_key_v2.pub> --session-key <iv:key>] [--out <plain.zip>]',
   positionals: ['file'],
@@ -96,16 +101,33 @@ export const bundleVerify: Command = {
     const sessionKey = optionalString(ctx, 'session-key');
     if (!publicKeyPath && sessionKey) throw new UsageError('--session-key needs --public-key');
     const out = optionalString(ctx, 'out');
+    const input = path(ctx, positional(ctx, 0));
     const onProgress = ctx.progress('verify');
-    const result = await verifyBundle({
-      input: path(ctx, positional(ctx, 0)),
-      checksum: requireString(ctx, 'checksum'),
-      ...(publicKeyPath ? { publicKey: await readPublicKeyFile(path(ctx, publicKeyPath)) } : {}),
-      ...(sessionKey !== undefined ? { sessionKey } : {}),
-      ...(out ? { output: path(ctx, out) } : {}),
-      ...(onProgress ? { onProgress } : {}),
-    });
-    return { ok: result.ok, sha256: result.sha256, size: result.size, encrypted: result.encrypted };
+    // The decrypted zip is validated like the controller validates it: a right checksum on a zip devices cannot
+    // install (or would install differently) is not ok.
+    const scratch = publicKeyPath && !out ? await mkdtemp(join(tmpdir(), 'liveupdate-verify-')) : undefined;
+    try {
+      const plainZip = out ? path(ctx, out) : scratch ? join(scratch, 'plain.zip') : input;
+      const result = await verifyBundle({
+        input,
+        checksum: requireString(ctx, 'checksum'),
+        ...(publicKeyPath ? { publicKey: await readPublicKeyFile(path(ctx, publicKeyPath)) } : {}),
+        ...(sessionKey !== undefined ? { sessionKey } : {}),
+        ...(plainZip !== input ? { output: plainZip } : {}),
+        ...(onProgress ? { onProgress } : {}),
+      });
+      const zip = await validateZip(plainZip);
+      return {
+        ok: result.ok,
+        sha256: result.sha256,
+        size: result.size,
+        encrypted: result.encrypted,
+        files: zip.files,
+        root: zip.root,
+      };
+    } finally {
+      if (scratch) await rm(scratch, { recursive: true, force: true });
+    }
   },
 };
 
