@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isProcessAlive, repoRoot } from './process-utils.js';
 
-export type ToolName = 'kube-apiserver' | 'etcd' | 'versitygw' | 'helm' | 'kubeconform';
+export type ToolName =
+  'kube-apiserver' | 'etcd' | 'versitygw' | 'helm' | 'kubeconform' | 'registry' | 'oras' | 'cosign';
 
 export interface ToolSpec {
   readonly name: ToolName;
@@ -89,6 +90,34 @@ export const TOOLS: Readonly<Record<ToolName, ToolSpec>> = {
     ldflags: ['-X main.version=v0.7.0'],
     versionArgs: ['-v'],
     versionPattern: /^v0\.7\.0$/m,
+  },
+  // OCI source tests: a real registry, artifacts pushed with the real oras and signed with the real cosign.
+  registry: {
+    name: 'registry',
+    version: 'v3.1.2',
+    moduleDir: 'test/infra/registry',
+    goPackage: 'github.com/distribution/distribution/v3/cmd/registry',
+    ldflags: ['-X github.com/distribution/distribution/v3/version.version=v3.1.2'],
+    versionArgs: ['--version'],
+    versionPattern: /\sv3\.1\.2$/m,
+  },
+  oras: {
+    name: 'oras',
+    version: 'v1.3.6',
+    moduleDir: 'test/infra/oras',
+    goPackage: 'oras.land/oras/cmd/oras',
+    ldflags: [],
+    versionArgs: ['version'],
+    versionPattern: /^Version:\s+1\.3\.6\b/m,
+  },
+  cosign: {
+    name: 'cosign',
+    version: 'v2.6.5',
+    moduleDir: 'test/infra/cosign',
+    goPackage: 'github.com/sigstore/cosign/v2/cmd/cosign',
+    ldflags: ['-X sigs.k8s.io/release-utils/version.gitVersion=v2.6.5'],
+    versionArgs: ['version'],
+    versionPattern: /^GitVersion:\s+v2\.6\.5$/m,
   },
 };
 

@@ -1,11 +1,11 @@
-import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import forge from 'node-forge';
+import { selfSignedCertificate } from '../../../test/env/tls.js';
 import { StallingError, TransientError } from '../common/errors.js';
 import { SourceFetcher, redactUrl, type FetchRequest } from './fetch.js';
 
@@ -157,36 +157,3 @@ describe('SourceFetcher (https with a private CA)', () => {
     }
   });
 });
-
-/** forge builds the to-be-signed structure but does not declare it in its types. */
-const tbsCertificate = (cert: forge.pki.Certificate): forge.asn1.Asn1 =>
-  (
-    forge.pki as unknown as { getTBSCertificate(c: forge.pki.Certificate): forge.asn1.Asn1 }
-  ).getTBSCertificate(cert);
-
-/** A self-signed certificate for 127.0.0.1: forge builds it, node:crypto signs it (forge's RSA is slow under Jest). */
-function selfSignedCertificate(): { cert: string; key: string } {
-  const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = forge.pki.publicKeyFromPem(
-    pair.publicKey.export({ type: 'spki', format: 'pem' }) as string,
-  );
-  cert.serialNumber = '01';
-  cert.validity.notBefore = new Date(Date.now() - 60_000);
-  cert.validity.notAfter = new Date(Date.now() + 3_600_000);
-  const attrs = [{ name: 'commonName', value: 'artifact-test' }];
-  cert.setSubject(attrs);
-  cert.setIssuer(attrs);
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: true },
-    { name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] },
-  ]);
-  cert.siginfo.algorithmOid = forge.pki.oids['sha256WithRSAEncryption']!;
-  cert.signatureOid = forge.pki.oids['sha256WithRSAEncryption']!;
-  const tbs = Buffer.from(forge.asn1.toDer(tbsCertificate(cert)).getBytes(), 'binary');
-  cert.signature = sign('sha256', tbs, pair.privateKey).toString('binary');
-  return {
-    cert: forge.pki.certificateToPem(cert),
-    key: pair.privateKey.export({ type: 'pkcs1', format: 'pem' }) as string,
-  };
-}
