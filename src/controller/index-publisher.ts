@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import {
   BUILTIN_BUNDLE,
   ConditionType,
+  type Artifact,
   type LiveUpdateApp,
   type LiveUpdateBundle,
   type LiveUpdateChannel,
@@ -25,6 +26,7 @@ import {
   type IndexBundle,
   type IndexChannel,
   type IndexManifestEntry,
+  type IndexProvenance,
   type ReleaseIndex,
   type ReleaseRoot,
 } from '../storage/release-index.js';
@@ -80,7 +82,28 @@ export function indexBundleOf(
     ...(bundle.spec.comment ? { comment: bundle.spec.comment } : {}),
     ...(bundle.spec.link ? { link: bundle.spec.link } : {}),
     ...(bundle.spec.breaking ? { breaking: true } : {}),
+    ...indexProvenance(artifact),
   };
+}
+
+/** The artifact's origin as the index records it; absent for artifacts stored before provenance existed. */
+function indexProvenance(artifact: Artifact): Pick<IndexBundle, 'provenance'> {
+  const provenance: IndexProvenance = {
+    ...(artifact.sourceDigest ? { sourceDigest: artifact.sourceDigest } : {}),
+    ...(artifact.provenance?.ociManifestDigest
+      ? { ociManifestDigest: artifact.provenance.ociManifestDigest }
+      : {}),
+    ...(artifact.provenance?.signatureProvider === 'cosign' && artifact.provenance.signatureKeyId
+      ? {
+          signatureProvider: 'cosign' as const,
+          signatureKeyId: artifact.provenance.signatureKeyId,
+          ...(artifact.provenance.signatureDigest
+            ? { signatureDigest: artifact.provenance.signatureDigest }
+            : {}),
+        }
+      : {}),
+  };
+  return Object.keys(provenance).length > 0 ? { provenance } : {};
 }
 
 /** Seed of the sticky rollout hash: stable while the rollout bundle stays, new when it changes. */

@@ -10,7 +10,7 @@ export interface ControllerDomainMetrics {
   /** A bundle artifact (zip, plus delta files) was stored and verified. */
   artifactStored(namespace: string, app: string, bytes: number): void;
   /** One fetch of an artifact from its source ended. */
-  artifactFetched(source: 'http' | 's3', result: 'success' | 'error', seconds: number): void;
+  artifactFetched(source: 'http' | 's3' | 'oci', result: 'success' | 'error', seconds: number): void;
 }
 
 export function createControllerDomainMetrics(registry: Registry): ControllerDomainMetrics {

@@ -54,6 +54,21 @@ export interface IndexBundle {
   comment?: string;
   link?: string;
   breaking?: boolean;
+  /**
+   * Where the artifact came from, so that "CI signature → our signed checksum" can be inspected: the sha256 of the
+   * artifact as fetched and, for OCI sources, the manifest digest and the cosign key that verified its signature.
+   */
+  provenance?: IndexProvenance;
+}
+
+export interface IndexProvenance {
+  /** sha256:<hex> of the artifact as fetched from its source. */
+  sourceDigest?: string;
+  ociManifestDigest?: string;
+  signatureProvider?: 'cosign';
+  /** sha256:<hex> of the DER public key that verified the signature. */
+  signatureKeyId?: string;
+  signatureDigest?: string;
 }
 
 export interface IndexChannelPolicy {

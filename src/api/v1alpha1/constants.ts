@@ -97,6 +97,17 @@ export const Reason = {
   AppHasNoSigningKey: 'AppHasNoSigningKey',
   ServedByChannel: 'ServedByChannel',
 
+  // OCI sources and signatures (the bundle library's OciError reasons)
+  OciTagMoved: 'OciTagMoved',
+  OciDigestMismatch: 'OciDigestMismatch',
+  OciLayerAmbiguous: 'OciLayerAmbiguous',
+  OciUnsupportedManifest: 'OciUnsupportedManifest',
+  OciDockerConfigInvalid: 'OciDockerConfigInvalid',
+  SignatureMissing: 'SignatureMissing',
+  SignatureInvalid: 'SignatureInvalid',
+  SignatureDigestMismatch: 'SignatureDigestMismatch',
+  VerificationKeyInvalid: 'VerificationKeyInvalid',
+
   // App
   SigningKeySecretNotFound: 'SigningKeySecretNotFound',
   SigningKeyMissing: 'SigningKeyMissing',

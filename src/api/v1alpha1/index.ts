@@ -6,7 +6,9 @@ import type {
   LiveUpdateAppStatusChannelsItem,
   LiveUpdateBundleSpecSource,
   LiveUpdateBundleSpecSourceHttp,
+  LiveUpdateBundleSpecSourceOci,
   LiveUpdateBundleSpecSourceS3,
+  LiveUpdateBundleStatusArtifactProvenance,
   LiveUpdateBundleStatusArtifact,
   LiveUpdateChannelSpecPolicy,
   LiveUpdateChannelSpecRollout,
@@ -15,6 +17,8 @@ import type {
 export type BundleSource = LiveUpdateBundleSpecSource;
 export type HttpSource = LiveUpdateBundleSpecSourceHttp;
 export type S3Source = LiveUpdateBundleSpecSourceS3;
+export type OciSource = LiveUpdateBundleSpecSourceOci;
+export type ArtifactProvenance = LiveUpdateBundleStatusArtifactProvenance;
 export type Artifact = LiveUpdateBundleStatusArtifact;
 export type ChannelPolicy = LiveUpdateChannelSpecPolicy;
 export type ChannelRollout = LiveUpdateChannelSpecRollout;

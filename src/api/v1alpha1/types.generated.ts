@@ -454,6 +454,16 @@ export interface LiveUpdateBundleSpecSourceHttpCaSecretRef {
 }
 
 /**
+ * Secret (same namespace) with a client certificate for mutual TLS: keys tls.crt and tls.key (PEM).
+ */
+export interface LiveUpdateBundleSpecSourceHttpCertSecretRef {
+  /**
+   * Name of the Secret.
+   */
+  name: string;
+}
+
+/**
  * Fetch the artifact with an HTTP GET.
  */
 export interface LiveUpdateBundleSpecSourceHttp {
@@ -469,6 +479,10 @@ export interface LiveUpdateBundleSpecSourceHttp {
    * Secret (same namespace) holding a PEM CA bundle to trust for https URLs.
    */
   caSecretRef?: LiveUpdateBundleSpecSourceHttpCaSecretRef;
+  /**
+   * Secret (same namespace) with a client certificate for mutual TLS: keys tls.crt and tls.key (PEM).
+   */
+  certSecretRef?: LiveUpdateBundleSpecSourceHttpCertSecretRef;
 }
 
 /**
@@ -508,7 +522,130 @@ export interface LiveUpdateBundleSpecSourceS3 {
 }
 
 /**
- * Where the controller fetches the artifact from. Exactly one of http or s3. Immutable.
+ * Which manifest: a tag, a digest, or both. With a tag alone the controller resolves it once and records the digest in status.artifact.provenance; with both, the tag must still resolve to the digest (a moved tag stalls with OciTagMoved).
+ */
+export interface LiveUpdateBundleSpecSourceOciRef {
+  /**
+   * Tag of the artifact, e.g. 1.4.2.
+   */
+  tag?: string;
+  /**
+   * Manifest digest (sha256:<64 lowercase hex>); pins the artifact.
+   */
+  digest?: string;
+}
+
+/**
+ * Pull credentials: a Secret (same namespace) of type kubernetes.io/dockerconfigjson (key .dockerconfigjson) with an entry for the registry host. Anonymous pulls when omitted.
+ */
+export interface LiveUpdateBundleSpecSourceOciSecretRef {
+  /**
+   * Name of the Secret.
+   */
+  name: string;
+}
+
+/**
+ * Secret (same namespace) holding a PEM CA bundle to trust for the registry.
+ */
+export interface LiveUpdateBundleSpecSourceOciCaSecretRef {
+  /**
+   * Name of the Secret.
+   */
+  name: string;
+  /**
+   * Key in the Secret holding the PEM CA bundle.
+   * Defaulted by the API server to `"ca.crt"`.
+   */
+  key?: string;
+}
+
+/**
+ * Secret (same namespace) with a client certificate for mutual TLS: keys tls.crt and tls.key (PEM).
+ */
+export interface LiveUpdateBundleSpecSourceOciCertSecretRef {
+  /**
+   * Name of the Secret.
+   */
+  name: string;
+}
+
+/**
+ * Which layer holds the bundle when the artifact has several. By default the layer of media type application/vnd.liveupdate.bundle.layer.v1.zip (or .tar+gzip), else the only layer.
+ */
+export interface LiveUpdateBundleSpecSourceOciLayerSelector {
+  /**
+   * Media type of the bundle layer.
+   */
+  mediaType: string;
+}
+
+/**
+ * Secret (same namespace) holding the trusted public keys: every key whose name ends in .pub is a PEM public key (cosign.pub format).
+ */
+export interface LiveUpdateBundleSpecSourceOciVerifySecretRef {
+  /**
+   * Name of the Secret.
+   */
+  name: string;
+}
+
+/**
+ * Verify a signature of the manifest before anything is stored. cosign keyed signatures (no Rekor, no Fulcio): one of the public keys in the Secret must verify a signature whose payload names the pulled manifest digest. Missing or wrong signatures stall.
+ */
+export interface LiveUpdateBundleSpecSourceOciVerify {
+  /**
+   * Signature format. cosign is the only one.
+   * Defaulted by the API server to `"cosign"`.
+   */
+  provider: 'cosign';
+  /**
+   * Secret (same namespace) holding the trusted public keys: every key whose name ends in .pub is a PEM public key (cosign.pub format).
+   */
+  secretRef: LiveUpdateBundleSpecSourceOciVerifySecretRef;
+}
+
+/**
+ * Pull the artifact from an OCI registry: a one-layer OCI artifact whose layer is the zip (or tar.gz) of the web build, as `liveupdate bundle publish` or a plain `oras push` writes it.
+ */
+export interface LiveUpdateBundleSpecSourceOci {
+  /**
+   * Repository as oci://<registry host[:port]>/<repository path>, without tag or digest.
+   */
+  url: string;
+  /**
+   * Which manifest: a tag, a digest, or both. With a tag alone the controller resolves it once and records the digest in status.artifact.provenance; with both, the tag must still resolve to the digest (a moved tag stalls with OciTagMoved).
+   */
+  ref: LiveUpdateBundleSpecSourceOciRef;
+  /**
+   * Pull credentials: a Secret (same namespace) of type kubernetes.io/dockerconfigjson (key .dockerconfigjson) with an entry for the registry host. Anonymous pulls when omitted.
+   */
+  secretRef?: LiveUpdateBundleSpecSourceOciSecretRef;
+  /**
+   * Secret (same namespace) holding a PEM CA bundle to trust for the registry.
+   */
+  caSecretRef?: LiveUpdateBundleSpecSourceOciCaSecretRef;
+  /**
+   * Secret (same namespace) with a client certificate for mutual TLS: keys tls.crt and tls.key (PEM).
+   */
+  certSecretRef?: LiveUpdateBundleSpecSourceOciCertSecretRef;
+  /**
+   * Talk plain HTTP to the registry. Only for registries on a trusted network; a signature (verify) still protects the content.
+   * Defaulted by the API server to `false`.
+   */
+  insecure?: boolean;
+  /**
+   * Which layer holds the bundle when the artifact has several. By default the layer of media type application/vnd.liveupdate.bundle.layer.v1.zip (or .tar+gzip), else the only layer.
+   */
+  layerSelector?: LiveUpdateBundleSpecSourceOciLayerSelector;
+  /**
+   * Verify a signature of the manifest before anything is stored. cosign keyed signatures (no Rekor, no Fulcio): one of the public keys in the Secret must verify a signature whose payload names the pulled manifest digest. Missing or wrong signatures stall.
+   */
+  verify?: LiveUpdateBundleSpecSourceOciVerify;
+}
+
+/**
+ * Where the controller fetches the artifact from. Exactly one of http, s3 or oci. Immutable.
  */
 export interface LiveUpdateBundleSpecSource {
   /**
@@ -519,6 +656,10 @@ export interface LiveUpdateBundleSpecSource {
    * Fetch the artifact from an S3-compatible bucket.
    */
   s3?: LiveUpdateBundleSpecSourceS3;
+  /**
+   * Pull the artifact from an OCI registry: a one-layer OCI artifact whose layer is the zip (or tar.gz) of the web build, as `liveupdate bundle publish` or a plain `oras push` writes it.
+   */
+  oci?: LiveUpdateBundleSpecSourceOci;
   /**
    * Maximum time for one fetch of the artifact (Go duration, e.g. 60s, 5m).
    * Defaulted by the API server to `"5m"`.
@@ -539,7 +680,7 @@ export interface LiveUpdateBundleSpec {
    */
   version: string;
   /**
-   * Where the controller fetches the artifact from. Exactly one of http or s3. Immutable.
+   * Where the controller fetches the artifact from. Exactly one of http, s3 or oci. Immutable.
    */
   source: LiveUpdateBundleSpecSource;
   /**
@@ -582,6 +723,28 @@ export interface LiveUpdateBundleSpec {
    * Defaulted by the API server to `"Delete"`.
    */
   deletionPolicy?: 'Delete' | 'Orphan';
+}
+
+/**
+ * Where the artifact came from and who signed it (OCI sources).
+ */
+export interface LiveUpdateBundleStatusArtifactProvenance {
+  /**
+   * Digest of the OCI manifest that was pulled (the tag resolved to this digest).
+   */
+  ociManifestDigest?: string;
+  /**
+   * Provider that verified the signature (cosign), when spec.source.oci.verify is set.
+   */
+  signatureProvider?: string;
+  /**
+   * sha256:<hex> of the DER public key that verified the signature.
+   */
+  signatureKeyId?: string;
+  /**
+   * Digest of the signature manifest that held the accepted signature.
+   */
+  signatureDigest?: string;
 }
 
 /**
@@ -640,6 +803,10 @@ export interface LiveUpdateBundleStatusArtifact {
    * Number of files in the delta manifest.
    */
   manifestFiles?: number;
+  /**
+   * Where the artifact came from and who signed it (OCI sources).
+   */
+  provenance?: LiveUpdateBundleStatusArtifactProvenance;
   /**
    * When the artifact was stored.
    */

@@ -6,13 +6,20 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Client as MinioClient } from 'minio';
-import { Reason, type HttpSource, type S3Source } from '../../api/v1alpha1/index.js';
+import {
+  Reason,
+  type ArtifactProvenance,
+  type HttpSource,
+  type OciSource,
+  type S3Source,
+} from '../../api/v1alpha1/index.js';
 import { StallingError, TransientError } from '../common/errors.js';
+import { fetchOci, type OciFetchOptions } from './fetch-oci.js';
 
 export interface HttpCredentials {
   username?: string;
@@ -21,14 +28,18 @@ export interface HttpCredentials {
 }
 
 export interface FetchRequest {
-  source: { http?: HttpSource; s3?: S3Source };
+  source: { http?: HttpSource; s3?: S3Source; oci?: OciSource };
   /** Where the artifact is written. */
   destination: string;
   maxBytes: number;
   timeoutMs: number;
   signal: AbortSignal;
-  http?: { credentials?: HttpCredentials; ca?: string };
+  /** ca: PEM CA bundle; cert/key: PEM client certificate for mutual TLS. */
+  http?: { credentials?: HttpCredentials; ca?: string; cert?: string; key?: string };
   s3?: { accessKey: string; secretKey: string };
+  oci?: OciFetchOptions;
+  /** Environment whose HTTPS_PROXY/HTTP_PROXY/NO_PROXY apply to http and OCI fetches (the controller's own). */
+  proxyEnv?: NodeJS.ProcessEnv;
 }
 
 export interface FetchedArtifact {
@@ -36,6 +47,8 @@ export interface FetchedArtifact {
   size: number;
   /** Lowercase hex sha256 of the fetched bytes. */
   sha256: string;
+  /** OCI sources: the manifest digest pulled and the signature that verified it. */
+  provenance?: ArtifactProvenance;
 }
 
 export interface ArtifactFetcher {
@@ -103,13 +116,18 @@ const CERTIFICATE_ERRORS = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
 
-function networkError(what: string, error: unknown, signal: AbortSignal): Error {
+function networkError(
+  what: string,
+  error: unknown,
+  signal: AbortSignal,
+  sourceType: 'http' | 's3' | 'oci' = 'http',
+): Error {
   if (error instanceof StallingError || error instanceof TransientError) return error;
   const code = (error as NodeJS.ErrnoException).code;
   if (code && CERTIFICATE_ERRORS.has(code)) {
     return new StallingError(
       Reason.SourceCertificateInvalid,
-      `${what}: ${code} (set spec.source.http.caSecretRef to trust the server's CA)`,
+      `${what}: ${code} (set spec.source.${sourceType}.caSecretRef to trust the server's CA)`,
     );
   }
   if (signal.aborted && signal.reason instanceof Error && signal.reason.name !== 'TimeoutError')
@@ -124,6 +142,11 @@ export class SourceFetcher implements ArtifactFetcher {
     const signal = AbortSignal.any([request.signal, AbortSignal.timeout(request.timeoutMs)]);
     if (request.source.http) return this.fetchHttp(request.source.http, request, signal);
     if (request.source.s3) return this.fetchS3(request.source.s3, request, signal);
+    if (request.source.oci) {
+      return fetchOci(request.source.oci, request, signal, (what, error) =>
+        networkError(what, error, signal, 'oci'),
+      );
+    }
     throw new StallingError(Reason.UnsupportedArtifact, 'spec.source sets no source type');
   }
 
@@ -149,6 +172,14 @@ export class SourceFetcher implements ArtifactFetcher {
     }
   }
 
+  /** A per-request agent: the CA and client certificate of the source, the proxy of the environment. */
+  private agentFor(url: URL, request: FetchRequest): HttpAgent {
+    const common = { keepAlive: false, ...(request.proxyEnv ? { proxyEnv: request.proxyEnv } : {}) };
+    if (url.protocol !== 'https:') return new HttpAgent(common);
+    const { ca, cert, key } = request.http ?? {};
+    return new HttpsAgent({ ...common, ...(ca ? { ca } : {}), ...(cert && key ? { cert, key } : {}) });
+  }
+
   private get(
     url: URL,
     request: FetchRequest,
@@ -164,11 +195,7 @@ export class SourceFetcher implements ArtifactFetcher {
     }
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise<IncomingMessage>((resolve, reject) => {
-      const req = send(url, {
-        headers,
-        signal,
-        ...(url.protocol === 'https:' && request.http?.ca ? { ca: request.http.ca } : {}),
-      });
+      const req = send(url, { headers, signal, agent: this.agentFor(url, request) });
       req.on('error', reject);
       req.on('response', (response) => {
         const status = response.statusCode ?? 0;
@@ -180,11 +207,11 @@ export class SourceFetcher implements ArtifactFetcher {
         const location = response.headers.location;
         if (status >= 300 && status < 400 && location && redirectsLeft > 0) {
           const next = new URL(location, url);
-          // Credentials only follow redirects that stay on the same origin.
           const sameOrigin = next.origin === url.origin;
+          // Credentials and the client certificate only follow redirects that stay on the same origin.
           const nextRequest = sameOrigin
             ? request
-            : { ...request, http: { ...request.http, credentials: {} } };
+            : { ...request, http: request.http?.ca ? { ca: request.http.ca } : {} };
           if (next.protocol !== 'http:' && next.protocol !== 'https:') {
             reject(
               new StallingError(

@@ -46,6 +46,7 @@ import type { ControllerDomainMetrics } from '../metrics.js';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler.js';
 import { prepareArtifact, storeArtifact, verifyStored } from './artifact.js';
 import { SourceFetcher, type ArtifactFetcher, type FetchRequest } from './fetch.js';
+import { clientCertificate, ociFetchOptions } from './fetch-oci.js';
 
 export interface BundleReconcilerOptions {
   client: ObjectClient;
@@ -60,10 +61,20 @@ export interface BundleReconcilerOptions {
   /** Upper bound on one fetch, whatever spec.source.timeout says (default: no bound beyond the spec's). */
   maxFetchTimeoutMs?: number;
   metrics?: ControllerDomainMetrics;
+  /** Environment whose HTTPS_PROXY/HTTP_PROXY/NO_PROXY apply to http and OCI fetches (default: process.env). */
+  proxyEnv?: NodeJS.ProcessEnv;
   /** Wait before looking again at an app that is missing or not ready (default 10 s). */
   dependencyRequeueMs?: number;
   now?: () => Date;
 }
+
+/** Refusals of spec.source.oci.verify: they set VerificationFailed, not FetchFailed. */
+const SIGNATURE_REASONS: ReadonlySet<string> = new Set([
+  Reason.SignatureMissing,
+  Reason.SignatureInvalid,
+  Reason.SignatureDigestMismatch,
+  Reason.VerificationKeyInvalid,
+]);
 
 const DEFAULT_MAX_ARTIFACT_BYTES = 256 * 1024 * 1024;
 const DELETION_REQUEUE_MS = 30_000;
@@ -303,6 +314,7 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
         ...(stored.manifestKey
           ? { manifestKey: stored.manifestKey, manifestFiles: stored.manifestFiles ?? 0 }
           : {}),
+        ...(fetched.provenance ? { provenance: fetched.provenance } : {}),
         lastUpdateTime: rfc3339(ctx.now()),
       };
       this.markStored(bundle, status, ctx, stored.objectKey);
@@ -324,25 +336,29 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
     run: () => Promise<T>,
   ): Promise<T> {
     const conditions = (status.conditions ??= []);
-    const [positive, negative, okReason] =
-      phase === 'fetch'
-        ? [ConditionType.ArtifactFetched, ConditionType.FetchFailed, Reason.Succeeded]
-        : [ConditionType.Verified, ConditionType.VerificationFailed, Reason.Succeeded];
+    const conditionsOf = (p: 'fetch' | 'verify') =>
+      p === 'fetch'
+        ? ([ConditionType.ArtifactFetched, ConditionType.FetchFailed] as const)
+        : ([ConditionType.Verified, ConditionType.VerificationFailed] as const);
     const set = (c: Omit<Condition, 'lastTransitionTime'>) => setCondition(conditions, c, ctx.now());
     const generation = bundle.metadata.generation ?? 0;
     try {
       const result = await run();
+      const [positive, negative] = conditionsOf(phase);
       removeCondition(conditions, negative);
       set({
         type: positive,
         status: 'True',
-        reason: okReason,
+        reason: Reason.Succeeded,
         message: phase === 'fetch' ? 'artifact fetched' : 'digest and zip checked',
         observedGeneration: generation,
       });
       return result;
     } catch (error) {
       if (error instanceof ReconcileError) {
+        // An OCI signature is checked while fetching (before the bundle layer is downloaded) but is a verification.
+        const failed = SIGNATURE_REASONS.has(error.reason) ? 'verify' : phase;
+        const [positive, negative] = conditionsOf(failed);
         set({
           type: negative,
           status: 'True',
@@ -391,10 +407,11 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
         this.opts.maxFetchTimeoutMs ?? Number.POSITIVE_INFINITY,
       ),
       signal: ctx.signal,
+      proxyEnv: this.opts.proxyEnv ?? process.env,
       ...(await this.sourceCredentials(bundle)),
     };
     const started = performance.now();
-    const source = bundle.spec.source.s3 ? 's3' : 'http';
+    const source = bundle.spec.source.s3 ? 's3' : bundle.spec.source.oci ? 'oci' : 'http';
     try {
       const fetched = await this.fetcher.fetch(request);
       this.opts.metrics?.artifactFetched(source, 'success', (performance.now() - started) / 1000);
@@ -406,15 +423,12 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
   }
 
   /** Credentials and CA from the Secrets the source names; a missing Secret or key stalls. */
-  private async sourceCredentials(bundle: LiveUpdateBundle): Promise<Pick<FetchRequest, 'http' | 's3'>> {
+  private async sourceCredentials(
+    bundle: LiveUpdateBundle,
+  ): Promise<Pick<FetchRequest, 'http' | 's3' | 'oci'>> {
     const namespace = bundle.metadata.namespace ?? '';
-    const { http, s3 } = bundle.spec.source;
-    const secret = async (name: string) => {
-      const data = await readSecret(this.opts.client, namespace, name);
-      if (!data)
-        throw new StallingError(Reason.SourceSecretNotFound, `Secret ${namespace}/${name} not found`);
-      return data;
-    };
+    const { http, s3, oci } = bundle.spec.source;
+    const secret = (name: string) => this.requireSecret(namespace, name);
     if (http) {
       const result: NonNullable<FetchRequest['http']> = {};
       if (http.secretRef) {
@@ -442,8 +456,11 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
           );
         result.ca = ca.toString('utf8');
       }
+      if (http.certSecretRef)
+        Object.assign(result, await this.clientCertificate(namespace, http.certSecretRef.name));
       return { http: result };
     }
+    if (oci) return { oci: await ociFetchOptions(oci, namespace, secret) };
     if (s3?.secretRef) {
       const data = await secret(s3.secretRef.name);
       const accessKey = data.get('accessKeyID')?.toString('utf8');
@@ -457,6 +474,16 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
       return { s3: { accessKey, secretKey } };
     }
     return {};
+  }
+
+  private async clientCertificate(namespace: string, name: string): Promise<{ cert: string; key: string }> {
+    return clientCertificate(`${namespace}/${name}`, await this.requireSecret(namespace, name));
+  }
+
+  private async requireSecret(namespace: string, name: string): Promise<Map<string, Buffer>> {
+    const data = await readSecret(this.opts.client, namespace, name);
+    if (!data) throw new StallingError(Reason.SourceSecretNotFound, `Secret ${namespace}/${name} not found`);
+    return data;
   }
 
   async reconcileDelete(

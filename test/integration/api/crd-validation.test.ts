@@ -187,13 +187,40 @@ describe('CEL rules reject invalid manifests with a message naming the field', (
             s3: { endpoint: 'http://s3:9000', bucket: 'abc', key: 'k' },
           },
         }),
-      'spec.source must set exactly one of http or s3',
+      'spec.source must set exactly one of http, s3 or oci',
     ],
     [
       'no source type',
       'liveupdatebundles',
       () => bundle({ source: {} }),
-      'spec.source must set exactly one of http or s3',
+      'spec.source must set exactly one of http, s3 or oci',
+    ],
+    [
+      'an oci url with a tag',
+      'liveupdatebundles',
+      () => bundle({ source: { oci: { url: 'oci://reg.internal/app:1.0.0', ref: { tag: '1.0.0' } } } }),
+      'spec.source.oci.url must be oci://<host>/<lowercase repository path>',
+    ],
+    [
+      'an oci ref without tag or digest',
+      'liveupdatebundles',
+      () => bundle({ source: { oci: { url: 'oci://reg.internal/app', ref: {} } } }),
+      'spec.source.oci.ref must set tag, digest or both',
+    ],
+    [
+      'an oci verify provider other than cosign',
+      'liveupdatebundles',
+      () =>
+        bundle({
+          source: {
+            oci: {
+              url: 'oci://reg.internal/app',
+              ref: { tag: '1.0.0' },
+              verify: { provider: 'notation', secretRef: { name: 'keys' } },
+            },
+          },
+        }),
+      'spec.source.oci.verify.provider',
     ],
     [
       'non-semver version',

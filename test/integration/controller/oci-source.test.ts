@@ -1,0 +1,259 @@
+// A bundle pulled from a real OCI registry (Distribution v3 on 127.0.0.1, TLS from a test CA, basic auth),
+// pushed with the real `oras` and signed with the real `cosign` (keyed, no transparency log). Signed → Ready, the
+// provenance lands in status and in the release index, and devices decrypt the original zip. Unsigned, wrong key,
+// tampered layer and a moved tag are refused with named reasons and nothing reaches the store.
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  APP_RESOURCE,
+  BUNDLE_RESOURCE,
+  CHANNEL_RESOURCE,
+  SECRET_RESOURCE,
+  type LiveUpdateApp,
+  type LiveUpdateBundle,
+} from '../../../src/api/v1alpha1/index.js';
+import { generateSigningKey, loadPublicKey, verifyBundle } from '../../../src/bundle/index.js';
+import { loadTrustedKey } from '../../../src/bundle/oci/index.js';
+import { findCondition } from '../../../src/controller/common/conditions.js';
+import { webZip } from '../../../src/controller/common/testing/fixtures.js';
+import { validateReleaseIndex } from '../../../src/storage/release-index-schema.js';
+import { cleanupTestResources, newBucket, newNamespace } from '../../env/fixtures.js';
+import { startTestRegistry, type TestRegistry } from '../../env/oci-registry.js';
+import { installCrds } from '../api/crds.js';
+import { converge, isCurrent, manifests, newHarness, type Harness } from './harness.js';
+
+const COSIGN_PASSWORD = 'test-cosign-password';
+let registry: TestRegistry;
+let cosignPub: string;
+const signingKey = generateSigningKey();
+
+beforeAll(async () => {
+  await installCrds();
+  registry = await startTestRegistry();
+  await registry.run('cosign', ['generate-key-pair'], { COSIGN_PASSWORD });
+  cosignPub = await readFile(join(registry.dir, 'cosign.pub'), 'utf8');
+});
+afterAll(async () => {
+  await registry?.stop();
+  await cleanupTestResources();
+});
+
+/** `oras push <repo>:<tag> <file>` exactly as a user would (default layer media type); returns the manifest digest. */
+async function orasPush(repository: string, tag: string, zip: Buffer, file = 'bundle.zip'): Promise<string> {
+  await writeFile(join(registry.dir, file), zip);
+  const output = await registry.run('oras', ['push', `${registry.host}/${repository}:${tag}`, file]);
+  const digest = /Digest:\s*(sha256:[a-f0-9]{64})/.exec(output)?.[1];
+  if (!digest) throw new Error(`no digest in the oras output:\n${output}`);
+  return digest;
+}
+
+function cosignSign(repository: string, digest: string): Promise<string> {
+  return registry.run(
+    'cosign',
+    [
+      'sign',
+      '--key',
+      'cosign.key',
+      '--tlog-upload=false',
+      '--yes',
+      `${registry.host}/${repository}@${digest}`,
+    ],
+    { COSIGN_PASSWORD },
+  );
+}
+
+async function secrets(h: Harness, namespace: string, verifyPub = cosignPub): Promise<void> {
+  const create = (body: object) => h.user.create(SECRET_RESOURCE, body as never);
+  await create({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'demo-key', namespace },
+    stringData: { 'private.pem': signingKey.privateKeyPem },
+  });
+  await create({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'kubernetes.io/dockerconfigjson',
+    metadata: { name: 'registry-pull', namespace },
+    stringData: { '.dockerconfigjson': registry.dockerConfigJson },
+  });
+  await create({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'registry-ca', namespace },
+    stringData: { 'ca.crt': registry.ca },
+  });
+  await create({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'ci-signer', namespace },
+    stringData: { 'cosign.pub': verifyPub },
+  });
+}
+
+function ociSource(repository: string, ref: { tag?: string; digest?: string }, verify = true) {
+  return {
+    oci: {
+      url: `oci://${registry.host}/${repository}`,
+      ref,
+      secretRef: { name: 'registry-pull' },
+      caSecretRef: { name: 'registry-ca' },
+      ...(verify ? { verify: { provider: 'cosign' as const, secretRef: { name: 'ci-signer' } } } : {}),
+    },
+  };
+}
+
+async function storedBundles(h: Harness): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const info of h.store.list(`${h.storagePrefix}/`))
+    if (info.key.includes('/bundles/')) keys.push(info.key);
+  return keys;
+}
+
+describe('LiveUpdateBundle with an oci source', () => {
+  it('pulls a plain `oras push` signed with cosign: Ready, provenance in status and index, decrypts to the original', async () => {
+    const namespace = await newNamespace('oci-ok');
+    const h = newHarness(await newBucket('oci-ok'));
+    const zip = await webZip({ 'index.html': '<!doctype html><title>oci</title>', 'main.js': 'ok()' });
+    const digest = await orasPush('team/app', '1.0.0', zip);
+    await cosignSign('team/app', digest);
+    await secrets(h, namespace);
+    await h.user.create(APP_RESOURCE, manifests.app(namespace, { signingKey: { secretName: 'demo-key' } }));
+    await h.user.create(
+      BUNDLE_RESOURCE,
+      manifests.bundle(namespace, 'app-1-0-0', {
+        version: '1.0.0',
+        source: ociSource('team/app', { tag: '1.0.0' }),
+      }),
+    );
+    await h.user.create(
+      CHANNEL_RESOURCE,
+      manifests.channel(namespace, 'production', { bundle: 'app-1-0-0' }),
+    );
+    await converge(h, namespace);
+
+    const bundle = await h.user.get<LiveUpdateBundle>(BUNDLE_RESOURCE, { namespace, name: 'app-1-0-0' });
+    expect(bundle.status?.conditions).toBeDefined();
+    expect({ current: isCurrent(bundle), conditions: bundle.status?.conditions }).toMatchObject({
+      current: true,
+    });
+    const keyId = loadTrustedKey('cosign.pub', cosignPub).keyId;
+    expect(bundle.status?.artifact).toMatchObject({
+      encrypted: true,
+      sha256: createHash('sha256').update(zip).digest('hex'),
+      provenance: { ociManifestDigest: digest, signatureProvider: 'cosign', signatureKeyId: keyId },
+    });
+
+    const { data } = await h.store.getBuffer(`${h.storagePrefix}/${namespace}/demo/index.json`);
+    const served = validateReleaseIndex(JSON.parse(data.toString('utf8'))).bundles['app-1-0-0']!;
+    expect(served.provenance).toMatchObject({
+      ociManifestDigest: digest,
+      signatureProvider: 'cosign',
+      signatureKeyId: keyId,
+      sourceDigest: `sha256:${createHash('sha256').update(zip).digest('hex')}`,
+    });
+
+    const app = await h.user.get<LiveUpdateApp>(APP_RESOURCE, { namespace, name: 'demo' });
+    const output = join(registry.dir, `${namespace}.zip`);
+    await verifyBundle({
+      input: (await h.store.get(served.objectKey))!.body,
+      checksum: served.checksum,
+      publicKey: loadPublicKey(app.status!.publicKey!),
+      sessionKey: served.sessionKey!,
+      output,
+    });
+    expect((await readFile(output)).equals(zip)).toBe(true);
+  });
+
+  it('refuses unsigned, wrongly signed, tampered and moved-tag artifacts with named reasons and stores nothing', async () => {
+    const namespace = await newNamespace('oci-refuse');
+    const h = newHarness(await newBucket('oci-refuse'));
+    await secrets(h, namespace);
+    const otherPub = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({
+      type: 'spki',
+      format: 'pem',
+    }) as string;
+    await h.user.create(SECRET_RESOURCE, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'other-signer', namespace },
+      stringData: { 'other.pub': otherPub },
+    } as never);
+    await h.user.create(APP_RESOURCE, manifests.app(namespace, { signingKey: { secretName: 'demo-key' } }));
+
+    // unsigned: pushed, never signed
+    await orasPush('team/refused', 'unsigned', await webZip({ 'index.html': 'unsigned' }));
+    // wrong key: signed with cosign.key, verified against another key
+    const wrongKeyDigest = await orasPush(
+      'team/refused',
+      'wrong-key',
+      await webZip({ 'index.html': 'wrong key' }),
+    );
+    await cosignSign('team/refused', wrongKeyDigest);
+    // tampered: signed, then the layer bytes are changed in the registry's storage
+    const tamperedZip = await webZip({ 'index.html': 'tampered' });
+    const tamperedDigest = await orasPush('team/refused', 'tampered', tamperedZip);
+    await cosignSign('team/refused', tamperedDigest);
+    const layerPath = registry.blobPath(`sha256:${createHash('sha256').update(tamperedZip).digest('hex')}`);
+    const evil = await webZip({ 'index.html': 'evil!!!!' });
+    expect(evil.length).toBe(tamperedZip.length);
+    await writeFile(layerPath, evil);
+    // moved tag: the manifest pins digest A (signed), the tag now points at B (also signed)
+    const pinned = await orasPush('team/refused', 'moving', await webZip({ 'index.html': 'first' }));
+    await cosignSign('team/refused', pinned);
+    const moved = await orasPush('team/refused', 'moving', await webZip({ 'index.html': 'second' }));
+    await cosignSign('team/refused', moved);
+    expect(moved).not.toBe(pinned);
+
+    const cases: Array<[string, string, ReturnType<typeof ociSource>, string, string]> = [
+      [
+        'unsigned',
+        '2.0.0',
+        ociSource('team/refused', { tag: 'unsigned' }),
+        'SignatureMissing',
+        'VerificationFailed',
+      ],
+      [
+        'wrong-key',
+        '2.0.1',
+        ociSource('team/refused', { tag: 'wrong-key' }),
+        'SignatureInvalid',
+        'VerificationFailed',
+      ],
+      [
+        'tampered',
+        '2.0.2',
+        ociSource('team/refused', { tag: 'tampered' }),
+        'OciDigestMismatch',
+        'FetchFailed',
+      ],
+      [
+        'moved-tag',
+        '2.0.3',
+        ociSource('team/refused', { tag: 'moving', digest: pinned }),
+        'OciTagMoved',
+        'FetchFailed',
+      ],
+    ];
+    const wrong = cases[1]![2].oci;
+    wrong.verify = { provider: 'cosign', secretRef: { name: 'other-signer' } };
+    for (const [name, version, source] of cases)
+      await h.user.create(BUNDLE_RESOURCE, manifests.bundle(namespace, name, { version, source }));
+    await converge(h, namespace);
+
+    for (const [name, , , reason, negative] of cases) {
+      const bundle = await h.user.get<LiveUpdateBundle>(BUNDLE_RESOURCE, { namespace, name });
+      expect({ name, stalled: findCondition(bundle.status?.conditions, 'Stalled') }).toMatchObject({
+        name,
+        stalled: { status: 'True', reason },
+      });
+      expect({ name, negative: findCondition(bundle.status?.conditions, negative) }).toMatchObject({
+        name,
+        negative: { status: 'True', reason },
+      });
+      expect(bundle.status?.artifact).toBeUndefined();
+    }
+    expect(await storedBundles(h)).toEqual([]);
+  });
+});
