@@ -81,6 +81,8 @@ export interface IndexChannelPolicy {
   /** Devices may select this channel themselves (`setChannel`, `defaultChannel`). */
   allowDeviceSelfSet: boolean;
   platforms: Platform[];
+  /** Physical (non-emulator) devices may update (Capgo's `allow_device`); absent means true. */
+  allowDevice?: boolean;
 }
 
 export interface IndexRollout {
@@ -105,7 +107,10 @@ export interface IndexRollout {
 }
 
 export interface IndexChannel {
+  /** metadata.name of the LiveUpdateChannel. */
   name: string;
+  /** The name devices see and send (`defaultChannel`, setChannel, listChannels); absent means `name`. Unique per app. */
+  deviceName?: string;
   /** Stable numeric id for `listChannels` (devices require a number). */
   id: number;
   /** Bundle name served to everyone not in the rollout share, or the literal `builtin` to reset devices. */
@@ -132,6 +137,13 @@ export interface ReleaseIndex {
     keyId?: string;
     /** Channel used when a device has no pinned or self-selected channel. */
     defaultChannel: string;
+    /**
+     * Per-platform public channel (Capgo has one public channel per platform); a platform absent here uses
+     * `defaultChannel`. Channel metadata.names.
+     */
+    defaultChannels?: Partial<Record<Platform, string>>;
+    /** Send bundle `link`/`comment` to plugins that read them (Capgo's app-level `expose_metadata`); absent is false. */
+    exposeBundleMetadata?: boolean;
   };
   /** Bundles referenced by at least one channel, by LiveUpdateBundle name. */
   bundles: Record<string, IndexBundle>;

@@ -14,7 +14,6 @@ import { sendJson } from './respond.js';
 type JsonObject = Record<string, unknown>;
 
 const UNKNOWN_APP_LABEL = '_unknown';
-const RESET_ANSWER = Buffer.from('{"version":"builtin"}');
 
 const encodeKey = (key: string): string => key.split('/').map(encodeURIComponent).join('/');
 
@@ -50,11 +49,6 @@ export class Answers {
     if (d.type === 'error') {
       this.requests.countAnswer(app.appId, d.error);
       sendJson(res, d.status, errorBody(d));
-      return;
-    }
-    if (d.type === 'reset') {
-      this.requests.countAnswer(app.appId, 'builtin');
-      sendJson(res, 200, RESET_ANSWER);
       return;
     }
     this.requests.countAnswer(app.appId, 'new_version');

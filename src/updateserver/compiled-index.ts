@@ -5,7 +5,13 @@
  * refused like a corrupt one and the previous revision keeps serving.
  */
 import { hash } from 'node:crypto';
-import type { IndexBundle, IndexChannel, ReleaseIndex } from '../storage/release-index.js';
+import {
+  PLATFORMS,
+  type IndexBundle,
+  type IndexChannel,
+  type Platform,
+  type ReleaseIndex,
+} from '../storage/release-index.js';
 import type { AppRef } from '../storage/layout.js';
 import { parseSemver, type SemVer } from './semver.js';
 
@@ -20,6 +26,10 @@ export interface CompiledBundle {
 
 export interface CompiledChannel {
   channel: IndexChannel;
+  /** The name devices see (`deviceName`, else metadata.name). */
+  deviceName: string;
+  /** Public (Capgo's `public`): the default channel of at least one platform. */
+  isPublic: boolean;
   /** The bundle served to devices outside the rollout share; `builtin` resets devices to the shipped bundle. */
   stable: CompiledBundle | 'builtin';
   /**
@@ -42,8 +52,13 @@ export interface CompiledApp {
   appId: string;
   ref: AppRef;
   revision: number;
+  /** By device-visible name. */
   channels: ReadonlyMap<string, CompiledChannel>;
   defaultChannel: CompiledChannel;
+  /** The public channel of each platform (`defaultChannels[p]`, else `defaultChannel`), when it serves that platform. */
+  publicChannel: Readonly<Partial<Record<Platform, CompiledChannel>>>;
+  /** Send bundle link/comment (Capgo's `expose_metadata`). */
+  exposeBundleMetadata: boolean;
   /** hashPinnedId(device or custom id) → channel; the first channel listing an id wins. */
   pins: ReadonlyMap<string, CompiledChannel>;
   /** Bundle version names this index serves (stats keep these versions, others are counted as `other`). */
@@ -76,6 +91,7 @@ function compileBundle(index: ReleaseIndex, name: string, where: string): Compil
 
 export function compileIndex(index: ReleaseIndex): CompiledApp {
   const channels = new Map<string, CompiledChannel>();
+  const byObjectName = new Map<string, CompiledChannel>();
   const pins = new Map<string, CompiledChannel>();
   const versions = new Set<string>();
   const objects = new Map<string, number>();
@@ -85,7 +101,10 @@ export function compileIndex(index: ReleaseIndex): CompiledApp {
     for (const f of b.manifest ?? []) objects.set(f.objectKey, f.size);
   }
   for (const ch of index.channels) {
-    if (channels.has(ch.name)) throw new IndexConsistencyError(`channel "${ch.name}" appears twice`);
+    const deviceName = ch.deviceName ?? ch.name;
+    if (byObjectName.has(ch.name)) throw new IndexConsistencyError(`channel "${ch.name}" appears twice`);
+    if (channels.has(deviceName))
+      throw new IndexConsistencyError(`two channels are named "${deviceName}" for devices`);
     const stable =
       ch.bundle === 'builtin' ? 'builtin' : compileBundle(index, ch.bundle, `channel "${ch.name}"`);
     let rollout: CompiledChannel['rollout'];
@@ -98,15 +117,25 @@ export function compileIndex(index: ReleaseIndex): CompiledApp {
         sticky: ch.rollout.sticky !== false,
       };
     }
-    const compiled: CompiledChannel = { channel: ch, stable, rollout };
-    channels.set(ch.name, compiled);
+    const compiled: CompiledChannel = { channel: ch, deviceName, isPublic: false, stable, rollout };
+    channels.set(deviceName, compiled);
+    byObjectName.set(ch.name, compiled);
     for (const h of ch.pinnedIdHashes) if (!pins.has(h)) pins.set(h, compiled);
   }
-  const defaultChannel = channels.get(index.app.defaultChannel);
+  const defaultChannel = byObjectName.get(index.app.defaultChannel);
   if (!defaultChannel) {
     throw new IndexConsistencyError(
       `default channel "${index.app.defaultChannel}" is not among the channels`,
     );
+  }
+  const publicChannel: Partial<Record<Platform, CompiledChannel>> = {};
+  for (const p of PLATFORMS) {
+    const name = index.app.defaultChannels?.[p];
+    const ch = name === undefined ? defaultChannel : byObjectName.get(name);
+    if (!ch)
+      throw new IndexConsistencyError(`default channel "${name ?? ''}" of ${p} is not among the channels`);
+    ch.isPublic = true;
+    if (ch.channel.policy.platforms.includes(p)) publicChannel[p] = ch;
   }
   return {
     index,
@@ -115,6 +144,8 @@ export function compileIndex(index: ReleaseIndex): CompiledApp {
     revision: index.revision,
     channels,
     defaultChannel,
+    publicChannel,
+    exposeBundleMetadata: index.app.exposeBundleMetadata === true,
     pins,
     versions,
     objects,

@@ -61,7 +61,11 @@ describe('POST /stats', () => {
       statsEvent({ action: 'set', version_name: '9.9.9' }),
     ]);
     expect(res.status).toBe(200);
-    expect(res.json).toEqual({ status: 'ok' });
+    // Capgo plugins/stats.ts: a batch gets one result per event.
+    expect(res.json).toEqual({
+      status: 'ok',
+      results: [0, 1, 2, 3, 4, 5].map((index) => ({ status: 'ok', index })),
+    });
     expect(
       await metricValue(srv, 'liveupdate_device_events_total', {
         app: APP_ID,
@@ -107,18 +111,91 @@ describe('POST /stats', () => {
     expect(text).not.toContain('5c0e3a2e-8d43-4a63-9c52-1b1f0f2c9e11');
   });
 
-  it('skips invalid events and unknown apps without failing the batch', async () => {
-    const res = await srv.post('/stats', [
-      42,
-      { action: 'set' },
-      statsEvent({ app_id: 'com.unknown.app' }),
-      statsEvent({ action: 7 }),
+  // Capgo plugins/stats.ts + plugin_validation.ts statsRequestSchema, tests/stats*.test.ts.
+  it.each([
+    ['an empty batch', [], 200, { status: 'ok', results: [] }],
+    [
+      'an invalid event, answered at its index',
+      [
+        statsEvent({ action: 'table_probe' }),
+        statsEvent({ version_os: undefined }),
+        statsEvent({ action: 7 }),
+      ],
+      200,
+      {
+        status: 'ok',
+        results: [
+          { status: 'ok', index: 0 },
+          expect.objectContaining({ status: 'error', error: 'invalid_json_body', index: 1 }),
+          expect.objectContaining({ status: 'error', error: 'invalid_json_body', index: 2 }),
+        ],
+      },
+    ],
+    [
+      'per-event validation: version_build, platform, device_id',
+      [
+        statsEvent({ version_build: 'not-a-version' }),
+        statsEvent({ platform: 7 }),
+        statsEvent({ device_id: 'device-1' }),
+        statsEvent({ device_id: undefined }),
+        statsEvent({ custom_id: 'x'.repeat(37) }),
+        statsEvent({ metadata: { a: 1 } }),
+      ],
+      200,
+      {
+        status: 'ok',
+        results: [
+          expect.objectContaining({ status: 'error', error: 'semver_error', index: 0 }),
+          expect.objectContaining({ status: 'error', error: 'invalid_json_body', index: 1 }),
+          expect.objectContaining({ status: 'error', error: 'invalid_json_body', index: 2 }),
+          expect.objectContaining({ status: 'error', error: 'missing_device_id', index: 3 }),
+          expect.objectContaining({ status: 'error', error: 'invalid_json_body', index: 4 }),
+          expect.objectContaining({ status: 'error', error: 'invalid_json_body', index: 5 }),
+        ],
+      },
+    ],
+    [
+      'a batch mixing app ids, refused as a whole',
+      [statsEvent({ action: 'table_probe' }), statsEvent({ app_id: 'com.stats.other' })],
+      200,
+      { error: 'mixed_app_ids', message: 'All events in a batch must have the same app_id' },
+    ],
+    [
+      'a batch whose later event has no app_id',
+      [statsEvent({ action: 'table_probe' }), { action: 'set' }],
+      200,
+      { error: 'invalid_app_id' },
+    ],
+    [
+      'a first event without app_id',
+      [42, statsEvent({ action: 'table_probe' })],
+      400,
+      { error: 'invalid_app_id' },
+    ],
+    ['a single event without app_id', { action: 'set' }, 400, { error: 'invalid_app_id' }],
+    ['a single invalid event', statsEvent({ version_os: 14 }), 400, { error: 'invalid_json_body' }],
+    [
+      'a batch of an unknown app',
+      [statsEvent({ app_id: 'com.unknown.app' })],
+      200,
+      {
+        status: 'ok',
+        results: [expect.objectContaining({ status: 'error', error: 'app_not_found', index: 0 })],
+      },
+    ],
+  ])('answers %s as Capgo', async (_n, body, status, expected) => {
+    const res = await srv.post('/stats', body);
+    expect(res.status).toBe(status);
+    expect(res.json).toMatchObject(expected);
+  });
+
+  it('counts nothing from a refused batch', async () => {
+    const before = await metricValue(srv, 'liveupdate_device_events_total', { action: 'mixed_probe' });
+    await srv.post('/stats', [
+      statsEvent({ action: 'mixed_probe' }),
+      statsEvent({ app_id: 'com.other.app' }),
     ]);
-    expect(res.status).toBe(200);
-    expect(await metricValue(srv, 'liveupdate_device_events_dropped_total', { reason: 'unknown_app' })).toBe(
-      1,
-    );
-    expect(await metricValue(srv, 'liveupdate_device_events_dropped_total', { reason: 'invalid' })).toBe(3);
+    expect(await metricValue(srv, 'liveupdate_device_events_total', { action: 'mixed_probe' })).toBe(before);
   });
 
   it('refuses batches over the event cap, bodies over the size limit, and non-JSON', async () => {
@@ -230,24 +307,46 @@ describe('/channel_self', () => {
     return { status: res.status, json: await res.json() };
   };
 
+  // Capgo plugins/channel_self.ts post(), tests/channel_self.test.ts.
   it.each([
     ['a self-assignable channel', { channel: 'beta' }, { status: 'ok', allowSet: true }],
-    ['the default channel', { channel: 'production' }, { status: 'ok', allowSet: true }],
     [
-      'a channel without self-assignment',
+      'the public channel without self-assignment',
+      { channel: 'production' },
+      { error: 'public_channel_self_set_not_allowed', channel: 'production', app_id: APP_ID },
+    ],
+    [
+      'a private channel without self-assignment',
       { channel: 'qa' },
-      { error: 'channel_self_set_not_allowed', kind: 'failed' },
+      { error: 'channel_self_set_not_allowed', kind: 'failed', channel: 'qa' },
     ],
-    ['an unknown channel', { channel: 'nope' }, { error: 'channel_not_found', kind: 'failed' }],
     [
-      'a channel not on the platform',
+      'an unknown channel',
+      { channel: 'nope' },
+      { error: 'channel_not_found', kind: 'failed', channel: 'nope' },
+    ],
+    ['no channel', {}, { error: 'missing_channel' }],
+    ['an empty channel', { channel: '' }, { error: 'missing_channel' }],
+    [
+      'a channel not on the platform (not checked, as Capgo)',
       { channel: 'plain', platform: 'ios' },
-      { error: 'channel_self_set_not_allowed' },
+      { status: 'ok' },
     ],
     [
-      'a channel for a pinned device',
+      'a channel for a pinned device (current plugin)',
       { channel: 'beta', device_id: PINNED_DEVICE },
+      { status: 'ok' },
+    ],
+    [
+      'a channel for a pinned device (legacy plugin)',
+      { channel: 'beta', device_id: PINNED_DEVICE, plugin_version: '6.33.0' },
       { error: 'cannot_override' },
+    ],
+    ['a channel from a legacy plugin', { channel: 'beta', plugin_version: '5.2.0' }, { status: 'ok' }],
+    [
+      'a channel without plugin_version (legacy)',
+      { channel: 'beta', plugin_version: undefined },
+      { status: 'ok' },
     ],
   ])('POST sets %s', async (_n, extra, expected) => {
     const res = await call('POST', { ...androidBody(), ...extra });
@@ -255,17 +354,46 @@ describe('/channel_self', () => {
     expect(res.json).toEqual(expect.objectContaining(expected));
   });
 
-  it('POST without channel is a 400 missing_channel', async () => {
-    const res = await call('POST', androidBody());
+  it.each([
+    ['empty body', {}, 'invalid_json_body'],
+    ['no device_id', { ...androidBody({ channel: 'beta' }), device_id: undefined }, 'missing_device_id'],
+    [
+      'a device_id that is not a UUID',
+      androidBody({ device_id: 'abc', channel: 'beta' }),
+      'invalid_json_body',
+    ],
+    [
+      'a version_build that is not semver',
+      androidBody({ version_build: 'x.y', channel: 'beta' }),
+      'semver_error',
+    ],
+    [
+      'a key_id longer than 20',
+      androidBody({ key_id: 'k'.repeat(21), channel: 'beta' }),
+      'invalid_json_body',
+    ],
+    [
+      'an install_source over 64',
+      androidBody({ install_source: 'i'.repeat(65), channel: 'beta' }),
+      'invalid_json_body',
+    ],
+    ['an unsupported platform', androidBody({ platform: 'windows', channel: 'beta' }), 'invalid_json_body'],
+  ])('POST refuses %s with 400 %s', async (_n, body, code) => {
+    const res = await call('POST', body);
     expect(res.status).toBe(400);
-    expect(res.json).toMatchObject({ error: 'missing_channel' });
+    expect(res.json).toMatchObject({ error: code });
   });
 
   it.each([
-    ['the default channel', androidBody(), { channel: 'production', status: 'default', allowSet: true }],
+    ['the public channel by default', androidBody(), { channel: 'production', status: 'default' }],
     [
-      'a self-set channel',
+      'defaultChannel as default',
       androidBody({ defaultChannel: 'beta' }),
+      { channel: 'beta', status: 'default' },
+    ],
+    [
+      'the channel the body carries as override',
+      androidBody({ channel: 'beta' }),
       { channel: 'beta', status: 'override', allowSet: true },
     ],
     [
@@ -273,41 +401,72 @@ describe('/channel_self', () => {
       iosBody({ device_id: PINNED_DEVICE }),
       { channel: 'qa', status: 'override', allowSet: false },
     ],
+    [
+      'the public channel for a legacy plugin',
+      androidBody({ plugin_version: '7.33.0' }),
+      { channel: 'production', status: 'default' },
+    ],
   ])('PUT gets %s', async (_n, body, expected) => {
     const res = await call('PUT', body);
     expect(res.json).toEqual(expected);
   });
 
-  it('GET lists self-assignable channels as a bare array with numeric ids', async () => {
-    const res = await call('GET', undefined, { ...androidBody(), key_id: undefined });
+  it('GET lists public and self-assignable channels compatible with the device as a bare array', async () => {
+    // Capgo pg.ts getCompatibleChannelsPg: (public or self-set), platform, emulator/device, prod/dev.
+    const res = await call('GET', undefined, {
+      ...androidBody(),
+      key_id: undefined,
+      install_source: undefined,
+    });
     expect(Array.isArray(res.json)).toBe(true);
     const list = res.json as Json[];
-    expect(list.map((c) => c['name']).sort()).toEqual(['beta', 'next', 'plain', 'reset']);
+    expect(list.map((c) => c['name']).sort()).toEqual(['beta', 'next', 'plain', 'production', 'reset']);
     expect(list.find((c) => c['name'] === 'beta')).toEqual({
       id: channelNumericId(NS, APP_NAME, 'beta'),
       name: 'beta',
       public: false,
       allow_self_set: true,
     });
+    expect(list.find((c) => c['name'] === 'production')).toMatchObject({
+      public: true,
+      allow_self_set: false,
+    });
     for (const c of list) expect(Number.isInteger(c['id'])).toBe(true);
-    const ios = (await call('GET', undefined, { app_id: APP_ID, device_id: 'abc', platform: 'ios' }))
-      .json as Json[];
+    // Capgo's minimal query: no device_id.
+    const ios = (
+      await call('GET', undefined, { app_id: APP_ID, platform: 'ios', is_emulator: false, is_prod: true })
+    ).json as Json[];
     expect(ios.map((c) => c['name'])).not.toContain('plain');
+    const emulator = (
+      await call('GET', undefined, { app_id: APP_ID, platform: 'android', is_emulator: true })
+    ).json as Json[];
+    expect(emulator.map((c) => c['name'])).toEqual(['beta']);
+    const dev = (await call('GET', undefined, { app_id: APP_ID, platform: 'android', is_prod: false }))
+      .json as Json[];
+    expect(dev.map((c) => c['name'])).toEqual(['beta']);
   });
 
-  it('GET without app_id is a 400', async () => {
-    expect((await call('GET', undefined, { device_id: 'abc' })).json).toMatchObject({
-      error: 'missing_app_id',
-    });
+  it.each([
+    ['no query at all', {}, 'invalid_query_parameters'],
+    ['no app_id', { platform: 'android' }, 'missing_app_id'],
+    ['no platform', { app_id: APP_ID }, 'invalid_query_parameters'],
+    [
+      'a key_id longer than 20',
+      { app_id: APP_ID, platform: 'ios', key_id: 'k'.repeat(21) },
+      'invalid_query_parameters',
+    ],
+  ])('GET refuses %s', async (_n, query, code) => {
+    const res = await call('GET', undefined, query);
+    expect(res.status).toBe(400);
+    expect(res.json).toMatchObject({ error: code });
   });
 
-  it('DELETE answers ok (the override lives on the device), cannot_override when pinned', async () => {
-    expect((await call('DELETE', undefined, { app_id: APP_ID, device_id: 'abc' })).json).toEqual({
-      status: 'ok',
+  it('DELETE answers ok for current plugins, cannot_override for legacy ones (no server-side override)', async () => {
+    const q = { ...androidBody(), key_id: undefined, install_source: undefined };
+    expect((await call('DELETE', undefined, q)).json).toEqual({ status: 'ok' });
+    expect((await call('DELETE', undefined, { ...q, plugin_version: '6.0.0' })).json).toMatchObject({
+      error: 'cannot_override',
     });
-    expect(
-      (await call('DELETE', undefined, { app_id: APP_ID, device_id: PINNED_DEVICE })).json,
-    ).toMatchObject({ error: 'cannot_override' });
   });
 });
 
@@ -472,7 +631,10 @@ describe('rate limiting', () => {
     try {
       const statuses: number[] = [];
       for (let i = 0; i < 4; i++)
-        statuses.push((await srv.post('/updates', androidBody({ device_id: `device-${i}` }))).status);
+        statuses.push(
+          (await srv.post('/updates', androidBody({ device_id: `0000000${i}-1111-4222-8333-444455556666` })))
+            .status,
+        );
       expect(statuses.slice(0, 2)).toEqual([200, 200]);
       expect(statuses).toContain(429);
     } finally {

@@ -22,10 +22,6 @@ export interface ErrorAnswer {
   extra?: Record<string, string | boolean>;
 }
 
-export interface ResetAnswer {
-  type: 'reset';
-}
-
 export interface UpdatePlan {
   type: 'update';
   bundle: CompiledBundle;
@@ -36,7 +32,7 @@ export interface UpdatePlan {
   includeNotes: boolean;
 }
 
-export type Decision = ErrorAnswer | ResetAnswer | UpdatePlan;
+export type Decision = ErrorAnswer | UpdatePlan;
 
 export function errorAnswer(
   error: string,
@@ -50,7 +46,10 @@ export function errorAnswer(
     : { type: 'error', status, error, message, kind };
 }
 
-/** Plugin-version gates (§2.5, §6.4). Majors above 8 are assumed to keep 8.x behaviour. */
+/**
+ * Plugin-version gates (§2.5, §6.4). A prerelease sorts below its release (8.35.0-beta.1 is older than 8.35.0), as in
+ * Capgo's `isDeprecatedPluginVersion`. Majors above 8 keep 8.x behaviour.
+ */
 export const pluginGates = {
   /** Delta manifests: ≥ 5.10.0 / 6.25.0 / 7.0.35 / any 8.x. */
   manifest(p: SemVer): boolean {
@@ -60,32 +59,57 @@ export const pluginGates = {
     if (p.major === 5) return atLeast(p, 5, 10, 0);
     return false;
   },
-  /** `link` / `comment`: ≥ x.35.0 on the 5–8 lines. */
+  /** `link` / `comment`: ≥ 5.35.0 / 6.35.0 / 7.35.0 / 8.35.0. */
   notes(p: SemVer): boolean {
     if (p.major > 8) return true;
-    return p.major >= 5 && p.minor >= 35;
+    return p.major >= 5 && atLeast(p, p.major, 35, 0);
   },
   /** Legacy V2 (base64) signed checksum: plugins older than 5.30.0 / 6.30.0 / 7.30.0. */
   needsV2Checksum(p: SemVer): boolean {
     if (p.major >= 8) return false;
-    return p.major < 5 || p.minor < 30;
+    return p.major < 5 || !atLeast(p, p.major, 30, 0);
   },
   /** key_id comparison: only plugins newer than 8.40.7 send a reliable key_id. */
   keyIdCheck(p: SemVer): boolean {
     return compareSemver(p, { major: 8, minor: 40, patch: 7, prerelease: [], build: '' }) > 0;
   },
+  /** Resetting to the builtin bundle (`{"version":"builtin"}`) needs 6.2.0. */
+  builtinRevert(p: SemVer): boolean {
+    return atLeast(p, 6, 2, 0);
+  },
+  /**
+   * Plugins that keep a self-assigned channel on the device (≥ 5.34.0 / 6.34.0 / 7.34.0 / 8.x); older ones expected
+   * the server to store it. An unparsable or missing plugin_version counts as old, as in Capgo.
+   */
+  localChannelStorage(p: SemVer | null): boolean {
+    if (!p) return false;
+    if (p.major >= 8) return true;
+    return p.major >= 5 && atLeast(p, p.major, 34, 0);
+  },
 };
 
 export interface ResolvedChannel {
   channel: CompiledChannel;
+  /** pinned: an owner's per-device assignment; self: the device's `defaultChannel`; default: the platform's public one. */
   via: 'pinned' | 'self' | 'default';
 }
 
-/** Pinned ids → `defaultChannel` when that channel allows self-assignment and the platform → the app's default. */
+/** May a device on `platform` use `channel` as its `defaultChannel` (Capgo: the platform enabled, public or self-set)? */
+export function selectable(channel: CompiledChannel, platform: DeviceInfo['platform']): boolean {
+  const p = channel.channel.policy;
+  return p.platforms.includes(platform) && (channel.isPublic || p.allowDeviceSelfSet);
+}
+
+/**
+ * Capgo's channel resolution: pinned ids (its per-device overrides) → the channel named by `defaultChannel` when it
+ * serves the platform and is public or self-assignable → the platform's public channel. No fallback: a
+ * `defaultChannel` naming a missing, private or other-platform channel, or a platform without a public channel,
+ * resolves to nothing (`no_channel`).
+ */
 export function resolveChannel(
   app: CompiledApp,
   device: Pick<DeviceInfo, 'deviceId' | 'customId' | 'defaultChannel' | 'platform'>,
-): ResolvedChannel {
+): ResolvedChannel | undefined {
   if (app.pins.size > 0) {
     const byDevice = app.pins.get(hashPinnedId(device.deviceId));
     if (byDevice) return { channel: byDevice, via: 'pinned' };
@@ -96,15 +120,10 @@ export function resolveChannel(
   }
   if (device.defaultChannel !== '') {
     const wanted = app.channels.get(device.defaultChannel);
-    if (
-      wanted &&
-      wanted.channel.policy.allowDeviceSelfSet &&
-      wanted.channel.policy.platforms.includes(device.platform)
-    ) {
-      return { channel: wanted, via: 'self' };
-    }
+    return wanted && selectable(wanted, device.platform) ? { channel: wanted, via: 'self' } : undefined;
   }
-  return { channel: app.defaultChannel, via: 'default' };
+  const pub = app.publicChannel[device.platform];
+  return pub ? { channel: pub, via: 'default' } : undefined;
 }
 
 /**
@@ -130,126 +149,144 @@ function keyIdsDiffer(device: string, bundle: string): boolean {
   return device.slice(0, n) !== bundle.slice(0, n);
 }
 
+const NO_CHANNEL = errorAnswer('no_channel', 'no default channel or override', 'failed');
+
+/**
+ * The update decision, check for check in the order of Capgo's `update.ts`. `device` comes from
+ * {@link parseDeviceInfo} (validated, `version_build` coerced to semver).
+ */
 export function decideUpdate(app: CompiledApp, device: DeviceInfo): Decision {
   const plugin = parseSemver(device.pluginVersion);
-  if (!plugin) {
-    return errorAnswer(
-      'unsupported_plugin_version',
-      `plugin_version "${device.pluginVersion}" is not a version`,
-      'failed',
-    );
-  }
   const build = parseSemver(device.versionBuild);
-  if (!build) {
+  if (!plugin || !build) {
     return errorAnswer(
       'semver_error',
       `version_build "${device.versionBuild}" is not a semantic version`,
       'failed',
     );
   }
-  // A device on its shipped bundle reports "builtin": its baseline is the native version.
+  if (plugin.major === 4) {
+    return errorAnswer(
+      'unsupported_plugin_version',
+      `Plugin version ${device.pluginVersion} (v4) is no longer supported. Please upgrade to v5.10.0 or later.`,
+      'failed',
+    );
+  }
+  // Capgo replaces version_name "builtin" by version_build; a device whose bundle name equals its native version is
+  // on the shipped bundle.
   const current = device.versionName === 'builtin' ? device.versionBuild : device.versionName;
-  const { channel } = resolveChannel(app, device);
+  const resolved = resolveChannel(app, device);
+  if (!resolved) return NO_CHANNEL;
+  const { channel } = resolved;
   const target = targetOf(channel, device.deviceId, current);
   const policy = channel.channel.policy;
+  const targetVersion = target === 'builtin' ? 'builtin' : target.bundle.version;
 
-  if (target === 'builtin') {
-    if (!policy.platforms.includes(device.platform)) {
-      return errorAnswer(
-        `disabled_platform_${device.platform}`,
-        `Channel is disabled for ${device.platform}`,
-        'blocked',
-      );
-    }
-    const env = environmentChecks(channel, device);
-    if (env) return env;
-    if (device.versionName === 'builtin') {
-      return errorAnswer('already_on_builtin', 'Already on the builtin bundle', 'up_to_date');
-    }
-    return { type: 'reset' };
-  }
-
-  const bundle = target.bundle;
-  const version = bundle.version;
-  const extra = { version, old: current };
-
-  if (device.keyId !== undefined && bundle.keyId !== undefined && pluginGates.keyIdCheck(plugin)) {
-    if (keyIdsDiffer(device.keyId, bundle.keyId)) {
-      return errorAnswer(
-        'key_id_mismatch',
-        'The bundle is encrypted for another public key than the one configured in the app',
-        'blocked',
-        { ...extra, deviceKeyId: device.keyId, bundleKeyId: bundle.keyId.slice(0, 20) },
-      );
+  if (target !== 'builtin') {
+    const bundle = target.bundle;
+    if (device.keyId !== undefined && bundle.keyId !== undefined && pluginGates.keyIdCheck(plugin)) {
+      if (keyIdsDiffer(device.keyId, bundle.keyId)) {
+        return errorAnswer(
+          'key_id_mismatch',
+          'Device encryption key does not match bundle encryption key. The device may have a different public key than the one used to encrypt this bundle.',
+          'blocked',
+          { deviceKeyId: device.keyId, bundleKeyId: bundle.keyId.slice(0, 20) },
+        );
+      }
     }
   }
-  if (current === version) {
+  if (current === targetVersion) {
     return errorAnswer('no_new_version_available', 'No new version available', 'up_to_date');
   }
+  const extra = { version: targetVersion, old: current };
   if (!policy.platforms.includes(device.platform)) {
     return errorAnswer(
       `disabled_platform_${device.platform}`,
-      `Channel is disabled for ${device.platform}`,
+      `Cannot update, ${device.platform} is disabled`,
       'blocked',
       extra,
     );
   }
-  const v = target.semver;
+  const nativeExtra = { major: true, version: targetVersion, old: device.versionBuild };
   const mode = policy.disableAutoUpdate;
-  if (mode === 'major' && v.major > build.major) {
+  if (target !== 'builtin' && mode === 'major' && target.semver.major > build.major) {
     return errorAnswer(
       'disable_auto_update_to_major',
-      'A native store update is required for this version',
+      'Cannot upgrade major version',
       'blocked',
-      {
-        ...extra,
-        major: true,
-      },
+      nativeExtra,
     );
   }
-  if (mode === 'minor' && (v.major > build.major || (v.major === build.major && v.minor > build.minor))) {
+  if (!policy.allowDeviceSelfSet && !channel.isPublic && resolved.via !== 'pinned') {
     return errorAnswer(
-      'disable_auto_update_to_minor',
-      'Minor updates are disabled on this channel',
+      'cannot_update_via_private_channel',
+      `Cannot update via a private channel. The channel "${channel.deviceName}" does not allow device self-assignment.`,
       'blocked',
-      {
-        ...extra,
-        major: true,
-      },
     );
   }
-  if (mode === 'patch' && compareSemver({ ...v, prerelease: [] }, { ...build, prerelease: [] }) > 0) {
-    return errorAnswer(
-      'disable_auto_update_to_patch',
-      'Patch updates are disabled on this channel',
-      'blocked',
-      {
-        ...extra,
-        major: true,
-      },
-    );
-  }
-  // The bundle's native minimum (Capgo's min_update_version, "metadata" mode) always applies: a bundle built for a
-  // newer native shell would break older ones.
-  if (target.minNative && compareSemver(target.minNative, build) > 0) {
-    return errorAnswer(
-      'disable_auto_update_to_metadata',
-      `This version needs native version ${bundle.minNativeVersion ?? ''} or newer`,
-      'blocked',
-      { ...extra, major: true },
-    );
-  }
-  if (policy.disableAutoUpdateUnderNative && compareSemver(v, build) < 0) {
-    return errorAnswer(
-      'disable_auto_update_under_native',
-      'The channel version is lower than the native version',
-      'blocked',
-      extra,
-    );
+  if (target !== 'builtin') {
+    const v = target.semver;
+    if (mode === 'minor' && (v.major !== build.major || v.minor !== build.minor)) {
+      return errorAnswer(
+        'disable_auto_update_to_minor',
+        'Cannot upgrade minor version',
+        'blocked',
+        nativeExtra,
+      );
+    }
+    // Only a patch increase within the native major.minor.
+    if (mode === 'patch' && !(v.major === build.major && v.minor === build.minor && v.patch > build.patch)) {
+      return errorAnswer(
+        'disable_auto_update_to_patch',
+        'Cannot upgrade patch version',
+        'blocked',
+        nativeExtra,
+      );
+    }
+    if (mode === 'metadata' && !target.minNative) {
+      return errorAnswer(
+        'misconfigured_channel',
+        `Channel ${channel.deviceName} is misconfigured`,
+        'failed',
+        { version: targetVersion, old: device.versionBuild },
+      );
+    }
+    // The bundle's native minimum (Capgo's min_update_version) applies on every channel, not only in "metadata"
+    // mode: a bundle built for a newer native shell breaks older ones (ADR 0015).
+    if (target.minNative && compareSemver(target.minNative, build) > 0) {
+      return errorAnswer(
+        'disable_auto_update_to_metadata',
+        'Cannot upgrade version, min update version > current version',
+        'blocked',
+        nativeExtra,
+      );
+    }
+    if (policy.disableAutoUpdateUnderNative && compareSemver(v, build) < 0) {
+      return errorAnswer(
+        'disable_auto_update_under_native',
+        'Cannot revert under native version',
+        'blocked',
+        extra,
+      );
+    }
   }
   const env = environmentChecks(channel, device, extra);
   if (env) return env;
 
+  if (target === 'builtin') {
+    if (!pluginGates.builtinRevert(plugin)) {
+      return errorAnswer(
+        'revert_to_builtin_plugin_version_too_old',
+        'revert_to_builtin used, but plugin version is too old',
+        'failed',
+      );
+    }
+    return device.versionName === 'builtin' || device.versionName === device.versionBuild
+      ? errorAnswer('already_on_builtin', 'Already on builtin', 'up_to_date')
+      : errorAnswer('already_on_builtin', 'Already on builtin', 'up_to_date', { version: 'builtin' });
+  }
+
+  const bundle = target.bundle;
   let checksum = bundle.checksum;
   if (bundle.encrypted && pluginGates.needsV2Checksum(plugin)) {
     if (bundle.checksumV2 === undefined) {
@@ -269,34 +306,27 @@ export function decideUpdate(app: CompiledApp, device: DeviceInfo): Decision {
     checksum,
     includeManifest:
       bundle.manifest !== undefined && bundle.manifest.length > 0 && pluginGates.manifest(plugin),
-    includeNotes: pluginGates.notes(plugin),
+    includeNotes: app.exposeBundleMetadata && pluginGates.notes(plugin),
   };
 }
 
 function environmentChecks(
   channel: CompiledChannel,
   device: DeviceInfo,
-  extra?: Record<string, string | boolean>,
+  extra: Record<string, string | boolean>,
 ): ErrorAnswer | undefined {
   const policy = channel.channel.policy;
   if (device.isProd && !policy.allowProd) {
-    return errorAnswer(
-      'disable_prod_build',
-      'Production builds are disabled on this channel',
-      'blocked',
-      extra,
-    );
+    return errorAnswer('disable_prod_build', 'Cannot update, prod build is disabled', 'blocked', extra);
   }
   if (!device.isProd && !policy.allowDev) {
-    return errorAnswer(
-      'disable_dev_build',
-      'Development builds are disabled on this channel',
-      'blocked',
-      extra,
-    );
+    return errorAnswer('disable_dev_build', 'Cannot update, dev build is disabled', 'blocked', extra);
+  }
+  if (!device.isEmulator && policy.allowDevice === false) {
+    return errorAnswer('disable_device', 'Cannot update, device is disabled', 'blocked', extra);
   }
   if (device.isEmulator && !policy.allowEmulator) {
-    return errorAnswer('disable_emulator', 'Emulators are disabled on this channel', 'blocked', extra);
+    return errorAnswer('disable_emulator', 'Cannot update, emulator is disabled', 'blocked', extra);
   }
   return undefined;
 }

@@ -107,9 +107,21 @@ const cases: Case[] = [
     expect: { error: 'key_id_mismatch' },
   },
   {
-    name: 'platform disabled',
+    // Capgo update.ts: the public-channel query filters on the platform, so no channel is found.
+    name: 'a platform without a public channel ⇒ no_channel',
     body: androidBody({ platform: 'electron' }),
-    expect: { error: 'disabled_platform_electron', kind: 'blocked', version: '1.4.1' },
+    expect: { error: 'no_channel', kind: 'failed' },
+  },
+  {
+    // Capgo update.ts: a device override (our pin) on a channel not enabled for the platform.
+    name: 'platform disabled on a pinned channel',
+    index: (() => {
+      const i = sampleIndex();
+      i.channels.find((c) => c.name === 'qa')!.policy.platforms = ['android'];
+      return i;
+    })(),
+    body: iosBody({ device_id: PINNED_DEVICE, version_build: '2.0.0' }),
+    expect: { error: 'disabled_platform_ios', kind: 'blocked', version: '2.0.0', old: '1.4.0' },
   },
   {
     name: 'disableAutoUpdate major: bundle major above native major',
@@ -140,10 +152,51 @@ const cases: Case[] = [
     expect: { version: '1.4.1' },
   },
   {
-    name: 'disableAutoUpdate patch blocks a patch upgrade',
+    // Capgo update.ts (patch): only a patch increase within the native major.minor passes.
+    name: 'disableAutoUpdate patch allows a patch increase within major.minor',
     index: production({ disableAutoUpdate: 'patch' }),
     body: androidBody({ version_build: '1.4.0' }),
-    expect: { error: 'disable_auto_update_to_patch', kind: 'blocked' },
+    expect: { version: '1.4.1' },
+  },
+  {
+    // Capgo tests/updates.test.ts 'disable auto update to patch blocks cross-minor updates'.
+    name: 'disableAutoUpdate patch blocks a minor change',
+    index: production({ disableAutoUpdate: 'patch' }),
+    body: androidBody({ version_build: '1.3.9' }),
+    expect: { error: 'disable_auto_update_to_patch', kind: 'blocked', major: true, old: '1.3.9' },
+  },
+  {
+    name: 'disableAutoUpdate patch blocks the same patch (no increase)',
+    index: production({ disableAutoUpdate: 'patch' }),
+    body: androidBody({ version_build: '1.4.1', version_name: '1.4.0' }),
+    expect: { error: 'disable_auto_update_to_patch' },
+  },
+  {
+    // Capgo tests/updates.test.ts 'disable auto update to minor blocks cross-major updates'.
+    name: 'disableAutoUpdate minor blocks a major change even with the same minor',
+    index: production({ disableAutoUpdate: 'minor' }),
+    body: androidBody({ version_build: '0.4.0' }),
+    expect: { error: 'disable_auto_update_to_minor' },
+  },
+  {
+    // Capgo update.ts: version_number without min_update_version on the bundle.
+    name: 'disableAutoUpdate metadata without a minimum native version ⇒ misconfigured_channel',
+    index: production({ disableAutoUpdate: 'metadata' }),
+    body: androidBody(),
+    expect: { error: 'misconfigured_channel', kind: 'failed', version: '1.4.1', old: '1.4.0' },
+  },
+  {
+    // Capgo tests/updates.test.ts 'disallow device' (allow_device: false, is_emulator: false).
+    name: 'physical devices refused ⇒ disable_device',
+    index: production({ allowDevice: false, allowEmulator: true }),
+    body: androidBody(),
+    expect: { error: 'disable_device', kind: 'blocked' },
+  },
+  {
+    name: 'emulator allowed where physical devices are refused',
+    index: production({ allowDevice: false, allowEmulator: true }),
+    body: androidBody({ is_emulator: true }),
+    expect: { version: '1.4.1' },
   },
   {
     name: 'disableAutoUpdate none lets a major through',
@@ -191,10 +244,16 @@ const cases: Case[] = [
     expect: { error: 'disable_emulator', kind: 'blocked' },
   },
   {
-    name: 'builtin channel resets a device running a downloaded bundle',
+    // Capgo tests/updates.test.ts 'keeps builtin channel targets addressable'.
+    name: 'builtin channel, device running a downloaded bundle ⇒ already_on_builtin with version builtin',
     body: androidBody({ defaultChannel: 'reset', version_name: '1.4.1' }),
-    expect: { version: 'builtin' },
-    absent: ['url', 'checksum', 'error', 'kind'],
+    expect: { error: 'already_on_builtin', kind: 'up_to_date', version: 'builtin' },
+    absent: ['url', 'checksum'],
+  },
+  {
+    name: 'builtin channel, plugin older than 6.2.0 ⇒ revert_to_builtin_plugin_version_too_old',
+    body: androidBody({ defaultChannel: 'reset', version_name: '1.4.1', plugin_version: '6.1.9' }),
+    expect: { error: 'revert_to_builtin_plugin_version_too_old', kind: 'failed' },
   },
   {
     name: 'builtin channel, device already on builtin',
@@ -228,7 +287,6 @@ const cases: Case[] = [
       ['6.25.0', true],
       ['5.9.9', false],
       ['5.10.0', true],
-      ['4.99.0', false],
       ['8.0.0', true],
     ] as const
   ).map(([plugin, withManifest]): Case => ({
@@ -246,7 +304,6 @@ const cases: Case[] = [
       ['6.29.0', V2],
       ['5.30.0', V3],
       ['5.29.99', V2],
-      ['4.13.0', V2],
     ] as const
   ).map(([plugin, checksum]): Case => ({
     name: `checksum gate: plugin ${plugin} gets ${checksum === V3 ? 'V3' : 'V2'}`,
@@ -269,11 +326,13 @@ const cases: Case[] = [
       ['7.35.0', true],
       ['8.34.0', false],
       ['8.35.0', true],
-      ['4.40.0', false],
+      ['8.35.0-beta.1', false],
+      ['7.35.0-rc.1', false],
+      ['5.35.0', true],
     ] as const
   ).map(([plugin, notes]): Case => ({
     name: `link/comment gate: plugin ${plugin} ${notes ? 'gets' : 'does not get'} notes`,
-    body: androidBody({ plugin_version: plugin, key_id: undefined }),
+    body: androidBody({ plugin_version: plugin, key_id: undefined, install_source: undefined }),
     expect: notes
       ? { comment: 'Fixes login', link: 'https://example.com/notes/1.4.1' }
       : { version: '1.4.1' },
@@ -285,19 +344,91 @@ const cases: Case[] = [
     expect: { version: '1.4.3', checksum: 'f'.repeat(64), session_key: '' },
   },
   {
-    name: 'self-set channel not available on the platform falls back to the default channel',
+    // Capgo pg.ts requestInfosChannelPostgres: defaultChannel must name a channel of the platform, public or
+    // self-assignable; there is no fallback to the public channel.
+    name: 'self-set channel not available on the platform ⇒ no_channel',
     body: iosBody({ defaultChannel: 'plain' }),
-    expect: { version: '1.4.1' },
+    expect: { error: 'no_channel', kind: 'failed' },
   },
   {
-    name: 'defaultChannel naming a channel without self-assignment falls back to the default',
+    name: 'defaultChannel naming a private channel without self-assignment ⇒ no_channel',
     body: androidBody({ defaultChannel: 'qa' }),
+    expect: { error: 'no_channel', kind: 'failed' },
+  },
+  {
+    // Capgo tests/updates.test.ts 'does not resolve deleted bundles that are still referenced by a channel'.
+    name: 'unknown defaultChannel ⇒ no_channel',
+    body: androidBody({ defaultChannel: 'nope' }),
+    expect: { error: 'no_channel', kind: 'failed' },
+  },
+  {
+    // Capgo tests/updates.test.ts 'direct channel overwrite'.
+    name: 'defaultChannel naming the public channel works',
+    body: androidBody({ defaultChannel: 'production' }),
     expect: { version: '1.4.1' },
   },
   {
-    name: 'unknown defaultChannel falls back to the default',
-    body: androidBody({ defaultChannel: 'nope' }),
+    // Capgo tests/updates.test.ts 'disallowed public channel update': no public channel ⇒ no_channel.
+    name: 'no public channel for the platform ⇒ no_channel',
+    index: (() => {
+      const i = sampleIndex();
+      i.app.defaultChannels = { android: 'plain', ios: 'plain' };
+      return i;
+    })(),
+    body: iosBody(),
+    expect: { error: 'no_channel', kind: 'failed' },
+  },
+  {
+    name: 'per-platform public channels: android gets its own default',
+    index: (() => {
+      const i = sampleIndex();
+      i.app.defaultChannels = { android: 'plain' };
+      return i;
+    })(),
+    body: androidBody({ key_id: undefined }),
+    expect: { version: '1.4.3' },
+  },
+  {
+    name: 'per-platform public channels: ios keeps the app-wide default',
+    index: (() => {
+      const i = sampleIndex();
+      i.app.defaultChannels = { android: 'plain' };
+      return i;
+    })(),
+    body: iosBody(),
     expect: { version: '1.4.1' },
+  },
+  {
+    name: 'device-visible channel names are what defaultChannel matches',
+    index: (() => {
+      const i = sampleIndex();
+      i.channels.find((c) => c.name === 'beta')!.deviceName = 'Production_EU';
+      return i;
+    })(),
+    body: androidBody({ defaultChannel: 'Production_EU', is_prod: false }),
+    expect: { version: '1.5.0' },
+  },
+  {
+    name: 'a channel renamed for devices is not found under its object name',
+    index: (() => {
+      const i = sampleIndex();
+      i.channels.find((c) => c.name === 'beta')!.deviceName = 'Production_EU';
+      return i;
+    })(),
+    body: androidBody({ defaultChannel: 'beta', is_prod: false }),
+    expect: { error: 'no_channel' },
+  },
+  {
+    // Capgo update.ts: expose_metadata off (its default) ⇒ no link/comment whatever the plugin.
+    name: 'link/comment only when the app exposes bundle metadata',
+    index: (() => {
+      const i = sampleIndex();
+      delete i.app.exposeBundleMetadata;
+      return i;
+    })(),
+    body: androidBody(),
+    expect: { version: '1.4.1' },
+    absent: ['comment', 'link'],
   },
   {
     name: 'pinned device id gets its channel (breaking flag passed through)',
@@ -310,8 +441,10 @@ const cases: Case[] = [
     expect: { version: '2.0.0' },
   },
   {
-    name: 'version_build that is not semver ⇒ semver_error',
+    // Capgo plugin_parser.ts: a version_build that does not coerce is refused before the schema (400).
+    name: 'version_build that is not semver ⇒ 400 semver_error',
     body: androidBody({ version_build: 'release-candidate' }),
+    status: 400,
     expect: { error: 'semver_error', kind: 'failed' },
   },
   {
@@ -320,8 +453,16 @@ const cases: Case[] = [
     expect: { version: '1.4.1' },
   },
   {
-    name: 'plugin_version that is not a version ⇒ unsupported_plugin_version',
-    body: androidBody({ plugin_version: 'dev' }),
+    // Capgo tests/updates.test.ts 'invalid plugin_version'.
+    name: 'plugin_version that is not a version ⇒ 400 invalid_json_body',
+    body: androidBody({ plugin_version: 'invalid_version' }),
+    status: 400,
+    expect: { error: 'invalid_json_body' },
+  },
+  {
+    // Capgo update.ts: v4 is no longer supported.
+    name: 'plugin 4.x ⇒ unsupported_plugin_version',
+    body: androidBody({ plugin_version: '4.13.0' }),
     expect: { error: 'unsupported_plugin_version', kind: 'failed' },
   },
   {
@@ -346,7 +487,7 @@ const cases: Case[] = [
     name: 'device_id of the wrong type ⇒ 400',
     body: androidBody({ device_id: 42 }),
     status: 400,
-    expect: { error: 'invalid_device_id' },
+    expect: { error: 'invalid_json_body' },
   },
   {
     name: 'missing app_id ⇒ 400',
@@ -358,7 +499,7 @@ const cases: Case[] = [
     name: 'app_id not reverse-domain ⇒ 400',
     body: androidBody({ app_id: '../../etc' }),
     status: 400,
-    expect: { error: 'invalid_app_id' },
+    expect: { error: 'invalid_json_body' },
   },
   {
     name: 'unknown platform ⇒ 400',
@@ -415,19 +556,16 @@ describe('POST /updates protocol', () => {
     expect(res.headers.get('content-type')).toMatch(/^application\/json/);
   });
 
-  it('answers the builtin reset with exactly {"version":"builtin"}', async () => {
-    const srv = await serverFor();
-    const res = await srv.post('/updates', androidBody({ defaultChannel: 'reset', version_name: '1.4.1' }));
-    expect(res.json).toEqual({ version: 'builtin' });
-  });
-
   it.each([
     ['invalid JSON', '{"platform":', 'invalid_json_parse_body', 400],
     ['a JSON array', '[1,2]', 'invalid_json_body', 400],
     ['a JSON string', '"hello"', 'invalid_json_parse_body', 400],
     ['deep nesting', `{"a":${'['.repeat(100)}${']'.repeat(100)}}`, 'invalid_json_body', 400],
     ['a huge body', JSON.stringify(androidBody({ junk: 'x'.repeat(200_000) })), 'payload_too_large', 413],
-    ['an empty body', '', 'missing_device_id', 400],
+    // Capgo tests/updates.test.ts 'missing fields' / 'only platform field'.
+    ['an empty body', '', 'invalid_json_body', 400],
+    ['an empty object', '{}', 'invalid_json_body', 400],
+    ['only a platform', '{"platform":"android"}', 'missing_device_id', 400],
   ])('refuses %s with %s', async (_n, raw, code, status) => {
     const srv = await serverFor();
     const res = await srv.post('/updates', raw);

@@ -86,7 +86,14 @@ export function sampleIndex(revision = 1): ReleaseIndex {
     kind: 'ReleaseIndex',
     revision,
     generatedAt: '2026-11-29T09:00:00Z',
-    app: { namespace: NS, name: APP_NAME, appId: APP_ID, keyId: KEY_ID, defaultChannel: 'production' },
+    app: {
+      namespace: NS,
+      name: APP_NAME,
+      appId: APP_ID,
+      keyId: KEY_ID,
+      defaultChannel: 'production',
+      exposeBundleMetadata: true,
+    },
     bundles: {
       'app-1-4-1': bundle('app-1-4-1', '1.4.1', {
         comment: 'Fixes login',
