@@ -26,7 +26,8 @@ describe('controller configuration', () => {
       adminAddr: { host: '0.0.0.0', port: 8081 },
       leaderElection: { enabled: true, namespace: 'liveupdate-system', name: 'liveupdate-controller' },
       identity: 'controller-0',
-      watchNamespace: '',
+      watchNamespaces: [],
+      sourceSecretLabel: undefined,
       maxConcurrentReconciles: 4,
       artifactMaxBytes: 1024 ** 3,
       fetchTimeoutMs: 300_000,
@@ -46,7 +47,8 @@ describe('controller configuration', () => {
       LIVEUPDATE_LEASE_NAMESPACE: 'other',
       LIVEUPDATE_LEASE_NAME: 'lease',
       LIVEUPDATE_POD_NAME: 'pod-a',
-      LIVEUPDATE_WATCH_NAMESPACE: 'apps',
+      LIVEUPDATE_WATCH_NAMESPACE: 'apps, team-b',
+      LIVEUPDATE_SOURCE_SECRET_LABEL: 'liveupdate.dev/bundle-source=true',
       LIVEUPDATE_MAX_CONCURRENT_RECONCILES: '8',
       LIVEUPDATE_ARTIFACT_MAX_BYTES: '512Mi',
       LIVEUPDATE_FETCH_TIMEOUT_SECONDS: '60',
@@ -65,7 +67,8 @@ describe('controller configuration', () => {
       adminAddr: { host: '0.0.0.0', port: 8082 },
       leaderElection: { enabled: true, namespace: 'other', name: 'lease' },
       identity: 'pod-a',
-      watchNamespace: 'apps',
+      watchNamespaces: ['apps', 'team-b'],
+      sourceSecretLabel: { key: 'liveupdate.dev/bundle-source', value: 'true' },
       maxConcurrentReconciles: 2,
       artifactMaxBytes: 512 * 1024 ** 2,
       fetchTimeoutMs: 60_000,
@@ -105,6 +108,25 @@ describe('controller configuration', () => {
       expect.stringMatching(/LIVEUPDATE_LEASE_NAMESPACE/),
     ]);
     expect(loadControllerConfig(['--leader-elect=false'], env)?.leaderElection.enabled).toBe(false);
+  });
+
+  it('refuses a bad namespace list or source-Secret label, naming the variable', () => {
+    const p = problems(() =>
+      loadControllerConfig([], {
+        ...BASE,
+        LIVEUPDATE_WATCH_NAMESPACE: 'apps,Bad_NS',
+        LIVEUPDATE_SOURCE_SECRET_LABEL: 'no spaces=x y',
+      }),
+    );
+    expect(p).toEqual([
+      expect.stringMatching(/^LIVEUPDATE_WATCH_NAMESPACE: "Bad_NS" is not a valid Kubernetes name/),
+      expect.stringMatching(/^LIVEUPDATE_SOURCE_SECRET_LABEL: "no spaces=x y" is not a label/),
+    ]);
+    expect(
+      loadControllerConfig([], { ...BASE, LIVEUPDATE_SOURCE_SECRET_LABEL: 'team' })?.sourceSecretLabel,
+    ).toEqual({
+      key: 'team',
+    });
   });
 
   it('requires S3 credentials in pairs', () => {

@@ -32,6 +32,34 @@ function inClusterNamespace(env: NodeJS.ProcessEnv): string {
   }
 }
 
+export interface LabelRequirement {
+  readonly key: string;
+  /** Undefined: the label must exist, with any value. */
+  readonly value?: string;
+}
+
+function namespaceList(raw: string): string[] {
+  const names = raw
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name) => name !== '');
+  for (const name of names) dnsLabel(name);
+  return [...new Set(names)];
+}
+
+const LABEL_KEY =
+  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+
+function labelRequirement(raw: string): LabelRequirement | undefined {
+  if (raw === '') return undefined;
+  const [key = '', value] = raw.split(/=(.*)/s, 2);
+  if (!LABEL_KEY.test(key) || (value !== undefined && !LABEL_VALUE.test(value))) {
+    throw new Error(`"${raw}" is not a label key or key=value`);
+  }
+  return value === undefined ? { key } : { key, value };
+}
+
 export const CONTROLLER_OPTIONS = {
   ...COMMON_OPTIONS,
   ...S3_OPTIONS,
@@ -66,13 +94,22 @@ export const CONTROLLER_OPTIONS = {
     defaultText: '<hostname>_<uuid>',
     parse: str,
   } satisfies OptionSpec<string>,
-  watchNamespace: {
+  watchNamespaces: {
     env: ['LIVEUPDATE_WATCH_NAMESPACE'],
     flag: 'watch-namespace',
-    description: "only reconcile objects in this namespace ('' = all namespaces)",
-    default: '',
-    parse: (raw: string) => (raw === '' ? raw : dnsLabel(raw)),
-  } satisfies OptionSpec<string>,
+    description:
+      "only reconcile objects in these namespaces, comma-separated ('' = all namespaces); nothing is then listed or watched cluster-wide",
+    default: [],
+    defaultText: "''",
+    parse: namespaceList,
+  } satisfies OptionSpec<string[]>,
+  sourceSecretLabel: {
+    env: ['LIVEUPDATE_SOURCE_SECRET_LABEL'],
+    flag: 'source-secret-label',
+    description:
+      "label (key or key=value) a Secret must carry before a bundle source may use it ('' = any Secret of the bundle's namespace)",
+    parse: labelRequirement,
+  } satisfies OptionSpec<LabelRequirement | undefined>,
   maxConcurrentReconciles: {
     env: ['LIVEUPDATE_MAX_CONCURRENT_RECONCILES'],
     flag: 'max-concurrent-reconciles',
@@ -117,7 +154,10 @@ export interface ControllerConfig {
   s3: S3Config;
   leaderElection: { enabled: boolean; namespace: string; name: string };
   identity: string;
-  watchNamespace: string;
+  /** Empty: every namespace. */
+  watchNamespaces: string[];
+  /** Label every Secret a bundle source names must carry (docs/adr/0013-secret-access.md). */
+  sourceSecretLabel: LabelRequirement | undefined;
   maxConcurrentReconciles: number;
   artifactMaxBytes: number;
   fetchTimeoutMs: number;
@@ -158,7 +198,8 @@ export function loadControllerConfig(
     s3,
     leaderElection: { enabled: v.leaderElect, namespace: v.leaseNamespace, name: v.leaseName },
     identity: v.podName,
-    watchNamespace: v.watchNamespace,
+    watchNamespaces: v.watchNamespaces,
+    sourceSecretLabel: v.sourceSecretLabel,
     maxConcurrentReconciles: v.maxConcurrentReconciles,
     artifactMaxBytes: v.artifactMaxBytes,
     fetchTimeoutMs: v.fetchTimeoutSeconds * 1000,

@@ -37,7 +37,7 @@ export interface ControllerDeps {
   client: ObjectClient;
   recorder: EventRecorder;
   store: ObjectStore;
-  config: Pick<ControllerConfig, 's3' | 'artifactMaxBytes' | 'fetchTimeoutMs'>;
+  config: Pick<ControllerConfig, 's3' | 'artifactMaxBytes' | 'fetchTimeoutMs' | 'sourceSecretLabel'>;
   metrics?: ControllerDomainMetrics;
 }
 
@@ -89,6 +89,7 @@ export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
         storagePrefix,
         maxArtifactBytes: deps.config.artifactMaxBytes,
         maxFetchTimeoutMs: deps.config.fetchTimeoutMs,
+        ...(deps.config.sourceSecretLabel ? { sourceSecretLabel: deps.config.sourceSecretLabel } : {}),
         ...metrics,
       }),
       watches: [
@@ -170,7 +171,7 @@ export async function runWithConfig(
     source: client,
     log,
     metrics,
-    namespace: config.watchNamespace,
+    namespaces: config.watchNamespaces,
     maxConcurrentReconciles: config.maxConcurrentReconciles,
     shutdownGraceMs: config.shutdownGraceMs,
     ...(config.leaderElection.enabled
@@ -220,7 +221,7 @@ export async function runWithConfig(
       leaderElection: config.leaderElection.enabled
         ? `${config.leaderElection.namespace}/${config.leaderElection.name}`
         : false,
-      watchNamespace: config.watchNamespace || '(all)',
+      watchNamespaces: config.watchNamespaces.length > 0 ? config.watchNamespaces : '(all)',
       maxConcurrentReconciles: config.maxConcurrentReconciles,
     },
     'controller starting',

@@ -47,10 +47,14 @@ class RecordingReconciler implements Reconciler {
   }
 }
 
-function setup(opts: { graceMs?: number; initial?: string[] } = {}) {
+function setup(opts: { graceMs?: number; initial?: string[]; namespaces?: string[] } = {}) {
   const clock = new FakeClock();
   const source = new FakeSource();
   for (const name of opts.initial ?? ['a']) source.put(name);
+  if (opts.namespaces) {
+    source.put('b', '', undefined, false, 'team-b');
+    source.put('elsewhere', '', undefined, false, 'unwatched');
+  }
   const metrics = createRuntimeMetrics(createRegistry({ defaultMetrics: false }));
   const reconciler = new RecordingReconciler(clock);
   const manager = new Manager({
@@ -62,6 +66,7 @@ function setup(opts: { graceMs?: number; initial?: string[] } = {}) {
     shutdownGraceMs: opts.graceMs ?? 30_000,
     informer: { resyncMs: 0, watchdogMs: 10_000_000 },
     rateLimiter: () => new ItemExponentialFailureRateLimiter(5, 1_000_000),
+    ...(opts.namespaces ? { namespaces: opts.namespaces } : {}),
   });
   manager.add({
     name: 'configmap',
@@ -287,5 +292,27 @@ describe('Manager', () => {
     await done;
     await cached.get(CM, { namespace: 'ns', name: 'a' }); // caches stopped: back to the API
     expect(calls.at(-1)).toBe('get');
+  });
+
+  it('with a list of namespaces, lists and watches each of them and never cluster-wide', async () => {
+    const { clock, source, reconciler, manager, stop, done } = setup({ namespaces: ['ns', 'team-b'] });
+    const apiLists: (string | undefined)[] = [];
+    const api = {
+      list: (_type: ResourceType, namespace?: string) => (apiLists.push(namespace), Promise.resolve([])),
+    } as unknown as ObjectClient;
+    const cached = manager.cachedClient(api);
+    await cached.list(CM); // before the caches synced: one list per watched namespace
+    expect(apiLists).toEqual(['ns', 'team-b']);
+    await clock.advance(0);
+    expect(reconciler.calls.map((c) => c.key).sort()).toEqual(['ns/a', 'team-b/b']);
+    expect((await cached.list(CM)).map((o) => o.metadata.name).sort()).toEqual(['a', 'b']);
+    source.put('c', '', undefined, true, 'team-b');
+    await clock.advance(0);
+    expect(reconciler.count('team-b/c')).toBe(1);
+    expect(apiLists).toHaveLength(2);
+    expect(source.scopes.length).toBeGreaterThan(0);
+    expect(source.scopes.filter((ns) => ns !== 'ns' && ns !== 'team-b')).toEqual([]);
+    stop.abort();
+    await done;
   });
 });

@@ -15,7 +15,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { realClock, type Clock } from '../kube/clock.js';
 import { keyString, parseKey, type ListWatcher } from '../kube/client.js';
-import { Informer } from '../kube/informer.js';
+import { Informer, InformerGroup, type CacheInformer } from '../kube/informer.js';
 import { LeaderElector, LeaseLostError, type LeaseStore } from '../kube/leader-election.js';
 import {
   KubeApiError,
@@ -66,6 +66,8 @@ export interface ManagerOptions {
   clock?: Clock;
   /** '' or undefined = all namespaces. */
   namespace?: string;
+  /** Several namespaces (one informer each, nothing cluster-wide); empty = {@link namespace}. */
+  namespaces?: readonly string[];
   maxConcurrentReconciles?: number;
   shutdownGraceMs?: number;
   leaderElection?: LeaderElectionSpec;
@@ -86,7 +88,9 @@ export class Manager {
   private readonly controllers: ControllerSpec[] = [];
   private readonly clock: Clock;
   private readonly log: Logger;
-  private informers = new Map<string, Informer>();
+  private informers = new Map<string, CacheInformer>();
+  /** The watched namespaces; empty = all. */
+  private readonly scope: readonly string[];
   private elector: LeaderElector | undefined;
   private leading = false;
   private running = false;
@@ -94,6 +98,7 @@ export class Manager {
   constructor(private readonly opts: ManagerOptions) {
     this.clock = opts.clock ?? realClock;
     this.log = opts.log;
+    this.scope = opts.namespaces?.length ? [...opts.namespaces] : opts.namespace ? [opts.namespace] : [];
   }
 
   add(spec: ControllerSpec): void {
@@ -178,12 +183,13 @@ export class Manager {
    * or merge patch, no resourceVersion preconditions). Cached objects are deep-copied on every read.
    */
   cachedClient(client: ObjectClient): ObjectClient {
-    const cached = (type: ResourceType): Informer | undefined => {
+    const cached = (type: ResourceType): CacheInformer | undefined => {
       const inf = this.informers.get(informerId(type));
       return inf?.hasSynced() ? inf : undefined;
     };
+    const scope = this.scope;
     const inScope = (namespace: string | undefined): boolean =>
-      !this.opts.namespace || namespace === this.opts.namespace;
+      scope.length === 0 || (namespace !== undefined && scope.includes(namespace));
     return {
       get: <T extends KubeObject>(type: ResourceType, key: ObjectKey): Promise<T> => {
         const inf = inScope(key.namespace) ? cached(type) : undefined;
@@ -200,11 +206,14 @@ export class Manager {
         namespace?: string,
         labelSelector?: string,
       ): Promise<T[]> => {
-        const inf =
-          !labelSelector && (namespace || !this.opts.namespace) && inScope(namespace || undefined)
-            ? cached(type)
-            : undefined;
-        if (!inf) return client.list<T>(type, namespace, labelSelector);
+        // Without a namespace, "all" means every watched namespace: never a cluster-wide list when scoped.
+        const inf = !labelSelector && (!namespace || inScope(namespace)) ? cached(type) : undefined;
+        if (!inf) {
+          if (namespace || scope.length === 0) return client.list<T>(type, namespace, labelSelector);
+          return Promise.all(scope.map((ns) => client.list<T>(type, ns, labelSelector))).then((lists) =>
+            lists.flat(),
+          );
+        }
         const items = inf.list().filter((o) => !namespace || o.metadata.namespace === namespace);
         return Promise.resolve(items.map((o) => structuredClone(o) as T));
       },
@@ -218,19 +227,24 @@ export class Manager {
   /** One working term: informers → queues → workers until the signal aborts. */
   private async work(signal: AbortSignal): Promise<void> {
     this.leading = true;
-    const informers = new Map<string, Informer>();
-    const informerFor = (type: ResourceType): Informer => {
+    const informers = new Map<string, CacheInformer>();
+    const newInformer = (type: ResourceType, namespace: string | undefined): Informer =>
+      new Informer({
+        type,
+        source: this.opts.source,
+        log: this.log,
+        clock: this.clock,
+        ...(namespace ? { namespace } : {}),
+        ...this.opts.informer,
+      });
+    const informerFor = (type: ResourceType): CacheInformer => {
       const id = informerId(type);
       let inf = informers.get(id);
       if (!inf) {
-        inf = new Informer({
-          type,
-          source: this.opts.source,
-          log: this.log,
-          clock: this.clock,
-          ...(this.opts.namespace ? { namespace: this.opts.namespace } : {}),
-          ...this.opts.informer,
-        });
+        inf =
+          this.scope.length > 1
+            ? new InformerGroup(this.scope.map((ns) => newInformer(type, ns)))
+            : newInformer(type, this.scope[0]);
         informers.set(id, inf);
       }
       return inf;

@@ -268,3 +268,50 @@ function withTypeMeta<T extends KubeObject>(obj: T, type: ResourceType): T {
   if (obj.apiVersion && obj.kind) return obj;
   return { ...obj, apiVersion: type.group ? `${type.group}/${type.version}` : type.version, kind: type.kind };
 }
+
+/** What the manager needs of an informer: one {@link Informer}, or an {@link InformerGroup} over namespaces. */
+export type CacheInformer<T extends KubeObject = KubeObject> = Pick<
+  Informer<T>,
+  'addHandlers' | 'hasSynced' | 'waitForSync' | 'get' | 'list' | 'start' | 'stop'
+>;
+
+/**
+ * One informer per namespace behind one cache interface, for a controller that watches a list of namespaces: no
+ * list or watch is ever cluster-wide, so namespace-scoped RBAC (RoleBindings per namespace) suffices. Keys are
+ * "namespace/name", so the members never collide.
+ */
+export class InformerGroup<T extends KubeObject = KubeObject> implements CacheInformer<T> {
+  constructor(private readonly members: readonly Informer<T>[]) {}
+
+  addHandlers(h: InformerHandlers<T>): void {
+    for (const member of this.members) member.addHandlers(h);
+  }
+
+  hasSynced(): boolean {
+    return this.members.every((member) => member.hasSynced());
+  }
+
+  async waitForSync(signal?: AbortSignal): Promise<void> {
+    await Promise.all(this.members.map((member) => member.waitForSync(signal)));
+  }
+
+  get(key: string): T | undefined {
+    for (const member of this.members) {
+      const obj = member.get(key);
+      if (obj) return obj;
+    }
+    return undefined;
+  }
+
+  list(): T[] {
+    return this.members.flatMap((member) => member.list());
+  }
+
+  start(): void {
+    for (const member of this.members) member.start();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.members.map((member) => member.stop()));
+  }
+}

@@ -5,6 +5,8 @@ import { KubeApiError, type KubeObject, type ResourceType } from './types.js';
 
 export interface ActiveWatch {
   type: ResourceType;
+  /** Undefined: every namespace. */
+  namespace: string | undefined;
   opts: WatchOptions;
   emit(e: WatchEvent<KubeObject>): void;
   end(): void;
@@ -21,6 +23,8 @@ export class FakeSource implements ListWatcher {
   lists = 0;
   listFailures: Error[] = [];
   watches: ActiveWatch[] = [];
+  /** The namespace of every list and watch call (undefined: cluster-wide). */
+  readonly scopes: (string | undefined)[] = [];
 
   /** The ConfigMap objects (the default plural). */
   get objects(): Map<string, KubeObject> {
@@ -36,15 +40,16 @@ export class FakeSource implements ListWatcher {
     return b;
   }
 
-  put(name: string, data = '', type?: ResourceType, notify = false): KubeObject {
+  put(name: string, data = '', type?: ResourceType, notify = false, namespace = 'ns'): KubeObject {
     const plural = type?.plural ?? 'configmaps';
     const obj: KubeObject = {
       apiVersion: type ? (type.group ? `${type.group}/${type.version}` : type.version) : 'v1',
       kind: type?.kind ?? 'ConfigMap',
-      metadata: { name, namespace: 'ns', resourceVersion: String(++this.rv), annotations: { data } },
+      metadata: { name, namespace, resourceVersion: String(++this.rv), annotations: { data } },
     };
-    const existed = this.bucket(plural).has(name);
-    this.bucket(plural).set(name, obj);
+    const key = namespace === 'ns' ? name : `${namespace}/${name}`;
+    const existed = this.bucket(plural).has(key);
+    this.bucket(plural).set(key, obj);
     if (notify) this.notify(plural, { type: existed ? 'MODIFIED' : 'ADDED', object: obj });
     return obj;
   }
@@ -64,32 +69,40 @@ export class FakeSource implements ListWatcher {
   }
 
   private notify(plural: string, e: WatchEvent<KubeObject>): void {
-    for (const w of this.watches) if (w.type.plural === plural && !w.opts.signal.aborted) w.emit(e);
+    for (const w of this.watches) {
+      const inScope = w.namespace === undefined || w.namespace === e.object.metadata.namespace;
+      if (w.type.plural === plural && inScope && !w.opts.signal.aborted) w.emit(e);
+    }
   }
 
   listWithVersion<T extends KubeObject>(
     type: ResourceType,
-    _ns: string | undefined,
+    namespace: string | undefined,
     _o?: ListOptions,
   ): Promise<ListResult<T>> {
     this.lists++;
+    this.scopes.push(namespace);
     const failure = this.listFailures.shift();
     if (failure) return Promise.reject(failure);
     return Promise.resolve({
-      items: [...this.bucket(type.plural).values()] as T[],
+      items: [...this.bucket(type.plural).values()].filter(
+        (o) => namespace === undefined || o.metadata.namespace === namespace,
+      ) as T[],
       resourceVersion: String(this.rv),
     });
   }
 
   watch<T extends KubeObject>(
     type: ResourceType,
-    _ns: string | undefined,
+    namespace: string | undefined,
     opts: WatchOptions,
     onEvent: (e: WatchEvent<T>) => void,
   ): Promise<void> {
+    this.scopes.push(namespace);
     return new Promise((resolve, reject) => {
       const w: ActiveWatch = {
         type,
+        namespace,
         opts,
         emit: (e) => onEvent(e as WatchEvent<T>),
         end: resolve,

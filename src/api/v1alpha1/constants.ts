@@ -77,12 +77,20 @@ export const Reason = {
   Succeeded: 'Succeeded',
   Progressing: 'Progressing',
   ProgressingWithRetry: 'ProgressingWithRetry',
+  /** A failure no step classified (a bug, or a dependency we do not know); retried with backoff. */
+  UnexpectedError: 'UnexpectedError',
+  /** The API server refused a request (403): the controller's RBAC does not allow it. */
+  KubernetesApiForbidden: 'KubernetesApiForbidden',
+  /** Any other API server error a step did not classify. */
+  KubernetesApiError: 'KubernetesApiError',
 
   // Bundle source
   SourceNotFound: 'SourceNotFound',
   SourceUnauthorized: 'SourceUnauthorized',
   SourceSecretNotFound: 'SourceSecretNotFound',
   SourceSecretInvalid: 'SourceSecretInvalid',
+  /** The source names a Secret without the label the controller requires (LIVEUPDATE_SOURCE_SECRET_LABEL). */
+  SourceSecretNotAllowed: 'SourceSecretNotAllowed',
   SourceUnavailable: 'SourceUnavailable',
   SourceCertificateInvalid: 'SourceCertificateInvalid',
   ArtifactTooLarge: 'ArtifactTooLarge',

@@ -61,7 +61,7 @@ function creationOrder(a: LiveUpdateApp, b: LiveUpdateApp): number {
 
 export class AppReconciler implements Reconciler, KindSteps<LiveUpdateApp, LiveUpdateAppStatus> {
   readonly type = APP_RESOURCE;
-  readonly transientReason = Reason.StorageUnavailable;
+  readonly transientReason = Reason.UnexpectedError;
   private readonly root: RootPublisher;
 
   constructor(private readonly opts: AppReconcilerOptions) {

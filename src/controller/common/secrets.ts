@@ -1,6 +1,7 @@
 /** Reading Secrets for reconcilers: values are decoded here and never logged, put in events or status. */
 import { Reason, SECRET_RESOURCE, type LiveUpdateApp } from '../../api/v1alpha1/index.js';
 import { KeyError, loadSigningKey, type SigningKey } from '../../bundle/index.js';
+import type { LabelRequirement } from '../../config/controller.js';
 import { isNotFound, type KubeObject, type ObjectClient } from '../../kube/types.js';
 import { StallingError } from './errors.js';
 
@@ -8,19 +9,35 @@ interface SecretObject extends KubeObject {
   data?: Record<string, string>;
 }
 
-/** The Secret's decoded data, or undefined when it does not exist. */
+/**
+ * The Secret's decoded data, or undefined when it does not exist. With `required`, a Secret without that label
+ * stalls with SourceSecretNotAllowed before its data is used (docs/adr/0013-secret-access.md): a bundle author may
+ * name any Secret of the namespace, so only Secrets an admin marked may be sent to an artifact source.
+ */
 export async function readSecret(
   client: ObjectClient,
   namespace: string,
   name: string,
+  required?: LabelRequirement,
 ): Promise<Map<string, Buffer> | undefined> {
+  let secret: SecretObject;
   try {
-    const secret = await client.get<SecretObject>(SECRET_RESOURCE, { namespace, name });
-    return new Map(Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64')]));
+    secret = await client.get<SecretObject>(SECRET_RESOURCE, { namespace, name });
   } catch (error) {
     if (isNotFound(error)) return undefined;
     throw error;
   }
+  if (required) {
+    const value = secret.metadata.labels?.[required.key];
+    if (value === undefined || (required.value !== undefined && value !== required.value)) {
+      const label = required.value === undefined ? required.key : `${required.key}=${required.value}`;
+      throw new StallingError(
+        Reason.SourceSecretNotAllowed,
+        `Secret ${namespace}/${name} lacks the label ${label} that Secrets used by bundle sources must carry`,
+      );
+    }
+  }
+  return new Map(Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64')]));
 }
 
 export const DEFAULT_SIGNING_KEY_ENTRY = 'private.pem';

@@ -181,8 +181,6 @@ describe('helm install into a restricted namespace', () => {
       ['update', 'liveupdatechannels.liveupdate.dev/status', other],
       ['update', 'liveupdateapps.liveupdate.dev/finalizers', other],
       ['get', 'secrets', other],
-      ['list', 'secrets', undefined],
-      ['watch', 'secrets', undefined],
       ['create', 'events', other],
       ['patch', 'events.events.k8s.io', other],
       ['create', 'leases.coordination.k8s.io', namespace],
@@ -190,6 +188,10 @@ describe('helm install into a restricted namespace', () => {
       ['update', 'leases.coordination.k8s.io/liveupdate-operator-controller', namespace],
     ];
     const denied: [string, string, string | undefined][] = [
+      // Secrets by name only: no enumerating them, cluster-wide or in a namespace.
+      ['list', 'secrets', undefined],
+      ['list', 'secrets', other],
+      ['watch', 'secrets', other],
       ['delete', 'secrets', other],
       ['create', 'secrets', other],
       ['update', 'secrets', other],
@@ -256,7 +258,7 @@ describe('helm install into a restricted namespace', () => {
       events: ['create', 'patch'],
       'events.events.k8s.io': ['create', 'patch'],
       'leases.coordination.k8s.io': ['create', 'get', 'update'],
-      secrets: ['get', 'list', 'watch'],
+      secrets: ['get'],
     };
     for (const kind of kinds) {
       expected[kind] = ['get', 'list', 'patch', 'update', 'watch'];

@@ -169,6 +169,7 @@ describe('chart rendering', () => {
       fieldRef: { fieldPath: 'metadata.namespace' },
     });
     expect(env.get('LIVEUPDATE_WATCH_NAMESPACE')?.value).toBe('');
+    expect(env.get('LIVEUPDATE_SOURCE_SECRET_LABEL')?.value).toBe('liveupdate.dev/bundle-source=true');
     expect(env.get('LIVEUPDATE_ARTIFACT_MAX_BYTES')?.value).toBe('268435456');
     for (const name of [
       'LIVEUPDATE_LOG_LEVEL',
@@ -277,9 +278,19 @@ describe('chart rendering', () => {
     const bindings = scoped.filter(
       (o) => o.kind === 'RoleBinding' && o.metadata.name === 'liveupdate-operator-controller',
     );
-    expect(bindings.map((b) => b.metadata.namespace)).toEqual(['team-a']);
+    expect(bindings.map((b) => b.metadata.namespace)).toEqual(['team-a', 'team-b']);
     const controller = findObject(scoped, 'Deployment', 'liveupdate-operator-controller');
-    expect(envOf(controller).get('LIVEUPDATE_WATCH_NAMESPACE')?.value).toBe('team-a');
+    expect(envOf(controller).get('LIVEUPDATE_WATCH_NAMESPACE')?.value).toBe('team-a,team-b');
+    // Secrets by name only, never enumerated.
+    const clusterRole = findObject(
+      defaults,
+      'ClusterRole',
+      'liveupdate-operator-controller-liveupdate-system',
+    );
+    const rules = (clusterRole['rules'] as { resources: string[]; verbs: string[] }[]).filter((r) =>
+      r.resources.includes('secrets'),
+    );
+    expect(rules).toEqual([expect.objectContaining({ resources: ['secrets'], verbs: ['get'] })]);
   });
 
   test('external S3: endpoint, CA file, per-component credentials, strict NetworkPolicy destinations', async () => {

@@ -79,6 +79,8 @@ describe.each(VALUE_SETS)('process contract with %s values', (set) => {
     });
     expect(config!.identity).toBe('liveupdate-operator-controller-7d9f-abcde');
     expect(config!.artifactMaxBytes).toBe(268435456);
+    expect(config!.watchNamespaces).toEqual(set === 'external-s3' ? ['team-a', 'team-b'] : []);
+    expect(config!.sourceSecretLabel).toEqual({ key: 'liveupdate.dev/bundle-source', value: 'true' });
   });
 
   test('the update server parses its environment', () => {

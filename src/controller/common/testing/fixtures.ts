@@ -80,11 +80,16 @@ export function seedChannel(
   });
 }
 
-export function seedSecret(client: FakeObjectClient, name: string, data: Record<string, string>): void {
+export function seedSecret(
+  client: FakeObjectClient,
+  name: string,
+  data: Record<string, string>,
+  labels?: Record<string, string>,
+): void {
   client.create(SECRET_RESOURCE, {
     apiVersion: 'v1',
     kind: 'Secret',
-    metadata: { name, namespace: NS },
+    metadata: { name, namespace: NS, ...(labels ? { labels } : {}) },
     data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
   } as never);
 }
