@@ -29,7 +29,7 @@ import { StorageLayout } from '../storage/layout.js';
 import { AppReconciler } from './app/reconciler.js';
 import { BundleReconciler, appKeyForBundle } from './bundle/reconciler.js';
 import { ChannelReconciler, appKeyForChannel, channelKeysForBundle } from './channel/reconciler.js';
-import { RootPublisher } from './index-publisher.js';
+import { RootPublisher } from './publishing/root-document.js';
 import { Manager, type ControllerSpec } from './manager.js';
 import { createControllerDomainMetrics, type ControllerDomainMetrics } from './metrics.js';
 
@@ -39,6 +39,23 @@ export interface ControllerDeps {
   store: ObjectStore;
   config: Pick<ControllerConfig, 's3' | 'artifactMaxBytes' | 'fetchTimeoutMs' | 'sourceSecretLabel'>;
   metrics?: ControllerDomainMetrics;
+  /** Root document writer shared by the app reconcilers; built from the store when omitted. */
+  root?: RootPublisher;
+}
+
+/** How often the leader re-reads the root document and restores entries a racing writer lost. */
+export const ROOT_SETTLE_PERIOD_MS = 30_000;
+
+/** The root document writer of a controller process, reporting to its metrics and log. */
+export function rootPublisherFor(
+  store: ObjectStore,
+  storagePrefix: string | undefined,
+  opts: { metrics?: ControllerDomainMetrics; log?: Logger } = {},
+): RootPublisher {
+  return new RootPublisher(store, new StorageLayout(storagePrefix ?? '').rootKey(), {
+    ...(opts.metrics ? { onWrite: (r) => opts.metrics!.rootWrite(r) } : {}),
+    ...(opts.log ? { log: opts.log } : {}),
+  });
 }
 
 /** The three controllers and how events of one kind enqueue the others. */
@@ -46,7 +63,7 @@ export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
   const { client, recorder, store } = deps;
   const metrics = deps.metrics ? { metrics: deps.metrics } : {};
   const storagePrefix = deps.config.s3.prefix;
-  const root = new RootPublisher(store, new StorageLayout(storagePrefix).rootKey());
+  const root = deps.root ?? rootPublisherFor(store, storagePrefix, deps);
   const channelsOfApp = (app: KubeObject, channels: LiveUpdateChannel[]): ReturnType<typeof keyOf>[] =>
     channels.filter((c) => c.spec.app === app.metadata.name).map(keyOf);
   return [
@@ -188,8 +205,10 @@ export async function runWithConfig(
   // Reconcilers read their own kinds from the informer caches (as controller-runtime's default client does): a bundle
   // reconcile no longer LISTs every bundle of the namespace from the API server. Writes and Secrets go to the API.
   const reads = manager.cachedClient(client);
-  for (const c of buildControllers({ client: reads, recorder, store, config, metrics: domainMetrics }))
+  const root = rootPublisherFor(store, config.s3.prefix, { metrics: domainMetrics, log });
+  for (const c of buildControllers({ client: reads, recorder, store, config, metrics: domainMetrics, root }))
     manager.add(c);
+  manager.addRunnable({ name: 'root-document', run: (s) => root.run(s, ROOT_SETTLE_PERIOD_MS) });
 
   const admin = new AdminServer({
     host: config.adminAddr.host,

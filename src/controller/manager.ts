@@ -49,6 +49,13 @@ export interface ControllerSpec {
   maxConcurrentReconciles?: number;
 }
 
+/** Background work that runs only while this process leads (controller-runtime's leader-election Runnable). */
+export interface Runnable {
+  name: string;
+  /** Runs until the signal aborts (end of the leadership term or shutdown); errors are logged. */
+  run(signal: AbortSignal): Promise<void>;
+}
+
 export interface LeaderElectionSpec {
   identity: string;
   store: LeaseStore;
@@ -86,6 +93,7 @@ const ABORT_SETTLE_MS = 10_000;
 
 export class Manager {
   private readonly controllers: ControllerSpec[] = [];
+  private readonly runnables: Runnable[] = [];
   private readonly clock: Clock;
   private readonly log: Logger;
   private informers = new Map<string, CacheInformer>();
@@ -108,6 +116,11 @@ export class Manager {
     this.controllers.push(spec);
     this.opts.metrics.controller.maxConcurrentReconciles.set({ controller: spec.name }, this.workersOf(spec));
     this.opts.metrics.controller.activeWorkers.set({ controller: spec.name }, 0);
+  }
+
+  addRunnable(runnable: Runnable): void {
+    if (this.running) throw new Error('runnables must be added before the manager runs');
+    this.runnables.push(runnable);
   }
 
   private workersOf(spec: ControllerSpec): number {
@@ -294,6 +307,7 @@ export class Manager {
     this.informers = informers;
     const workCtl = new AbortController();
     const workers: Promise<void>[] = [];
+    const background: Promise<void>[] = [];
     let stopping = false;
     try {
       for (const inf of informers.values()) inf.start();
@@ -305,6 +319,10 @@ export class Manager {
         for (let i = 0; i < this.workersOf(c); i++)
           workers.push(this.worker(c, queue, workCtl.signal, () => stopping));
       }
+      for (const r of this.runnables)
+        background.push(
+          r.run(signal).catch((err: unknown) => this.log.error({ err, runnable: r.name }, 'runnable failed')),
+        );
       await new Promise<void>((resolve) => {
         if (signal.aborted) resolve();
         else signal.addEventListener('abort', () => resolve(), { once: true });
@@ -315,7 +333,7 @@ export class Manager {
       stopping = true;
       const lost = signal.reason instanceof LeaseLostError;
       for (const q of queues.values()) q.shutdown();
-      const all = Promise.all(workers);
+      const all = Promise.all([...workers, ...background]);
       const grace = lost ? 0 : (this.opts.shutdownGraceMs ?? 30_000);
       this.log.info({ reason: errorMessage(signal.reason), graceMs: grace }, 'stopping workers');
       if (!(await settles(all, grace, this.clock))) {

@@ -11,6 +11,8 @@ export interface ControllerDomainMetrics {
   artifactStored(namespace: string, app: string, bytes: number): void;
   /** One fetch of an artifact from its source ended. */
   artifactFetched(source: 'http' | 's3' | 'oci', result: 'success' | 'error', seconds: number): void;
+  /** One attempt to write the root document: written, lost a race (conflict), restored a lost entry, or unreadable. */
+  rootWrite(result: 'written' | 'conflict' | 'repaired' | 'unreadable'): void;
 }
 
 export function createControllerDomainMetrics(registry: Registry): ControllerDomainMetrics {
@@ -45,7 +47,16 @@ export function createControllerDomainMetrics(registry: Registry): ControllerDom
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
     registers: [registry],
   });
+  const rootWrites = new Counter({
+    name: 'liveupdate_root_document_writes_total',
+    help: 'Attempts to write the root document: written, conflict (another writer won; retried on a fresh read), repaired (an entry a racing writer lost was restored), unreadable (left untouched).',
+    labelNames: ['result'],
+    registers: [registry],
+  });
   return {
+    rootWrite(result) {
+      rootWrites.inc({ result });
+    },
     indexPublished(namespace, app, rev) {
       publishes.inc({ namespace, app });
       revision.set({ namespace, app }, rev);

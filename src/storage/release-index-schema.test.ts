@@ -1,6 +1,7 @@
-import type { ReleaseIndex } from './release-index.js';
+import { RELEASE_SCHEMA_VERSION, type ReleaseIndex } from './release-index.js';
 import {
   ReleaseIndexValidationError,
+  UnsupportedSchemaVersionError,
   validateReleaseIndex,
   validateReleaseRoot,
 } from './release-index-schema.js';
@@ -84,12 +85,24 @@ describe('validateReleaseIndex', () => {
     expect(problemsOf(validIndex())).toEqual([]);
   });
 
+  it('accepts fields a newer version added (forward compatibility), everywhere in the document', () => {
+    const index = validIndex();
+    Object.assign(index, { schemaVersion: 1, shards: 2 });
+    Object.assign(index.app, { tenant: 't' });
+    Object.assign(index.bundles['demo-1-0-0']!, { signature: 'x' });
+    Object.assign(index.channels[0]!, { label: 'l' });
+    Object.assign(index.channels[0]!.policy, { allowWeb: true });
+    expect(problemsOf(index)).toEqual([]);
+  });
+
+  it('refuses a schemaVersion newer than this version reads, with UnsupportedSchemaVersionError', () => {
+    const index = Object.assign(validIndex(), { schemaVersion: RELEASE_SCHEMA_VERSION + 1 });
+    expect(() => validateReleaseIndex(index)).toThrow(UnsupportedSchemaVersionError);
+    expect(problemsOf(index).join('\n')).toContain('/schemaVersion');
+  });
+
   it.each<[string, (i: ReleaseIndex) => void, string]>([
-    [
-      'an unknown top-level field',
-      (i) => Object.assign(i, { privateKey: 'x' }),
-      'must NOT have additional properties',
-    ],
+    ['a schemaVersion 0', (i) => (i.schemaVersion = 0), '/schemaVersion'],
     ['revision 0', (i) => (i.revision = 0), '/revision'],
     ['a bad timestamp', (i) => (i.generatedAt = 'yesterday'), '/generatedAt'],
     ['a non-semver version', (i) => (i.bundles['demo-1-0-0']!.version = 'v1'), '/bundles/demo-1-0-0/version'],
@@ -144,5 +157,28 @@ describe('validateReleaseRoot', () => {
     expect(validateReleaseRoot(root)).toBe(root);
     root.apps[0]!.revision = 0;
     expect(() => validateReleaseRoot(root)).toThrow(/revision/);
+  });
+
+  it('accepts unknown fields and refuses a newer schemaVersion', () => {
+    const root = {
+      apiVersion: 'liveupdate.dev/index-root/v1',
+      kind: 'ReleaseRoot',
+      schemaVersion: 1,
+      generatedAt: '2026-11-29T10:00:00Z',
+      shards: 3,
+      apps: [
+        {
+          namespace: 'a',
+          name: 'b',
+          appId: 'com.example.app',
+          indexKey: 'a/b/index.json',
+          revision: 1,
+          x: 1,
+        },
+      ],
+    };
+    expect(validateReleaseRoot(root)).toBe(root);
+    root.schemaVersion = RELEASE_SCHEMA_VERSION + 1;
+    expect(() => validateReleaseRoot(root)).toThrow(UnsupportedSchemaVersionError);
   });
 });

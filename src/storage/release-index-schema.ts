@@ -6,7 +6,7 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import indexSchema from './release-index.schema.json' with { type: 'json' };
 import rootSchema from './release-root.schema.json' with { type: 'json' };
-import type { ReleaseIndex, ReleaseRoot } from './release-index.js';
+import { RELEASE_SCHEMA_VERSION, type ReleaseIndex, type ReleaseRoot } from './release-index.js';
 
 export class ReleaseIndexValidationError extends Error {
   constructor(readonly problems: string[]) {
@@ -59,15 +59,36 @@ function crossReferenceProblems(index: ReleaseIndex): string[] {
   return problems;
 }
 
-/** Returns the document typed as a ReleaseIndex, or throws {@link ReleaseIndexValidationError}. */
+/** A document written by a newer version whose changes this version must not serve or rewrite. */
+export class UnsupportedSchemaVersionError extends ReleaseIndexValidationError {
+  constructor(readonly schemaVersion: number) {
+    super([
+      `/schemaVersion ${schemaVersion} is newer than ${RELEASE_SCHEMA_VERSION}, the highest this version understands`,
+    ]);
+    this.name = 'UnsupportedSchemaVersionError';
+  }
+}
+
+function checkSchemaVersion(doc: { schemaVersion?: number }): void {
+  if ((doc.schemaVersion ?? 1) > RELEASE_SCHEMA_VERSION)
+    throw new UnsupportedSchemaVersionError(doc.schemaVersion!);
+}
+
+/**
+ * Returns the document typed as a ReleaseIndex, or throws {@link ReleaseIndexValidationError}
+ * ({@link UnsupportedSchemaVersionError} for a newer schemaVersion). Unknown fields are allowed and kept.
+ */
 export function validateReleaseIndex(doc: unknown): ReleaseIndex {
   if (!checkIndex(doc)) throw new ReleaseIndexValidationError(describe(checkIndex.errors));
+  checkSchemaVersion(doc);
   const problems = crossReferenceProblems(doc);
   if (problems.length > 0) throw new ReleaseIndexValidationError(problems);
   return doc;
 }
 
+/** Like {@link validateReleaseIndex}, for the root document. */
 export function validateReleaseRoot(doc: unknown): ReleaseRoot {
   if (!checkRoot(doc)) throw new ReleaseIndexValidationError(describe(checkRoot.errors));
+  checkSchemaVersion(doc);
   return doc;
 }

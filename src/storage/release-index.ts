@@ -10,6 +10,12 @@ import { createHash, hash } from 'node:crypto';
 
 export const RELEASE_INDEX_API_VERSION = 'liveupdate.dev/index/v1' as const;
 export const RELEASE_ROOT_API_VERSION = 'liveupdate.dev/index-root/v1' as const;
+/**
+ * Schema version of both documents this build writes and the highest it reads. Additive fields that older readers may
+ * ignore keep the version (readers ignore, writers keep, fields they do not know); a change older readers must not
+ * serve raises it, and they then refuse the document instead of misreading it (docs/adr/0007-conditional-writes.md).
+ */
+export const RELEASE_SCHEMA_VERSION = 1;
 
 export type Platform = 'ios' | 'android' | 'electron';
 export const PLATFORMS: readonly Platform[] = ['ios', 'android', 'electron'];
@@ -124,6 +130,8 @@ export interface IndexChannel {
 export interface ReleaseIndex {
   apiVersion: typeof RELEASE_INDEX_API_VERSION;
   kind: 'ReleaseIndex';
+  /** {@link RELEASE_SCHEMA_VERSION} of the writer; absent = 1. */
+  schemaVersion?: number;
   /** Monotonically increasing per app. */
   revision: number;
   /** RFC 3339 time the controller rendered it. */
@@ -154,6 +162,8 @@ export interface ReleaseIndex {
 export interface ReleaseRoot {
   apiVersion: typeof RELEASE_ROOT_API_VERSION;
   kind: 'ReleaseRoot';
+  /** {@link RELEASE_SCHEMA_VERSION} of the writer; absent = 1. */
+  schemaVersion?: number;
   generatedAt: string;
   apps: Array<{ namespace: string; name: string; appId: string; indexKey: string; revision: number }>;
 }

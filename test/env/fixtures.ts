@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { Client as MinioClient, BucketItem, IncompleteUploadedBucketItem } from 'minio';
+import { S3ObjectStore } from '../../src/storage/s3-store.js';
 import { minioClientFor, type EnvironmentInfo } from './environment.js';
 import { TOOLS, toolPath, type ToolName } from './testbin.js';
 
@@ -65,6 +66,22 @@ export async function newNamespace(prefix = 'test'): Promise<string> {
 
 export function s3Client(options: { readonly partSize?: number } = {}): MinioClient {
   return minioClientFor(testEnvironment().s3, options);
+}
+
+/** An S3ObjectStore on the test S3 server for `bucket`, with the environment's credentials. */
+export function s3Store(
+  bucket: string,
+  overrides: Partial<ConstructorParameters<typeof S3ObjectStore>[0]> = {},
+): S3ObjectStore {
+  const { s3 } = testEnvironment();
+  return new S3ObjectStore({
+    endpoint: s3.endpoint,
+    bucket,
+    region: s3.region,
+    accessKeyId: s3.accessKey,
+    secretAccessKey: s3.secretKey,
+    ...overrides,
+  });
 }
 
 /** Creates a bucket of its own for one test. */

@@ -122,6 +122,15 @@ export const Reason = {
   DuplicateAppId: 'DuplicateAppId',
   IndexPublished: 'IndexPublished',
   IndexInvalid: 'IndexInvalid',
+  /** No channel of the app serves a Ready bundle yet: there is nothing devices could be answered with. */
+  NoChannelPublished: 'NoChannelPublished',
+  /** spec.defaultChannel names no channel that is published. */
+  DefaultChannelNotFound: 'DefaultChannelNotFound',
+  /** The stored index or root is corrupt or from a newer schema version; it is not rewritten. */
+  IndexDocumentUnreadable: 'IndexDocumentUnreadable',
+  RootDocumentUnreadable: 'RootDocumentUnreadable',
+  /** Another writer kept changing the index or root while this one published; retried with backoff. */
+  ConcurrentWrite: 'ConcurrentWrite',
 
   // Channel
   BundleNotFound: 'BundleNotFound',

@@ -94,6 +94,7 @@ describe('AppReconciler', () => {
     const { client, store, reconciler, recorder } = setup();
     seedSecret(client, 'demo-key', { 'private.pem': signingKey.privateKeyPem });
     seedApp(client, 'demo', { signingKey: { secretName: 'demo-key', key: 'private.pem' } });
+    seedChannel(client, 'production', { bundle: 'builtin' });
 
     await reconciler.reconcile(appKey, ctx());
 
@@ -106,7 +107,7 @@ describe('AppReconciler', () => {
     expect(app.status?.index).toMatchObject({
       objectKey: `lu/${NS}/demo/index.json`,
       revision: 1,
-      channels: 0,
+      channels: 1,
       bundles: 0,
     });
 
@@ -342,6 +343,7 @@ describe('AppReconciler', () => {
   it('never lets the revision go back when the index object was lost', async () => {
     const { client, store, reconciler } = setup();
     seedApp(client, 'demo');
+    seedChannel(client, 'production', { bundle: 'builtin' });
     await reconciler.reconcile(appKey, ctx());
     await store.remove(`lu/${NS}/demo/index.json`);
     await reconciler.reconcile(appKey, ctx());
@@ -365,6 +367,7 @@ describe('AppReconciler', () => {
   it('removes the index and the root entry on deletion', async () => {
     const { client, store, reconciler } = setup();
     seedApp(client, 'demo');
+    seedChannel(client, 'production', { bundle: 'builtin' });
     await reconciler.reconcile(appKey, ctx());
     await client.delete(APP_RESOURCE, appKey);
     await reconciler.reconcile(appKey, ctx());
@@ -385,6 +388,96 @@ describe('channel objects of other kinds are ignored', () => {
       spec: { app: 'demo', bundle: 'builtin' },
     });
     await reconciler.reconcile(appKey, ctx());
-    expect((await readJson<ReleaseIndex>(store, `lu/${NS}/demo/index.json`)).channels).toEqual([]);
+    expect(condition(appOf(client), 'Stalled')).toMatchObject({
+      status: 'True',
+      reason: 'NoChannelPublished',
+    });
+    expect(store.keys()).toEqual([]);
+  });
+});
+
+describe('an index the update service could not serve is not published', () => {
+  it('stalls with DefaultChannelNotFound when spec.defaultChannel names no channel of the app', async () => {
+    const { client, store, reconciler } = setup();
+    seedApp(client, 'demo', { defaultChannel: 'stable' });
+    seedChannel(client, 'production', { bundle: 'builtin' });
+    await reconciler.reconcile(appKey, ctx());
+    const app = appOf(client);
+    expect(condition(app, 'Stalled')).toMatchObject({ status: 'True', reason: 'DefaultChannelNotFound' });
+    expect(condition(app, 'Ready')?.message).toContain('spec.defaultChannel "stable"');
+    expect(store.keys()).toEqual([]);
+  });
+
+  it('waits with NoChannelPublished while the only channel waits for a Ready bundle', async () => {
+    const { client, store, reconciler } = setup();
+    seedApp(client, 'demo');
+    seedBundle(client, 'demo-1-0-0', { version: '1.0.0' });
+    seedChannel(client, 'production', { bundle: 'demo-1-0-0' });
+    const result = await reconciler.reconcile(appKey, ctx());
+    expect(result.requeueAfterMs).toBeGreaterThan(0);
+    const app = appOf(client);
+    expect(condition(app, 'Ready')).toMatchObject({ status: 'False', reason: 'NoChannelPublished' });
+    expect(condition(app, 'Reconciling')?.status).toBe('True');
+    expect(store.keys()).toEqual([]);
+  });
+});
+
+describe('shared documents are written conditionally', () => {
+  it('renders again on a fresh read when another writer changed the index in between', async () => {
+    const { client, store, reconciler } = setup();
+    seedApp(client, 'demo');
+    seedChannel(client, 'production', { bundle: 'builtin' });
+    await reconciler.reconcile(appKey, ctx());
+    const indexKey = `lu/${NS}/demo/index.json`;
+    // A racing writer publishes revision 5 right before this controller's write.
+    const original = store.put.bind(store);
+    let raced = false;
+    store.put = async (key, body, opts) => {
+      if (key === indexKey && !raced) {
+        raced = true;
+        const other = await readJson<ReleaseIndex>(store, indexKey);
+        await original(key, JSON.stringify({ ...other, revision: 5 }));
+      }
+      return original(key, body, opts);
+    };
+    seedChannel(client, 'beta', { bundle: 'builtin' });
+    await reconciler.reconcile(appKey, ctx());
+    const index = await readJson<ReleaseIndex>(store, indexKey);
+    expect(index.revision).toBe(6);
+    expect(index.channels.map((c) => c.name)).toEqual(['beta', 'production']);
+    expect(condition(appOf(client), 'Ready')?.status).toBe('True');
+  });
+
+  it('never rewrites an unreadable root: Ready=False RootDocumentUnreadable, a Warning event, root untouched', async () => {
+    const { client, store, reconciler, recorder } = setup();
+    seedApp(client, 'demo');
+    seedChannel(client, 'production', { bundle: 'builtin' });
+    await store.put('lu/root.json', '{"apps": [');
+    await expect(reconciler.reconcile(appKey, ctx())).rejects.toThrow(
+      /root document lu\/root.json is unreadable/,
+    );
+    expect(condition(appOf(client), 'Ready')).toMatchObject({
+      status: 'False',
+      reason: 'RootDocumentUnreadable',
+    });
+    expect(recorder.reasons()).toContain('RootDocumentUnreadable');
+    expect((await store.getBuffer('lu/root.json')).data.toString()).toBe('{"apps": [');
+  });
+
+  it('never replaces an index written by a newer schema version', async () => {
+    const { client, store, reconciler } = setup();
+    seedApp(client, 'demo');
+    seedChannel(client, 'production', { bundle: 'builtin' });
+    await reconciler.reconcile(appKey, ctx());
+    const indexKey = `lu/${NS}/demo/index.json`;
+    const newer = JSON.stringify({ ...(await readJson<ReleaseIndex>(store, indexKey)), schemaVersion: 2 });
+    await store.put(indexKey, newer);
+    seedChannel(client, 'beta', { bundle: 'builtin' });
+    await expect(reconciler.reconcile(appKey, ctx())).rejects.toThrow(/schemaVersion 2/);
+    expect(condition(appOf(client), 'Ready')).toMatchObject({
+      status: 'False',
+      reason: 'IndexDocumentUnreadable',
+    });
+    expect((await store.getBuffer(indexKey)).data.toString()).toBe(newer);
   });
 });

@@ -16,25 +16,35 @@ import {
 } from '../../api/v1alpha1/index.js';
 import type { EventRecorder, ObjectClient, ObjectKey } from '../../kube/types.js';
 import { StorageLayout } from '../../storage/layout.js';
-import { ObjectNotFoundError, StoreUnavailableError, type ObjectStore } from '../../storage/object-store.js';
+import {
+  ObjectNotFoundError,
+  PreconditionFailedError,
+  StoreUnavailableError,
+  type ObjectStore,
+} from '../../storage/object-store.js';
 import type { IndexManifestEntry, ReleaseIndex } from '../../storage/release-index.js';
 import { ReleaseIndexValidationError } from '../../storage/release-index-schema.js';
+import { IndexConsistencyError, compileIndex } from '../../updateserver/compiled-index.js';
 import { removeCondition, rfc3339, setCondition } from '../common/conditions.js';
-import { StallingError, TransientError } from '../common/errors.js';
+import { StallingError, TransientError, WaitingError } from '../common/errors.js';
 import { reconcileObject, type KindSteps, type StepContext, type StepsResult } from '../common/reconcile.js';
 import { layoutForApp } from '../common/layout.js';
 import { readSigningKey } from '../common/secrets.js';
 import type { ControllerDomainMetrics } from '../metrics.js';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler.js';
+import { DocumentUnreadableError } from '../publishing/documents.js';
 import {
   MissingObjectError,
-  RootPublisher,
-  isServable,
   publishIndex,
   readIndex,
-  renderIndex,
   type PublishResult,
-} from '../index-publisher.js';
+} from '../publishing/index-document.js';
+import { isServable, renderIndex, type RenderedIndex } from '../publishing/render.js';
+import {
+  RootConflictError,
+  RootDocumentUnreadableError,
+  RootPublisher,
+} from '../publishing/root-document.js';
 
 export interface AppReconcilerOptions {
   client: ObjectClient;
@@ -49,6 +59,10 @@ export interface AppReconcilerOptions {
 }
 
 const MAX_MANIFEST_BYTES = 32 * 1024 * 1024;
+/** Attempts to publish the index when another writer changed it in between (each one reads it again). */
+const MAX_INDEX_ATTEMPTS = 4;
+/** An app that cannot be published yet looks again after this long (channel and bundle events come sooner). */
+const UNPUBLISHABLE_REQUEUE_MS = 5 * 60_000;
 
 function creationOrder(a: LiveUpdateApp, b: LiveUpdateApp): number {
   const ta = a.metadata.creationTimestamp ?? '';
@@ -156,36 +170,23 @@ export class AppReconciler implements Reconciler, KindSteps<LiveUpdateApp, LiveU
     ctx: StepContext,
   ): Promise<StepsResult> {
     const namespace = app.metadata.namespace ?? '';
-    const layout = layoutForApp(app, this.opts.storagePrefix);
     const [channels, bundles] = await Promise.all([
       this.opts.client.list<LiveUpdateChannel>(CHANNEL_RESOURCE, namespace),
       this.opts.client.list<LiveUpdateBundle>(BUNDLE_RESOURCE, namespace),
     ]);
-    const appRef = { namespace, name: app.metadata.name };
-    const store = this.opts.store;
     let published: PublishResult;
-    try {
-      const previous = await readIndex(store, layout.indexKey(appRef), ctx.signal);
-      const manifests = await this.loadManifests(app, bundles, ctx.signal);
-      const content = renderIndex({ app: { ...app, status }, channels, bundles, previous, manifests });
-      published = await publishIndex(store, layout, content, {
-        previous,
-        knownRevision: status.index?.revision ?? 0,
-        now: ctx.now(),
-        signal: ctx.signal,
-      });
-      await this.root.upsert(
-        {
-          ...appRef,
-          appId: app.spec.appId,
-          indexKey: published.indexKey,
-          revision: published.index.revision,
-        },
-        ctx.now(),
-        ctx.signal,
-      );
-    } catch (error) {
-      throw this.publishError(error);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        published = await this.publishOnce(app, status, channels, bundles, ctx);
+        break;
+      } catch (error) {
+        // Someone else wrote the index since it was read: render again from a fresh read.
+        if (error instanceof PreconditionFailedError && attempt < MAX_INDEX_ATTEMPTS) {
+          ctx.log.info({ attempt, key: error.key }, 'release index changed while publishing, retrying');
+          continue;
+        }
+        throw this.publishError(error);
+      }
     }
     this.recordPublished(app, status, published, ctx);
     const { revision } = published.index;
@@ -195,11 +196,62 @@ export class AppReconciler implements Reconciler, KindSteps<LiveUpdateApp, LiveU
     };
   }
 
+  private async publishOnce(
+    app: LiveUpdateApp,
+    status: LiveUpdateAppStatus,
+    channels: LiveUpdateChannel[],
+    bundles: LiveUpdateBundle[],
+    ctx: StepContext,
+  ): Promise<PublishResult> {
+    const namespace = app.metadata.namespace ?? '';
+    const layout = layoutForApp(app, this.opts.storagePrefix);
+    const appRef = { namespace, name: app.metadata.name };
+    const store = this.opts.store;
+    const previous = await readIndex(store, layout.indexKey(appRef), ctx.signal);
+    const manifests = await this.loadManifests(app, bundles, ctx.signal);
+    const content = renderIndex({
+      app: { ...app, status },
+      channels,
+      bundles,
+      previous: previous?.doc,
+      manifests,
+    });
+    assertServable(content, app, channels);
+    const published = await publishIndex(store, layout, content, {
+      previous,
+      knownRevision: status.index?.revision ?? 0,
+      now: ctx.now(),
+      signal: ctx.signal,
+    });
+    await this.root.upsert(
+      {
+        ...appRef,
+        appId: app.spec.appId,
+        indexKey: published.indexKey,
+        revision: published.index.revision,
+      },
+      ctx.signal,
+    );
+    return published;
+  }
+
   private publishError(error: unknown): Error {
+    if (error instanceof RootDocumentUnreadableError)
+      return new TransientError(Reason.RootDocumentUnreadable, error.message);
+    if (error instanceof DocumentUnreadableError)
+      return new TransientError(
+        Reason.IndexDocumentUnreadable,
+        `${error.message}; it is not rewritten: repair it, or delete it to let the controller write it again`,
+      );
     if (error instanceof ReleaseIndexValidationError)
       return new StallingError(Reason.IndexInvalid, error.message);
     if (error instanceof MissingObjectError)
       return new TransientError(Reason.StorageVerificationFailed, error.message);
+    if (error instanceof PreconditionFailedError || error instanceof RootConflictError)
+      return new TransientError(
+        Reason.ConcurrentWrite,
+        `${error.message}: another writer kept changing it, retrying`,
+      );
     if (error instanceof StoreUnavailableError)
       return new TransientError(Reason.StorageUnavailable, error.message, { cause: error });
     return error as Error;
@@ -268,7 +320,9 @@ export class AppReconciler implements Reconciler, KindSteps<LiveUpdateApp, LiveU
   async reconcileDelete(app: LiveUpdateApp, _status: LiveUpdateAppStatus, ctx: StepContext) {
     const appRef = { namespace: app.metadata.namespace ?? '', name: app.metadata.name };
     const layout = layoutForApp(app, this.opts.storagePrefix);
-    await this.root.remove(appRef, ctx.now(), ctx.signal);
+    await this.root.remove(appRef, ctx.signal).catch((error: unknown) => {
+      throw this.publishError(error);
+    });
     await this.opts.store.remove(layout.indexKey(appRef), ctx.signal).catch((error: unknown) => {
       if (!(error instanceof ObjectNotFoundError)) throw error;
     });
@@ -292,4 +346,36 @@ function channelSummaries(index: ReleaseIndex): NonNullable<LiveUpdateAppStatus[
         }
       : {}),
   }));
+}
+
+/**
+ * Refuses an index the update service could not serve, with the service's own compile step: the App then says why
+ * (no channel published yet, default channel not published) instead of Ready, and the previous index keeps serving.
+ */
+function assertServable(content: RenderedIndex, app: LiveUpdateApp, channels: LiveUpdateChannel[]): void {
+  const ofApp = channels.filter((c) => c.spec.app === app.metadata.name && !c.metadata.deletionTimestamp);
+  const published = content.channels.map((c) => c.name);
+  if (published.length === 0) {
+    const message =
+      ofApp.length === 0
+        ? 'no LiveUpdateChannel references this app: create one so that devices can be answered'
+        : `no channel can be published yet: ${ofApp.map((c) => c.metadata.name).join(', ')} wait for a Ready bundle`;
+    if (ofApp.length === 0) throw new StallingError(Reason.NoChannelPublished, message);
+    throw new WaitingError(Reason.NoChannelPublished, message, UNPUBLISHABLE_REQUEUE_MS);
+  }
+  const defaultChannel = content.app.defaultChannel;
+  if (!published.includes(defaultChannel)) {
+    const exists = ofApp.some((c) => c.metadata.name === defaultChannel);
+    const message = exists
+      ? `default channel "${defaultChannel}" is not published yet: its bundle is not Ready (published: ${published.join(', ')})`
+      : `spec.defaultChannel "${defaultChannel}" names no LiveUpdateChannel of this app (published: ${published.join(', ')})`;
+    if (!exists) throw new StallingError(Reason.DefaultChannelNotFound, message);
+    throw new WaitingError(Reason.DefaultChannelNotFound, message, UNPUBLISHABLE_REQUEUE_MS);
+  }
+  try {
+    compileIndex({ ...content, revision: 1, generatedAt: new Date(0).toISOString() });
+  } catch (error) {
+    if (error instanceof IndexConsistencyError) throw new StallingError(Reason.IndexInvalid, error.message);
+    throw error;
+  }
 }

@@ -42,7 +42,7 @@ import {
 import type { LabelRequirement } from '../../config/controller.js';
 import { readSecret, readSigningKey } from '../common/secrets.js';
 import { layoutForApp } from '../common/layout.js';
-import { readIndex } from '../index-publisher.js';
+import { readIndex } from '../publishing/index-document.js';
 import type { ControllerDomainMetrics } from '../metrics.js';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler.js';
 import { prepareArtifact, storeArtifact, verifyStored } from './artifact.js';
@@ -541,11 +541,10 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
       });
     if (!app) return [];
     const layout = layoutForApp(app, this.opts.storagePrefix);
-    const index = await readIndex(
-      this.opts.store,
-      layout.indexKey({ namespace, name: app.metadata.name }),
-      ctx.signal,
-    );
+    // An index this version cannot read throws: deletion waits rather than guess that nothing serves the bundle.
+    const index = (
+      await readIndex(this.opts.store, layout.indexKey({ namespace, name: app.metadata.name }), ctx.signal)
+    )?.doc;
     const objectKey = bundle.status?.artifact?.objectKey;
     return (index?.channels ?? [])
       .filter((c) =>

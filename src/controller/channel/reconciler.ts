@@ -19,7 +19,7 @@ import { isNotFound, type EventRecorder, type ObjectClient, type ObjectKey } fro
 import { findCondition, removeCondition, setCondition } from '../common/conditions.js';
 import { StallingError, WaitingError } from '../common/errors.js';
 import { reconcileObject, type KindSteps, type StepContext, type StepsResult } from '../common/reconcile.js';
-import { isServable, rolloutId, roundPercentage } from '../index-publisher.js';
+import { isServable, rolloutId, roundPercentage } from '../publishing/render.js';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler.js';
 
 export interface ChannelReconcilerOptions {

@@ -3,27 +3,13 @@
 import { jest } from '@jest/globals';
 import { createServer, type Server, type Socket } from 'node:net';
 import { ObjectNotFoundError, StoreUnavailableError } from '../../../src/storage/object-store.js';
-import { S3ObjectStore } from '../../../src/storage/s3-store.js';
 import { describeObjectStoreContract } from '../../../src/storage/testing/object-store-contract.js';
-import { cleanupTestResources, newBucket, s3Client, testEnvironment } from '../../env/fixtures.js';
+import { cleanupTestResources, newBucket, s3Client, s3Store } from '../../env/fixtures.js';
 import { freePort } from '../../env/process-utils.js';
 
 jest.setTimeout(60_000);
 
-function storeFor(
-  bucket: string,
-  overrides: Partial<ConstructorParameters<typeof S3ObjectStore>[0]> = {},
-): S3ObjectStore {
-  const { s3 } = testEnvironment();
-  return new S3ObjectStore({
-    endpoint: s3.endpoint,
-    bucket,
-    region: s3.region,
-    accessKeyId: s3.accessKey,
-    secretAccessKey: s3.secretKey,
-    ...overrides,
-  });
-}
+const storeFor = s3Store;
 
 let bucket: string;
 beforeAll(async () => {

@@ -1,10 +1,7 @@
 /**
- * Renders, validates and writes an app's release index, then its entry in the root document.
- *
- * Order matters for devices (DESIGN.md "Storage layout"): every object the index references is checked to exist
- * first, the index is written with revision = previous + 1, and only then the root points at the new revision.
- * A channel whose bundle is not Ready keeps the entry it had in the previous index, so a failed bundle never
- * takes a release away from devices. Nothing is written when the content did not change.
+ * Renders an app's release index from its LiveUpdateApp, channels and Ready bundles. Pure: no store access.
+ * A channel whose bundle is not Ready keeps the entry it had in the previous index, so a failed bundle never takes a
+ * release away from devices. The app and channel reconcilers share the servability and rollout rules defined here.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -14,13 +11,10 @@ import {
   type LiveUpdateApp,
   type LiveUpdateBundle,
   type LiveUpdateChannel,
-} from '../api/v1alpha1/index.js';
-import type { ObjectStore } from '../storage/object-store.js';
-import { ObjectNotFoundError } from '../storage/object-store.js';
-import type { StorageLayout } from '../storage/layout.js';
+} from '../../api/v1alpha1/index.js';
 import {
   RELEASE_INDEX_API_VERSION,
-  RELEASE_ROOT_API_VERSION,
+  RELEASE_SCHEMA_VERSION,
   channelNumericId,
   hashPinnedId,
   type IndexBundle,
@@ -28,16 +22,9 @@ import {
   type IndexManifestEntry,
   type IndexProvenance,
   type ReleaseIndex,
-  type ReleaseRoot,
-} from '../storage/release-index.js';
-import { validateReleaseIndex, validateReleaseRoot } from '../storage/release-index-schema.js';
-import { isConditionTrue } from './common/conditions.js';
-import { canonicalJson } from './common/status.js';
-
-/** Largest index or root document read back from the store. */
-const MAX_DOCUMENT_BYTES = 64 * 1024 * 1024;
-/** Stat calls in flight while checking that referenced objects exist. */
-const STAT_CONCURRENCY = 8;
+} from '../../storage/release-index.js';
+import { isConditionTrue } from '../common/conditions.js';
+import { canonicalJson } from '../common/status.js';
 
 export interface RenderInput {
   app: LiveUpdateApp;
@@ -195,8 +182,11 @@ export function roundPercentage(p: number): number {
   return Math.round(p * 100) / 100;
 }
 
-/** The index content for the app's current state; revision and generatedAt are set by {@link publishIndex}. */
-export function renderIndex(input: RenderInput): Omit<ReleaseIndex, 'revision' | 'generatedAt'> {
+/** An index without the fields the writer sets (revision, generatedAt). */
+export type RenderedIndex = Omit<ReleaseIndex, 'revision' | 'generatedAt'>;
+
+/** The index content for the app's current state; revision and generatedAt are set when it is published. */
+export function renderIndex(input: RenderInput): RenderedIndex {
   const { app } = input;
   const builder = new IndexBuilder(input);
   const channels = input.channels
@@ -207,6 +197,7 @@ export function renderIndex(input: RenderInput): Omit<ReleaseIndex, 'revision' |
   return {
     apiVersion: RELEASE_INDEX_API_VERSION,
     kind: 'ReleaseIndex',
+    schemaVersion: RELEASE_SCHEMA_VERSION,
     app: {
       namespace: app.metadata.namespace ?? '',
       name: app.metadata.name,
@@ -222,185 +213,8 @@ export function renderIndex(input: RenderInput): Omit<ReleaseIndex, 'revision' |
 }
 
 /** Content equality that ignores revision and generatedAt. */
-export function sameContent(
-  a: Omit<ReleaseIndex, 'revision' | 'generatedAt'>,
-  b: ReleaseIndex | undefined,
-): boolean {
+export function sameContent(a: RenderedIndex, b: ReleaseIndex | undefined): boolean {
   if (!b) return false;
   const { revision: _r, generatedAt: _g, ...rest } = b;
   return canonicalJson(a) === canonicalJson(rest);
-}
-
-export class MissingObjectError extends Error {
-  constructor(readonly key: string) {
-    super(`the index references ${key}, which is not in the store`);
-    this.name = 'MissingObjectError';
-  }
-}
-
-export interface PublishResult {
-  index: ReleaseIndex;
-  indexKey: string;
-  /** sha256:<hex> of the written document. */
-  digest: string;
-  /** False when the content was unchanged and nothing was written. */
-  written: boolean;
-}
-
-async function readJson(store: ObjectStore, key: string, signal?: AbortSignal): Promise<unknown> {
-  try {
-    const { data } = await store.getBuffer(key, {
-      maxBytes: MAX_DOCUMENT_BYTES,
-      ...(signal ? { signal } : {}),
-    });
-    return JSON.parse(data.toString('utf8')) as unknown;
-  } catch (error) {
-    if (error instanceof ObjectNotFoundError) return undefined;
-    if (error instanceof SyntaxError) return undefined;
-    throw error;
-  }
-}
-
-/** The index currently in the store, or undefined when absent or not a valid index (it is then replaced). */
-export async function readIndex(
-  store: ObjectStore,
-  key: string,
-  signal?: AbortSignal,
-): Promise<ReleaseIndex | undefined> {
-  const doc = await readJson(store, key, signal);
-  if (doc === undefined) return undefined;
-  try {
-    return validateReleaseIndex(doc);
-  } catch {
-    return undefined;
-  }
-}
-
-export function referencedKeys(index: Pick<ReleaseIndex, 'bundles'>): string[] {
-  const keys = new Set<string>();
-  for (const bundle of Object.values(index.bundles)) {
-    keys.add(bundle.objectKey);
-    for (const file of bundle.manifest ?? []) keys.add(file.objectKey);
-  }
-  return [...keys];
-}
-
-async function assertObjectsExist(store: ObjectStore, keys: string[], signal?: AbortSignal): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < keys.length) {
-      const key = keys[next++]!;
-      try {
-        await store.stat(key, signal);
-      } catch (error) {
-        if (error instanceof ObjectNotFoundError) throw new MissingObjectError(key);
-        throw error;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(STAT_CONCURRENCY, keys.length) }, worker));
-}
-
-function digestOf(body: string): string {
-  return `sha256:${createHash('sha256').update(body).digest('hex')}`;
-}
-
-/**
- * Writes `content` as the app's next index revision unless the stored one already has this content.
- * `knownRevision` (from the app's status) guards against a lost or replaced index making the revision go back.
- */
-export async function publishIndex(
-  store: ObjectStore,
-  layout: StorageLayout,
-  content: Omit<ReleaseIndex, 'revision' | 'generatedAt'>,
-  opts: { previous: ReleaseIndex | undefined; knownRevision: number; now: Date; signal?: AbortSignal },
-): Promise<PublishResult> {
-  const indexKey = layout.indexKey(content.app);
-  if (opts.previous && sameContent(content, opts.previous) && opts.previous.revision >= opts.knownRevision) {
-    return {
-      index: opts.previous,
-      indexKey,
-      digest: digestOf(JSON.stringify(opts.previous)),
-      written: false,
-    };
-  }
-  const index = validateReleaseIndex({
-    ...content,
-    revision: Math.max(opts.previous?.revision ?? 0, opts.knownRevision) + 1,
-    generatedAt: opts.now.toISOString(),
-  });
-  await assertObjectsExist(store, referencedKeys(index), opts.signal);
-  const body = JSON.stringify(index);
-  await store.put(indexKey, body, {
-    contentType: 'application/json',
-    ...(opts.signal ? { signal: opts.signal } : {}),
-  });
-  return { index, indexKey, digest: digestOf(body), written: true };
-}
-
-/**
- * Read-modify-write of the root document, serialized within this process (only the leader writes, but its workers
- * reconcile several apps at once).
- */
-export class RootPublisher {
-  private chain: Promise<unknown> = Promise.resolve();
-
-  constructor(
-    private readonly store: ObjectStore,
-    private readonly rootKey: string,
-  ) {}
-
-  upsert(entry: ReleaseRoot['apps'][number], now: Date, signal?: AbortSignal): Promise<void> {
-    return this.update(
-      (apps) => [...apps.filter((a) => !(a.namespace === entry.namespace && a.name === entry.name)), entry],
-      now,
-      signal,
-    );
-  }
-
-  remove(app: { namespace: string; name: string }, now: Date, signal?: AbortSignal): Promise<void> {
-    return this.update(
-      (apps) => apps.filter((a) => !(a.namespace === app.namespace && a.name === app.name)),
-      now,
-      signal,
-    );
-  }
-
-  private update(
-    change: (apps: ReleaseRoot['apps']) => ReleaseRoot['apps'],
-    now: Date,
-    signal?: AbortSignal,
-  ): Promise<void> {
-    const run = this.chain.then(() => this.write(change, now, signal));
-    this.chain = run.catch(() => undefined);
-    return run;
-  }
-
-  private async write(
-    change: (apps: ReleaseRoot['apps']) => ReleaseRoot['apps'],
-    now: Date,
-    signal?: AbortSignal,
-  ) {
-    const current = await readJson(this.store, this.rootKey, signal);
-    let apps: ReleaseRoot['apps'] = [];
-    try {
-      if (current !== undefined) apps = validateReleaseRoot(current).apps;
-    } catch {
-      apps = [];
-    }
-    const next = change(apps).sort((a, b) =>
-      `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`),
-    );
-    if (current !== undefined && canonicalJson(next) === canonicalJson(apps)) return;
-    const root = validateReleaseRoot({
-      apiVersion: RELEASE_ROOT_API_VERSION,
-      kind: 'ReleaseRoot',
-      generatedAt: now.toISOString(),
-      apps: next,
-    });
-    await this.store.put(this.rootKey, JSON.stringify(root), {
-      contentType: 'application/json',
-      ...(signal ? { signal } : {}),
-    });
-  }
 }
