@@ -271,3 +271,31 @@ describe('liveupdate CLI (spawned through tsx)', () => {
     expect((await run(['bundle'])).code).toBe(2);
   }, 60_000);
 });
+
+describe('liveupdate --version and bundle publish usage', () => {
+  it('prints the package version', async () => {
+    const manifest = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { version: string };
+    expect((await cli(['--version'])).stdout).toBe(`liveupdate ${manifest.version}\n`);
+    expect((await cli(['--version', '--json'])).stdout).toBe(`{"version":"${manifest.version}"}\n`);
+  });
+
+  it.each([
+    [['--app', 'demo', '--version', '1.0.0'], '--to is required'],
+    [['--app', 'demo', '--version', '1.0', '--to', 'oci://r/a'], 'not a semantic version'],
+    [['--app', 'demo', '--version', '1.0.0', '--to', 'ftp://x/y'], 'must start with oci:// or s3://'],
+    [
+      ['--app', 'demo', '--version', '1.0.0', '--to', 's3://b/k', '--sign-key', 'k.pem'],
+      '--sign-key signs OCI',
+    ],
+    [
+      ['--app', 'demo', '--version', '1.0.0', '--to', 'oci://reg.internal/app:1.0.0'],
+      'give the repository only',
+    ],
+  ])('refuses %j with a usage error', async (args, message) => {
+    const result = await cli(['bundle', 'publish', FIXTURE, ...args]);
+    expect({ code: result.code, stderr: result.stderr }).toEqual({
+      code: 2,
+      stderr: expect.stringContaining(message) as unknown,
+    });
+  });
+});

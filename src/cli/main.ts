@@ -10,15 +10,20 @@ import {
   bundleValidate,
   bundleVerify,
 } from './commands/bundle.js';
-import { keysCreate, keysImport } from './commands/keys.js';
+import { keysCreate, keysCreateSigner, keysImport } from './commands/keys.js';
+import { bundlePublish } from './commands/publish.js';
 import { UsageError } from './io.js';
+import { cliVersion } from './version.js';
 import type { CliIo, Command, OptionSpec } from './io.js';
 
 const GROUPS: Record<string, { summary: string; commands: Command[] }> = {
-  keys: { summary: 'Capgo-compatible signing keys', commands: [keysCreate, keysImport] },
+  keys: {
+    summary: 'Capgo-compatible app keys and CI signing keys',
+    commands: [keysCreate, keysImport, keysCreateSigner],
+  },
   bundle: {
-    summary: 'pack, encrypt, verify and describe bundles',
-    commands: [bundlePack, bundleEncrypt, bundleVerify, bundleManifest, bundleValidate],
+    summary: 'pack, encrypt, verify, describe and publish bundles',
+    commands: [bundlePack, bundleEncrypt, bundleVerify, bundleManifest, bundleValidate, bundlePublish],
   },
 };
 
@@ -31,6 +36,14 @@ const COMMON_OPTIONS: OptionSpec = {
 /** Run one CLI invocation; returns the exit code (0 success, 1 failure, 2 usage error). Never calls process.exit. */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   const [groupName, commandName, ...rest] = argv;
+  if (groupName === '--version' || groupName === '-V' || groupName === 'version') {
+    io.stdout(
+      argv.includes('--json')
+        ? `${JSON.stringify({ version: cliVersion() })}\n`
+        : `liveupdate ${cliVersion()}\n`,
+    );
+    return 0;
+  }
   if (groupName === undefined || groupName === '--help' || groupName === '-h' || groupName === 'help') {
     io.stdout(topHelp());
     return groupName === undefined ? 2 : 0;
@@ -139,12 +152,13 @@ function topHelp(): string {
     'Usage: liveupdate <group> <command> [options]',
     '',
     'Live-update bundles for Capacitor apps, compatible with @capgo/capacitor-updater.',
+    '`liveupdate --version` prints the version.',
     '',
   ];
   for (const [name, group] of Object.entries(GROUPS)) {
     lines.push(`${name}: ${group.summary}`);
     for (const command of group.commands)
-      lines.push(`  ${name} ${command.name.padEnd(10)} ${command.summary}`);
+      lines.push(`  ${name} ${command.name.padEnd(14)} ${command.summary}`);
   }
   lines.push('', 'Run `liveupdate <group> <command> --help` for the options of a command.', '');
   return lines.join('\n');
@@ -153,7 +167,7 @@ function topHelp(): string {
 function groupHelp(groupName: string): string {
   const group = GROUPS[groupName];
   const lines = [`Usage: liveupdate ${groupName} <command> [options]`, ''];
-  for (const command of group?.commands ?? []) lines.push(`  ${command.name.padEnd(10)} ${command.summary}`);
+  for (const command of group?.commands ?? []) lines.push(`  ${command.name.padEnd(14)} ${command.summary}`);
   return `${lines.join('\n')}\n`;
 }
 

@@ -1,6 +1,8 @@
-import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { KeyError, generateSigningKey, loadSigningKey, writeKeyFiles } from '../../bundle/index.js';
+import { publicKeyId } from '../../bundle/oci/index.js';
 import { optionalString, requireString } from '../io.js';
 import type { Command } from '../io.js';
 
@@ -65,5 +67,32 @@ export const keysImport: Command = {
         publicKey: key.publicKeyPem,
       };
     return { keyId: key.keyId, publicKey: key.publicKeyPem };
+  },
+};
+
+export const keysCreateSigner: Command = {
+  name: 'create-signer',
+  summary:
+    'create an ECDSA P-256 key pair for signing OCI artifacts in CI: signer.pem (private) and signer.pub (cosign.pub format)',
+  usage: 'liveupdate keys create-signer [--dir <dir>] [--force]',
+  positionals: [],
+  options: {
+    dir: {
+      type: 'string',
+      description: 'directory to write signer.pem and signer.pub into (default: current directory)',
+      valueName: 'dir',
+    },
+    force: { type: 'boolean', description: 'replace existing files' },
+  },
+  async run(ctx) {
+    const dir = resolve(ctx.io.cwd, optionalString(ctx, 'dir') ?? '.');
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const flag = ctx.values['force'] === true ? 'w' : 'wx';
+    const privatePath = join(dir, 'signer.pem');
+    const publicPath = join(dir, 'signer.pub');
+    await mkdir(dir, { recursive: true });
+    await writeFile(privatePath, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag });
+    await writeFile(publicPath, publicKey.export({ type: 'spki', format: 'pem' }), { flag });
+    return { privateKeyPath: privatePath, publicKeyPath: publicPath, keyId: publicKeyId(publicKey) };
   },
 };
