@@ -61,6 +61,20 @@ describe('update-server configuration', () => {
     expect(msg).toMatch(/index-poll-seconds/);
   });
 
+  it('takes trusted proxies as booleans, hop counts, or lists mixing CIDRs and keywords', () => {
+    const trust = (raw: string) =>
+      parseUpdateServerConfig([], { ...base, LIVEUPDATE_TRUST_PROXY: raw })!.trustProxy;
+    expect(trust('false')).toBe(false);
+    expect(trust('2')).toBe(2);
+    expect(trust('uniquelocal')).toBe('uniquelocal');
+    expect(trust('10.42.0.0/16, 127.0.0.1,loopback,fd00::/8')).toBe(
+      '10.42.0.0/16,127.0.0.1,loopback,fd00::/8',
+    );
+    for (const bad of ['10.0.0.0/33', 'ingress-nginx', '10.0.0/8', 'loopback,', '1.2.3.4/8/9']) {
+      expect(() => trust(bad)).toThrow(/LIVEUPDATE_TRUST_PROXY/);
+    }
+  });
+
   it('refuses colliding paths', () => {
     expect(() => parseUpdateServerConfig([], { ...base, LIVEUPDATE_STATS_PATH: '/updates' })).toThrow(
       ConfigError,

@@ -2,6 +2,7 @@
  * Configuration of `liveupdate-operator update-server`: environment variables (the Helm chart's contract) and
  * `--kebab-case` flags, validated once at start.
  */
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import {
   COMMON_OPTIONS,
@@ -25,17 +26,27 @@ const path = (raw: string): string => {
   return raw.length > 1 ? raw.replace(/\/+$/, '') : raw;
 };
 
+const PROXY_KEYWORDS = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** express "trust proxy": true/false, a hop count, or a comma list of addresses, CIDRs and proxy-addr keywords. */
 const trustProxy = (raw: string): boolean | number | string => {
   if (/^(true|false)$/i.test(raw)) return raw.toLowerCase() === 'true';
   if (/^\d+$/.test(raw)) return Number(raw);
-  if (
-    !/^[0-9a-fA-F:.,/ ]+$/.test(raw) &&
-    !/^(loopback|linklocal|uniquelocal)(,\s*(loopback|linklocal|uniquelocal))*$/.test(raw)
-  ) {
+  const items = raw.split(',').map((item) => item.trim());
+  const bad = items.filter((item) => !PROXY_KEYWORDS.has(item) && !isAddressOrCidr(item));
+  if (items.length === 0 || bad.length > 0) {
     throw new Error(`"${raw}" must be true, false, a hop count, or a list of addresses/CIDRs`);
   }
-  return raw;
+  return items.join(',');
 };
+
+function isAddressOrCidr(item: string): boolean {
+  const [address = '', bits, ...rest] = item.split('/');
+  if (rest.length > 0 || isIP(address) === 0) return false;
+  if (bits === undefined) return true;
+  const max = isIP(address) === 4 ? 32 : 128;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= max;
+}
 
 export const UPDATE_SERVER_OPTIONS = {
   ...COMMON_OPTIONS,

@@ -125,6 +125,20 @@ imagePullSecrets:
 {{- end }}
 
 {{/* Base URL devices reach. */}}
+{{- /*
+Proxies whose X-Forwarded-For the update server trusts: updateServer.trustProxy when set; with the Ingress enabled,
+the private address ranges ingress controller Pods run in; otherwise none (the client address is the peer's).
+*/}}
+{{- define "liveupdate.trustProxy" -}}
+{{- if .Values.updateServer.trustProxy }}
+{{- join "," .Values.updateServer.trustProxy }}
+{{- else if .Values.updateServer.ingress.enabled }}
+{{- "uniquelocal" }}
+{{- else }}
+{{- "false" }}
+{{- end }}
+{{- end }}
+
 {{- define "liveupdate.publicUrl" -}}
 {{- if .Values.updateServer.publicUrl }}
 {{- trimSuffix "/" .Values.updateServer.publicUrl }}

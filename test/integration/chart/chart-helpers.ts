@@ -146,3 +146,32 @@ export function imagesOf(objects: readonly K8sObject[]): string[] {
   });
   return [...new Set(images)].sort();
 }
+
+type EnvVar = {
+  name: string;
+  value?: string;
+  valueFrom?: { fieldRef?: { fieldPath: string }; secretKeyRef?: { name: string; key: string } };
+};
+type Container = { args: string[]; env: EnvVar[] };
+
+/**
+ * What the kubelet would put into the first container's environment: the downward API resolved as for a Pod
+ * `<deployment>-7d9f-abcde` in `liveupdate-system`, Secret keys as `secret-<key>`.
+ */
+export function containerEnv(deployment: K8sObject): { args: string[]; env: NodeJS.ProcessEnv } {
+  const container = (deployment['spec'] as { template: { spec: { containers: Container[] } } }).template.spec
+    .containers[0]!;
+  const fields: Record<string, string> = {
+    'metadata.name': `${deployment.metadata.name}-7d9f-abcde`,
+    'metadata.namespace': 'liveupdate-system',
+  };
+  const env: NodeJS.ProcessEnv = {};
+  for (const variable of container.env) {
+    if (variable.value !== undefined) env[variable.name] = variable.value;
+    else if (variable.valueFrom?.fieldRef) env[variable.name] = fields[variable.valueFrom.fieldRef.fieldPath];
+    else if (variable.valueFrom?.secretKeyRef)
+      env[variable.name] = `secret-${variable.valueFrom.secretKeyRef.key}`;
+    else throw new Error(`unsupported env source for ${variable.name}`);
+  }
+  return { args: container.args, env };
+}

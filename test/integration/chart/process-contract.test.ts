@@ -9,6 +9,7 @@ import { loadControllerConfig } from '../../../src/config/controller.js';
 import { parseUpdateServerConfig } from '../../../src/config/update-server.js';
 import {
   ciValues,
+  containerEnv,
   findObject,
   helmTemplate,
   parseManifests,
@@ -18,13 +19,6 @@ import {
 
 // helm on 2 shared cores: seconds per call, not milliseconds.
 jest.setTimeout(300_000);
-
-type EnvVar = {
-  name: string;
-  value?: string;
-  valueFrom?: { fieldRef?: { fieldPath: string }; secretKeyRef?: { name: string; key: string } };
-};
-type Container = { args: string[]; env: EnvVar[] };
 
 let caFile: string;
 let dir: string;
@@ -39,25 +33,12 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** What the kubelet would put into the container's environment (Secrets and the downward API resolved). */
+/** The container environment with the CA file at a readable path (the parser checks it). */
 function resolvedEnv(deployment: K8sObject): { args: string[]; env: NodeJS.ProcessEnv } {
-  const container = (deployment['spec'] as { template: { spec: { containers: Container[] } } }).template.spec
-    .containers[0]!;
-  const fields: Record<string, string> = {
-    'metadata.name': `${deployment.metadata.name}-7d9f-abcde`,
-    'metadata.namespace': 'liveupdate-system',
-  };
-  const env: NodeJS.ProcessEnv = {};
-  for (const variable of container.env) {
-    if (variable.value !== undefined) env[variable.name] = variable.value;
-    else if (variable.valueFrom?.fieldRef) env[variable.name] = fields[variable.valueFrom.fieldRef.fieldPath];
-    else if (variable.valueFrom?.secretKeyRef)
-      env[variable.name] = `secret-${variable.valueFrom.secretKeyRef.key}`;
-    else throw new Error(`unsupported env source for ${variable.name}`);
-  }
+  const resolved = containerEnv(deployment);
   // The CA bundle is mounted from a ConfigMap at that path in the Pod; the parser checks that it is readable.
-  if (env['LIVEUPDATE_S3_CA_FILE']) env['LIVEUPDATE_S3_CA_FILE'] = caFile;
-  return { args: container.args, env };
+  if (resolved.env['LIVEUPDATE_S3_CA_FILE']) resolved.env['LIVEUPDATE_S3_CA_FILE'] = caFile;
+  return resolved;
 }
 
 describe.each(VALUE_SETS)('process contract with %s values', (set) => {
