@@ -131,9 +131,10 @@ export function compileIndex(index: ReleaseIndex): CompiledApp {
   const publicChannel: Partial<Record<Platform, CompiledChannel>> = {};
   for (const p of PLATFORMS) {
     const name = index.app.defaultChannels?.[p];
+    // A per-platform default that is not served (deleted, not Ready yet) leaves the platform without a public
+    // channel (devices get no_channel), as in Capgo; it does not make the whole index unusable.
     const ch = name === undefined ? defaultChannel : byObjectName.get(name);
-    if (!ch)
-      throw new IndexConsistencyError(`default channel "${name ?? ''}" of ${p} is not among the channels`);
+    if (!ch) continue;
     ch.isPublic = true;
     if (ch.channel.policy.platforms.includes(p)) publicChannel[p] = ch;
   }

@@ -101,6 +101,8 @@ export const Reason = {
   StorageUnavailable: 'StorageUnavailable',
   VersionConflict: 'VersionConflict',
   AppNotFound: 'AppNotFound',
+  /** Another channel of the app already uses this channel's device-visible name (spec.deviceName). */
+  DeviceNameConflict: 'DeviceNameConflict',
   AppNotReady: 'AppNotReady',
   AppHasNoSigningKey: 'AppHasNoSigningKey',
   ServedByChannel: 'ServedByChannel',

@@ -17,6 +17,24 @@ export interface LiveUpdateAppSpecSigningKey {
 }
 
 /**
+ * Per-platform public channel (LiveUpdateChannel names), as Capgo has one public channel per platform; a platform not listed uses defaultChannel. A platform whose public channel does not exist or does not serve it has none (devices get no_channel).
+ */
+export interface LiveUpdateAppSpecDefaultChannels {
+  /**
+   * Public channel (LiveUpdateChannel name) of ios devices.
+   */
+  ios?: string;
+  /**
+   * Public channel (LiveUpdateChannel name) of android devices.
+   */
+  android?: string;
+  /**
+   * Public channel (LiveUpdateChannel name) of electron devices.
+   */
+  electron?: string;
+}
+
+/**
  * Where the app's objects live in the operator's object store.
  */
 export interface LiveUpdateAppSpecStorage {
@@ -60,10 +78,19 @@ export interface LiveUpdateAppSpec {
    */
   encryptByDefault?: boolean;
   /**
-   * Channel (LiveUpdateChannel name) serving devices that have no pinned or self-selected channel.
+   * Channel (LiveUpdateChannel name) serving devices that have no pinned or self-selected channel: the public channel of every platform not named in defaultChannels.
    * Defaulted by the API server to `"production"`.
    */
   defaultChannel?: string;
+  /**
+   * Per-platform public channel (LiveUpdateChannel names), as Capgo has one public channel per platform; a platform not listed uses defaultChannel. A platform whose public channel does not exist or does not serve it has none (devices get no_channel).
+   */
+  defaultChannels?: LiveUpdateAppSpecDefaultChannels;
+  /**
+   * Send each bundle's link and comment in update answers (plugins 5.35.0 / 6.35.0 / 7.35.0 / 8.35.0 and newer), as Capgo's per-app expose_metadata. Off by default.
+   * Defaulted by the API server to `false`.
+   */
+  exposeBundleMetadata?: boolean;
   /**
    * Where the app's objects live in the operator's object store.
    */
@@ -254,7 +281,7 @@ export interface LiveUpdateChannelSpecRollout {
  */
 export interface LiveUpdateChannelSpecPolicy {
   /**
-   * Refuse updates that cross this boundary compared with the device's native version: major, minor, patch, metadata (any change of the build metadata too), or none.
+   * Capgo's disable_auto_update, compared with the device's native version_build: major refuses a higher major; minor refuses another major.minor; patch allows only a patch increase within the native major.minor; metadata (Capgo's version_number) requires the bundle's minNativeVersion (misconfigured_channel without one); none.
    * Defaulted by the API server to `"none"`.
    */
   disableAutoUpdate?: 'none' | 'patch' | 'minor' | 'major' | 'metadata';
@@ -279,6 +306,11 @@ export interface LiveUpdateChannelSpecPolicy {
    */
   allowProd?: boolean;
   /**
+   * Serve physical (non-emulator) devices (Capgo's allow_device).
+   * Defaulted by the API server to `true`.
+   */
+  allowDevice?: boolean;
+  /**
    * Devices may select this channel themselves (setChannel, defaultChannel).
    * Defaulted by the API server to `false`.
    */
@@ -298,6 +330,10 @@ export interface LiveUpdateChannelSpec {
    * Name of the LiveUpdateApp (same namespace) this channel belongs to. Immutable.
    */
   app: string;
+  /**
+   * The channel name devices see and send (defaultChannel in capacitor.config, setChannel, listChannels), e.g. Production_EU; defaults to metadata.name. Unique among the channels of one app: a channel whose deviceName another channel of the app already uses (the older one, then the smaller metadata.name, keeps it) is not served and reports DeviceNameConflict.
+   */
+  deviceName?: string;
   /**
    * Name of the LiveUpdateBundle (same namespace, same app) served to devices on this channel, or builtin to send devices back to the bundle shipped in the native app.
    */

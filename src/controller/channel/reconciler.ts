@@ -21,6 +21,7 @@ import { StallingError, WaitingError } from '../common/errors.js';
 import { reconcileObject, type KindSteps, type StepContext, type StepsResult } from '../common/reconcile.js';
 import { isServable, rolloutId, roundPercentage } from '../publishing/render.js';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler.js';
+import { deviceNameHolders, deviceNameOf } from './device-name.js';
 
 export interface ChannelReconcilerOptions {
   client: ObjectClient;
@@ -74,6 +75,7 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
     ctx: StepContext,
   ): Promise<StepsResult> {
     const app = await this.getApp(channel);
+    await this.checkDeviceName(channel);
     const conditions = (status.conditions ??= []);
     const generation = channel.metadata.generation ?? 0;
     let live: Resolved;
@@ -112,6 +114,24 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
     );
     this.showServed(channel, app, status);
     return this.checkPublished(channel, app, live, rollout);
+  }
+
+  /** Device-visible names are unique per app; the holder is decided as the index renderer decides it. */
+  private async checkDeviceName(channel: LiveUpdateChannel): Promise<void> {
+    const siblings = (
+      await this.opts.client.list<LiveUpdateChannel>(CHANNEL_RESOURCE, channel.metadata.namespace)
+    ).filter((c) => c.spec.app === channel.spec.app && !c.metadata.deletionTimestamp);
+    const name = deviceNameOf(channel);
+    const holder = deviceNameHolders(siblings).get(name);
+    if (holder && holder.metadata.name !== channel.metadata.name) {
+      // Not stalling: the conflict ends when the other channel is renamed or deleted, which is not an event of this
+      // channel, so look again later.
+      throw new WaitingError(
+        Reason.DeviceNameConflict,
+        `device-visible name ${name} is already used by LiveUpdateChannel ${holder.metadata.name} of app ${channel.spec.app}; this channel is not served`,
+        60_000,
+      );
+    }
   }
 
   private async getApp(channel: LiveUpdateChannel): Promise<LiveUpdateApp> {

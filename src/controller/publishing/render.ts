@@ -23,6 +23,7 @@ import {
   type IndexProvenance,
   type ReleaseIndex,
 } from '../../storage/release-index.js';
+import { deviceNameHolders, deviceNameOf } from '../channel/device-name.js';
 import { isConditionTrue } from '../common/conditions.js';
 import { canonicalJson } from '../common/status.js';
 
@@ -108,6 +109,8 @@ function policyOf(channel: LiveUpdateChannel): IndexChannel['policy'] {
     allowProd: p.allowProd ?? true,
     allowDeviceSelfSet: p.allowDeviceSelfSet ?? false,
     platforms: [...(p.platforms ?? ['ios', 'android'])].sort(),
+    // Written only when false, so indexes of channels that do not use it stay byte-identical.
+    ...(p.allowDevice === false ? { allowDevice: false } : {}),
   };
 }
 
@@ -152,6 +155,9 @@ class IndexBuilder {
     const rolloutBundle = rollout ? this.resolve(rollout.bundle) : undefined;
     const entry: IndexChannel = {
       name: channel.metadata.name,
+      ...(channel.spec.deviceName !== undefined && channel.spec.deviceName !== channel.metadata.name
+        ? { deviceName: channel.spec.deviceName }
+        : {}),
       id: channelNumericId(namespace ?? '', name, channel.metadata.name),
       bundle,
       policy: policyOf(channel),
@@ -189,8 +195,12 @@ export type RenderedIndex = Omit<ReleaseIndex, 'revision' | 'generatedAt'>;
 export function renderIndex(input: RenderInput): RenderedIndex {
   const { app } = input;
   const builder = new IndexBuilder(input);
-  const channels = input.channels
-    .filter((c) => c.spec.app === app.metadata.name && !c.metadata.deletionTimestamp)
+  const live = input.channels.filter(
+    (c) => c.spec.app === app.metadata.name && !c.metadata.deletionTimestamp,
+  );
+  const holders = deviceNameHolders(live);
+  const channels = live
+    .filter((c) => holders.get(deviceNameOf(c)) === c)
     .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))
     .map((c) => builder.channel(c))
     .filter((c): c is IndexChannel => c !== undefined);
@@ -206,6 +216,10 @@ export function renderIndex(input: RenderInput): RenderedIndex {
         ? { keyId: app.status.keyId }
         : {}),
       defaultChannel: app.spec.defaultChannel ?? 'production',
+      ...(app.spec.defaultChannels && Object.keys(app.spec.defaultChannels).length > 0
+        ? { defaultChannels: { ...app.spec.defaultChannels } }
+        : {}),
+      ...(app.spec.exposeBundleMetadata === true ? { exposeBundleMetadata: true } : {}),
     },
     bundles: Object.fromEntries(Object.entries(builder.bundles).sort(([a], [b]) => a.localeCompare(b))),
     channels,

@@ -105,9 +105,15 @@ describe('valid manifests', () => {
     expect(createdApp.spec).toMatchObject({
       defaultChannel: 'production',
       encryptByDefault: true,
+      exposeBundleMetadata: false,
       suspend: false,
       statsRetention: '720h',
     });
+    const perPlatform = await create<LiveUpdateApp>(
+      'liveupdateapps',
+      app({ defaultChannels: { android: 'production', ios: 'development' }, exposeBundleMetadata: true }),
+    );
+    expect(perPlatform.spec.defaultChannels).toEqual({ android: 'production', ios: 'development' });
 
     const createdBundle = await create<LiveUpdateBundle>(
       'liveupdatebundles',
@@ -150,6 +156,7 @@ describe('valid manifests', () => {
       allowEmulator: true,
       allowDev: true,
       allowProd: true,
+      allowDevice: true,
       allowDeviceSelfSet: false,
       platforms: ['ios', 'android'],
     });
@@ -320,6 +327,18 @@ describe('CEL rules reject invalid manifests with a message naming the field', (
       'spec.policy.platforms[0]',
     ],
     [
+      'a device-visible channel name with a space',
+      'liveupdatechannels',
+      () => channel({ deviceName: 'Production EU' }),
+      'spec.deviceName must start with a letter or digit',
+    ],
+    [
+      'a device-visible channel name starting with a dot',
+      'liveupdatechannels',
+      () => channel({ deviceName: '.hidden' }),
+      'spec.deviceName must start with a letter or digit',
+    ],
+    [
       'a bad bundle name',
       'liveupdatechannels',
       () => channel({ bundle: 'Not_A_Name' }),
@@ -329,6 +348,13 @@ describe('CEL rules reject invalid manifests with a message naming the field', (
 
   it.each(cases)('rejects %s', async (_name, plural, manifest, message) => {
     expect(await rejection(plural, manifest())).toContain(message);
+  });
+
+  it('accepts Capgo channel names that are not object names as deviceName', async () => {
+    for (const deviceName of ['Production_EU', 'no_access', 'electron_only', 'v2.beta-1']) {
+      const created = await create<LiveUpdateChannel>('liveupdatechannels', channel({ deviceName }));
+      expect(created.spec.deviceName).toBe(deviceName);
+    }
   });
 
   it('accepts builtin as the live bundle and boundary percentages', async () => {

@@ -165,7 +165,8 @@ test('stats are rolled up to the bucket under the stats prefix', async () => {
       },
     ]),
   });
-  expect(await res.json()).toEqual({ status: 'ok' });
+  // Capgo plugins/stats.ts: a batch gets one result per event.
+  expect(await res.json()).toEqual({ status: 'ok', results: [{ status: 'ok', index: 0 }] });
   const rollup = await until('stats rollup', async () => {
     const stream = await client.getObject(BUCKET, `${layout.statsPrefix(ref)}it-0.json`);
     const chunks: Buffer[] = [];
