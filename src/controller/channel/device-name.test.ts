@@ -10,7 +10,7 @@ import {
 import { findCondition } from '../common/conditions.js';
 import { FakeEventRecorder, FakeObjectClient } from '../common/testing/fake-client.js';
 import { NS, ctx, seedApp } from '../common/testing/fixtures.js';
-import { renderIndex } from '../index-publisher.js';
+import { renderIndex } from '../publishing/render.js';
 import { deviceNameHolders } from './device-name.js';
 import { ChannelReconciler } from './reconciler.js';
 
