@@ -198,7 +198,8 @@ function isMain(): boolean {
   }
 }
 
-if (isMain()) {
+/** Runs the CLI with the process's arguments and streams; sets the exit code. Also the single executable's entry. */
+export async function runMain(): Promise<void> {
   const io: CliIo = {
     stdout: (text) => process.stdout.write(text),
     stderr: (text) => process.stderr.write(text),
@@ -207,3 +208,6 @@ if (isMain()) {
   };
   process.exitCode = await runCli(process.argv.slice(2), io);
 }
+
+// No top-level await: the single executable bundles this module as CommonJS (scripts/build-sea.ts).
+if (isMain()) void runMain();
