@@ -6,7 +6,7 @@ import type { ServerResponse } from 'node:http';
 import type { Logger } from '../observability/logger.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import type { CompiledApp, CompiledBundle } from './compiled-index.js';
-import type { ServicePaths, UpdateServerOptions } from './options.js';
+import type { IndexSource, ServicePaths, UpdateServerOptions } from './options.js';
 import type { Decision, ErrorAnswer, UpdatePlan } from './policy.js';
 import type { RequestMetrics } from './request-metrics.js';
 import { sendJson } from './respond.js';
@@ -14,6 +14,8 @@ import { sendJson } from './respond.js';
 type JsonObject = Record<string, unknown>;
 
 const UNKNOWN_APP_LABEL = '_unknown';
+/** Retry-After of `app_unavailable`: the index is polled every few seconds, a fix shows up within a minute. */
+const APP_UNAVAILABLE_RETRY_SECONDS = 60;
 
 const encodeKey = (key: string): string => key.split('/').map(encodeURIComponent).join('/');
 
@@ -35,6 +37,7 @@ export class Answers {
     private readonly store: ObjectStore,
     private readonly requests: RequestMetrics,
     private readonly logger: Logger,
+    private readonly indexes: Pick<IndexSource, 'failure'> = {},
   ) {
     this.publicBase = options.publicUrl.replace(/\/+$/, '');
   }
@@ -57,7 +60,25 @@ export class Answers {
     return this.render(d).then((json) => sendJson(res, 200, json));
   }
 
+  /**
+   * The answer for an app with no compiled index: `app_unavailable` (503 + Retry-After) when the root lists it but its
+   * index cannot be used — that app only, the detail stays on the admin port — else `app_not_found`.
+   */
   unknownApp(res: ServerResponse, appId: string): void {
+    if (this.indexes.failure?.(appId) !== undefined) {
+      this.requests.countAnswer(appId, 'app_unavailable');
+      sendJson(
+        res,
+        503,
+        {
+          error: 'app_unavailable',
+          message: `App ${appId} cannot be served right now: its release index could not be loaded`,
+          kind: 'failed',
+        },
+        { 'Retry-After': String(APP_UNAVAILABLE_RETRY_SECONDS) },
+      );
+      return;
+    }
     this.requests.countAnswer(UNKNOWN_APP_LABEL, 'app_not_found');
     this.logger.debug({ appId }, 'request for an app this service does not serve');
     sendJson(res, 404, {

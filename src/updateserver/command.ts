@@ -125,7 +125,7 @@ export async function serve(
     log: logger,
     readiness: [
       {
-        // Ready once every app index listed in the root loaded; a later load error only degrades (keeps serving).
+        // Ready once the root was read; an app without a usable index fails alone (ADR 0008) and shows here.
         name: 'release-index',
         check: () => ({ ok: cache.ready, ...(cache.reason !== undefined ? { reason: cache.reason } : {}) }),
       },

@@ -131,12 +131,25 @@ describe('IndexCache', () => {
     expect(await metric(registry, 'liveupdate_index_age_seconds', { app: APP_ID })).toBe(0);
   });
 
-  it('stays unready while the first index of a listed app is corrupt', async () => {
-    await publish(store, [sampleIndex(1)]);
+  it('is ready with a corrupt first index of one app: that app alone is failed, the other served', async () => {
+    await publish(store, [sampleIndex(1), otherApp(1)]);
     await store.put(layout.indexKey({ namespace: 'apps', name: 'example' }), 'garbage');
     await cache.poll();
-    expect(cache.ready).toBe(false);
-    expect(cache.reason).toMatch(/not JSON/);
+    expect(cache.ready).toBe(true);
+    expect(cache.app(APP_ID)).toBeUndefined();
+    expect(cache.failure(APP_ID)).toMatch(/not JSON/);
+    expect(cache.app(otherApp(1).app.appId)).toBeDefined();
+    expect(cache.failure(otherApp(1).app.appId)).toBeUndefined();
+    expect(cache.reason).toMatch(/\(failed\).*not JSON/);
+  });
+
+  it('keeps the last good state when the root disappears, and counts root_missing', async () => {
+    await publish(store, [sampleIndex(1)]);
+    await cache.poll();
+    await store.remove(layout.rootKey());
+    await cache.poll();
+    expect(cache.app(APP_ID)?.revision).toBe(1);
+    expect(cache.reason).toMatch(/root.*not found/);
   });
 
   it('treats a missing root as "no apps yet" (ready), and drops apps removed from the root', async () => {

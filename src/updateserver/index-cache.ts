@@ -4,8 +4,16 @@
  * Every poll does one conditional GET of root.json (If-None-Match on the last ETag). When the root changed, or an app
  * is still behind the revision the root announces, that app's index is fetched, parsed, validated against the
  * schema and compiled; the whole snapshot (app id → compiled index, plus the download allow-list) is then replaced
- * in one assignment, so a request never sees half of an update. Any failure keeps the last good index of that app,
- * counts an error and shows in the readiness reason. The service is ready only after the first complete load.
+ * in one assignment, so a request never sees half of an update.
+ *
+ * One app can never take the others down (docs/adr/0008-readiness-model.md):
+ * - the replica is ready once the root was read (a missing root on a fresh install counts as "no apps yet");
+ * - an app whose index cannot be used keeps its last good index; without one it is *failed*: its devices get a
+ *   per-app error (see {@link IndexCache.failure}), the others are unaffected;
+ * - a root that disappears or becomes unreadable after one was loaded keeps the last good state; only an explicit,
+ *   valid root that omits an app removes it.
+ * Every failure counts in `liveupdate_index_load_errors_total`, `liveupdate_index_apps{state}` and the readiness
+ * detail.
  */
 import type { Logger } from '../observability/logger.js';
 import { ObjectNotFoundError } from '../storage/object-store.js';
@@ -42,6 +50,8 @@ export interface IndexCacheOptions {
 
 interface AppState {
   app: CompiledApp | undefined;
+  /** Why the last load failed (cleared by a successful load). */
+  error: string | undefined;
   /** Last time (ms) this replica confirmed the served index is what the root announces. */
   confirmedAt: number;
   /** Revision the root announced at the last poll. */
@@ -57,7 +67,7 @@ export class IndexCache {
   private readonly states = new Map<string, AppState>();
   private rootEtag: string | undefined;
   private rootEntries: ReleaseRoot['apps'] = [];
-  private loadedOnce = false;
+  private rootLoaded = false;
   private lastErrorValue: string | undefined;
   private readonly pollMs: number;
   private readonly maxBytes: number;
@@ -81,13 +91,23 @@ export class IndexCache {
     return this.snapshotValue.apps.get(appId);
   }
 
+  /** Ready once the root was read: an app whose index cannot be loaded only fails that app. */
   get ready(): boolean {
-    return this.loadedOnce;
+    return this.rootLoaded;
   }
 
   /** Why the cache is not ready or is degraded (undefined when the last poll was clean). */
   get reason(): string | undefined {
     return this.lastErrorValue;
+  }
+
+  /**
+   * Why an app the root lists cannot be answered (no index of it could be loaded yet), or undefined when it is served
+   * or unknown. The detail stays in logs, metrics and the admin port's readiness; devices get a generic answer.
+   */
+  failure(appId: string): string | undefined {
+    const state = this.states.get(appId);
+    return state && !state.app ? (state.error ?? 'not loaded yet') : undefined;
   }
 
   /** Polls until the signal aborts. Never throws: errors are recorded and retried at the next tick. */
@@ -134,7 +154,13 @@ export class IndexCache {
       seen.add(entry.appId);
       let state = this.states.get(entry.appId);
       if (!state) {
-        state = { app: undefined, confirmedAt: 0, wanted: entry.revision, loadedFor: undefined };
+        state = {
+          app: undefined,
+          error: undefined,
+          confirmedAt: 0,
+          wanted: entry.revision,
+          loadedFor: undefined,
+        };
         this.states.set(entry.appId, state);
       }
       state.wanted = entry.revision;
@@ -146,6 +172,7 @@ export class IndexCache {
       try {
         const app = await this.loadApp(entry, signal);
         state.app = app;
+        state.error = undefined;
         state.loadedFor = loadKey;
         state.confirmedAt = now;
         changed = true;
@@ -154,7 +181,10 @@ export class IndexCache {
       } catch (err) {
         const reason = errorReason(err, 'index');
         this.opts.metrics.indexLoadErrors.inc({ reason });
-        errors.push(`${entry.appId}: ${message(err)}`);
+        state.error = message(err);
+        errors.push(
+          `${entry.appId}${state.app ? ` (serving revision ${state.app.revision})` : ' (failed)'}: ${message(err)}`,
+        );
         this.opts.logger.warn(
           { app: entry.appId, wanted: entry.revision, serving: state.app?.revision, err: message(err) },
           'release index refused, keeping the last good one',
@@ -174,16 +204,27 @@ export class IndexCache {
   }
 
   private finish(errors: string[], rootLoaded: boolean): void {
-    this.lastErrorValue = errors.length > 0 ? errors.slice(0, 5).join('; ') : undefined;
-    // Ready once every app the root lists has been loaded at least once (an app whose first index is corrupt keeps
-    // the replica unready: it would answer app_not_found for a real app).
-    if (!this.loadedOnce && rootLoaded) {
-      const complete = [...this.states.values()].every((s) => s.app !== undefined);
-      if (complete) {
-        this.loadedOnce = true;
-        this.opts.logger.info({ apps: this.states.size }, 'release indexes loaded, ready');
-      }
+    // Failed apps first: they are what an operator must look at.
+    errors.sort((a, b) => Number(b.includes(' (failed)')) - Number(a.includes(' (failed)')));
+    this.lastErrorValue =
+      errors.length > 0
+        ? errors.slice(0, 5).join('; ') + (errors.length > 5 ? ` (+${errors.length - 5} more)` : '')
+        : undefined;
+    if (!this.rootLoaded && rootLoaded) {
+      this.rootLoaded = true;
+      this.opts.logger.info({ apps: this.states.size }, 'release root loaded, ready');
     }
+    let serving = 0;
+    let stale = 0;
+    let failed = 0;
+    for (const s of this.states.values()) {
+      if (!s.app) failed++;
+      else if (s.app.revision < s.wanted) stale++;
+      else serving++;
+    }
+    this.opts.metrics.indexApps.set({ state: 'serving' }, serving);
+    this.opts.metrics.indexApps.set({ state: 'stale' }, stale);
+    this.opts.metrics.indexApps.set({ state: 'failed' }, failed);
   }
 
   private swap(): void {
@@ -211,16 +252,13 @@ export class IndexCache {
         signal: this.signal(outer),
       });
     } catch (err) {
-      if (err instanceof ObjectNotFoundError) {
+      if (err instanceof ObjectNotFoundError && !this.rootLoaded) {
         // No root yet: the controller has published no app. That is a complete (empty) load.
-        if (this.rootEtag !== undefined || this.rootEntries.length > 0 || !this.loadedOnce) {
-          this.opts.logger.warn({ key }, 'release root not found: serving no apps');
-        }
-        const changed = this.rootEntries.length > 0;
-        this.rootEntries = [];
-        this.rootEtag = undefined;
-        return changed;
+        this.opts.logger.warn({ key }, 'release root not found: serving no apps');
+        return false;
       }
+      // A root that disappears after one was loaded is an outage, not an instruction: keep the last good state.
+      if (err instanceof ObjectNotFoundError) throw new RootMissingError(`root ${key} not found`);
       throw err;
     }
     if (res === null) return false;
@@ -280,6 +318,9 @@ export class InvalidIndexError extends Error {
 export class StaleIndexError extends Error {
   override name = 'StaleIndexError';
 }
+export class RootMissingError extends Error {
+  override name = 'RootMissingError';
+}
 
 function parseRoot(data: Buffer): ReleaseRoot {
   let doc: unknown;
@@ -314,6 +355,7 @@ async function readBounded(
 }
 
 function errorReason(err: unknown, what: 'root' | 'index'): string {
+  if (err instanceof RootMissingError) return 'root_missing';
   if (err instanceof StaleIndexError) return `${what}_stale`;
   if (err instanceof InvalidIndexError) return `${what}_invalid`;
   if (err instanceof ObjectNotFoundError) return `${what}_missing`;

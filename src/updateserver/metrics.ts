@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 export class UpdateServerMetrics {
   readonly indexLoadErrors: Counter<'reason'>;
   readonly indexRevision: Gauge<'app'>;
+  readonly indexApps: Gauge<'state'>;
   readonly deviceEvents: Counter<'app' | 'channel' | 'version' | 'action'>;
   readonly statsDropped: Counter<'reason'>;
   readonly statsFlushErrors: Counter;
@@ -35,6 +36,12 @@ export class UpdateServerMetrics {
       name: 'liveupdate_index_revision',
       help: 'Revision of the release index served for an app',
       labelNames: ['app'],
+      registers,
+    });
+    this.indexApps = new Gauge({
+      name: 'liveupdate_index_apps',
+      help: 'Apps the release root lists, by state: serving (current index), stale (a newer index was refused, the previous one serves), failed (no usable index: its devices get app_unavailable)',
+      labelNames: ['state'],
       registers,
     });
     this.indexLoadErrors = new Counter({

@@ -28,6 +28,12 @@ export function openApiDocument(paths: DevicePaths): Record<string, unknown> {
       headers: { 'Retry-After': { schema: { type: 'integer' }, description: 'seconds' } },
       content: json(errorRef),
     },
+    '503': {
+      description:
+        'app_unavailable: the app is published but its release index cannot be used right now (this app only; the detail is on the admin port); retry after Retry-After',
+      headers: { 'Retry-After': { schema: { type: 'integer' }, description: 'seconds' } },
+      content: json(errorRef),
+    },
   };
   const infoQuery = [
     'app_id',

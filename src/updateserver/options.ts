@@ -12,6 +12,8 @@ export interface IndexSource {
   app(appId: string): CompiledApp | undefined;
   readonly ready: boolean;
   readonly reason: string | undefined;
+  /** Why an app the root lists has no usable index (its devices get `app_unavailable`); undefined otherwise. */
+  failure?(appId: string): string | undefined;
 }
 
 export interface UpdateServerOptions {

@@ -6,12 +6,11 @@ import type { Client } from 'minio';
 import { silentLogger } from '../../../src/observability/logger.js';
 import { StorageLayout } from '../../../src/storage/layout.js';
 import type { ReleaseIndex } from '../../../src/storage/release-index.js';
-import type { UpdateServerConfig } from '../../../src/config/update-server.js';
 import { serve } from '../../../src/updateserver/command.js';
 import { androidBody, rootFor, sampleIndex } from '../../../src/updateserver/testing/fixtures.js';
-import { freePort } from '../../env/process-utils.js';
 import { minioClientFor } from '../../env/environment.js';
 import { startPrivateS3, type PrivateS3 } from './private-s3.js';
+import { serviceConfig } from './service-config.js';
 
 jest.setTimeout(120_000);
 
@@ -66,41 +65,10 @@ beforeAll(async () => {
   await client.makeBucket(BUCKET, s3.region);
   await client.putObject(BUCKET, index(1).bundles['app-1-4-1']!.objectKey, zip);
   await publish(index(1));
-  const [port, adminPort] = [await freePort(), await freePort()];
-  base = `http://127.0.0.1:${port}`;
-  admin = `http://127.0.0.1:${adminPort}`;
-  const config: UpdateServerConfig = {
-    logLevel: 'silent',
-    adminAddr: { host: '127.0.0.1', port: adminPort },
-    listenAddr: { host: '127.0.0.1', port },
-    s3: {
-      endpoint: new URL(s3.endpoint),
-      region: s3.region,
-      bucket: BUCKET,
-      prefix: 'lu',
-      accessKeyId: s3.accessKey,
-      secretAccessKey: s3.secretKey,
-      caFile: undefined,
-      pathStyle: true,
-    },
-    publicUrl: new URL(base),
-    indexPollSeconds: 1,
-    presignDownloads: false,
-    presignEndpoint: undefined,
-    presignExpirySeconds: 3600,
-    replicaName: 'it-0',
-    statsFlushSeconds: 1,
-    rateLimitPerDevice: 0,
-    rateLimitPerAddress: 0,
-    trustProxy: false,
-    updatePath: '/updates',
-    statsPath: '/stats',
-    channelPath: '/channel_self',
-    maxStatsBodyBytes: 1024 * 1024,
-    shutdownDelaySeconds: 0,
-    shutdownTimeoutSeconds: 5,
-    s3TimeoutSeconds: 2,
-  };
+  const service = await serviceConfig(s3, BUCKET);
+  base = service.base;
+  admin = service.admin;
+  const config = service.config;
   stop = new AbortController();
   served = serve(config, silentLogger(), stop.signal);
   await until('readiness', async () => ((await fetch(`${admin}/readyz`)).status === 200 ? true : undefined));
