@@ -1,11 +1,12 @@
 // The running product on top of a test environment (real kube-apiserver + etcd + versitygw): the CRDs, a bucket,
-// the controller and the update service as child processes (`node --import tsx src/main.ts <command>`, configured
-// only through the environment variables the Helm chart sets), and a local HTTP server playing the artifact source.
-// Shared by `npm run demo` and the end-to-end test (test/integration/e2e/).
-import type { ChildProcess } from 'node:child_process';
+// the controller and the update service, and a local HTTP server playing the artifact source. Each component runs
+// either as a child process (`node --import tsx src/main.ts <command>`, configured only through the environment
+// variables the Helm chart sets) or as a container of the built image configured from the rendered chart
+// (scripts/demo/pods.ts). Shared by `npm run demo` and the end-to-end tests (test/integration/e2e/).
+import { execFile, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -13,12 +14,23 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Client as MinioClient } from 'minio';
 import { parse as parseYaml } from 'yaml';
-import { APP_RESOURCE } from '../../src/api/v1alpha1/index.js';
+import { APP_RESOURCE, SECRET_RESOURCE } from '../../src/api/v1alpha1/index.js';
 import { KubeClient } from '../../src/kube/client.js';
 import { loadKubeConfig } from '../../src/kube/config.js';
 import type { KubeObject, ResourceType } from '../../src/kube/types.js';
 import { minioClientFor, type EnvironmentInfo } from '../../test/env/environment.js';
 import { fileTail, freePort, spawnOwned } from '../../test/env/process-utils.js';
+import {
+  ownerLabel,
+  parseRendered,
+  podmanCommand,
+  podmanRunArgs,
+  reapOrphanContainers,
+  removeContainer,
+  writeServiceAccountFiles,
+  type ComponentName,
+  type RenderedDeployment,
+} from './pods.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = join(REPO, 'src/main.ts');
@@ -39,6 +51,27 @@ export const NAMESPACE_RESOURCE: ResourceType = {
   namespaced: false,
 };
 
+/** The container mode's Helm release name and the S3 credentials Secret it references. */
+const DEMO_RELEASE = 'lu';
+const DEMO_S3_SECRET = 'liveupdate-demo-s3';
+
+/** Every simulated device comes from 127.0.0.1: no per-address (NAT) or per-device limit, and quick shutdowns. */
+const UPDATE_SERVER_DEMO_ENV = {
+  LIVEUPDATE_RATE_LIMIT_PER_ADDRESS: '0',
+  LIVEUPDATE_RATE_LIMIT_PER_DEVICE: '0',
+  LIVEUPDATE_SHUTDOWN_DELAY_SECONDS: '0',
+  LIVEUPDATE_SHUTDOWN_TIMEOUT_SECONDS: '5',
+};
+
+function execText(command: string, args: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, [...args], { maxBuffer: 32 << 20, encoding: 'utf8' }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${command} ${args.join(' ')} failed: ${stderr || error.message}`));
+      else resolve(stdout);
+    });
+  });
+}
+
 /** A step of the journey failed; `component` names the process whose log explains it. */
 export class StepError extends Error {
   constructor(
@@ -47,6 +80,23 @@ export class StepError extends Error {
   ) {
     super(message);
     this.name = 'StepError';
+  }
+}
+
+/** Runs a step; a failure carries the end of the logs of the component that explains it (or of both). */
+export async function withComponentLogs<T>(stack: Stack | undefined, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    const name = error instanceof StepError ? error.component : undefined;
+    const components = [stack?.controller, stack?.updateServer].filter(
+      (c): c is Component => c !== undefined && (!name || c.name === name),
+    );
+    const tails = await Promise.all(
+      components.map(async (c) => `--- ${c.name} log ---\n${await c.tail(2500)}`),
+    );
+    if (error instanceof Error) error.message = `${error.message}\n${tails.join('\n')}`;
+    throw error;
   }
 }
 
@@ -59,6 +109,8 @@ export class Component {
     readonly name: 'controller' | 'update-server',
     readonly child: ChildProcess,
     readonly logPath: string,
+    /** The container's name when the child is `podman run`. */
+    readonly container?: string,
   ) {
     this.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
@@ -80,8 +132,10 @@ export class Component {
     if (!inTime) {
       this.child.kill('SIGKILL');
       await this.exited;
+      if (this.container) await removeContainer(this.container);
       return `killed after ${graceMs} ms`;
     }
+    // `podman run` forwards SIGTERM to the container's node process and exits with its exit code.
     return describeExit(this.exitInfo);
   }
 
@@ -127,8 +181,23 @@ export class ArtifactServer {
   }
 }
 
+/** How a component runs: a `node` child process of the sources, or a container of the built image. */
+export type RunMode = 'process' | 'container';
+
+export interface ContainerOptions {
+  /** The image to run (an image id), built by `npm run image` (scripts/image/build.ts). */
+  readonly image: string;
+  /** The helm binary that renders the chart. */
+  readonly helm: string;
+  /** kubectl, for applying the rendered objects and requesting ServiceAccount tokens. */
+  readonly kubectl: string;
+}
+
 export interface StackOptions {
   readonly env: EnvironmentInfo;
+  /** Per component, default 'process'. Container mode needs `containers`. */
+  readonly run?: Partial<Record<ComponentName, RunMode>>;
+  readonly containers?: ContainerOptions;
   /** Where component logs go (created). */
   readonly logDir: string;
   /** Only reconcile this namespace ('' = all); also holds the leader-election Lease. */
@@ -271,6 +340,10 @@ export class Stack {
     return new Component(name, child, logPath);
   }
 
+  private mode(name: ComponentName): RunMode {
+    return this.options.run?.[name] ?? 'process';
+  }
+
   /**
    * Starts a controller (leader-elected, as in the chart) and waits until its admin server says ready (a standby
    * is ready too). It becomes `this.controller`; several may run side by side with distinct `podName`s.
@@ -280,45 +353,221 @@ export class Stack {
     this.controllerAdminUrl = `http://127.0.0.1:${adminPort}`;
     const namespace = this.options.namespace || 'default';
     const podName = options.podName ?? 'demo-controller-0';
-    const controller = await this.spawnComponent(
-      'controller',
-      {
-        KUBECONFIG: this.options.env.kubeconfigPath,
-        LIVEUPDATE_ADMIN_ADDR: `127.0.0.1:${adminPort}`,
-        LIVEUPDATE_LEADER_ELECT: 'true',
-        LIVEUPDATE_LEASE_NAMESPACE: namespace,
-        LIVEUPDATE_POD_NAME: podName,
-        LIVEUPDATE_WATCH_NAMESPACE: this.options.namespace,
-        LIVEUPDATE_SHUTDOWN_GRACE_SECONDS: '5',
-        ...(options.s3Endpoint !== undefined ? { LIVEUPDATE_S3_ENDPOINT: options.s3Endpoint } : {}),
-      },
-      options.podName === undefined ? 'controller' : `controller-${podName}`,
-    );
+    const logName = options.podName === undefined ? 'controller' : `controller-${podName}`;
+    const s3Endpoint = options.s3Endpoint !== undefined ? { LIVEUPDATE_S3_ENDPOINT: options.s3Endpoint } : {};
+    const controller =
+      this.mode('controller') === 'container'
+        ? await this.runPod('controller', podName, logName, {
+            LIVEUPDATE_ADMIN_ADDR: `127.0.0.1:${adminPort}`,
+            ...s3Endpoint,
+          })
+        : await this.spawnComponent(
+            'controller',
+            {
+              KUBECONFIG: this.options.env.kubeconfigPath,
+              LIVEUPDATE_ADMIN_ADDR: `127.0.0.1:${adminPort}`,
+              LIVEUPDATE_LEADER_ELECT: 'true',
+              LIVEUPDATE_LEASE_NAMESPACE: namespace,
+              LIVEUPDATE_POD_NAME: podName,
+              LIVEUPDATE_WATCH_NAMESPACE: this.options.namespace,
+              LIVEUPDATE_SHUTDOWN_GRACE_SECONDS: '5',
+              ...s3Endpoint,
+            },
+            logName,
+          );
     this.controller = controller;
     await this.waitReady(controller, `${this.controllerAdminUrl}/readyz`);
     return controller;
   }
 
+  private updatePorts: Promise<{ port: number; adminPort: number }> | undefined;
+
+  /** The update service's ports, picked once: the container mode renders its public URL into the chart. */
+  private async updateServerPorts(): Promise<{ port: number; adminPort: number }> {
+    this.updatePorts ??= Promise.all([freePort(), freePort()]).then(([port, adminPort]) => ({
+      port,
+      adminPort,
+    }));
+    const ports = await this.updatePorts;
+    this.publicUrl = `http://127.0.0.1:${ports.port}`;
+    this.updateAdminUrl = `http://127.0.0.1:${ports.adminPort}`;
+    return ports;
+  }
+
   /** Starts the update service (polling the release root every second) and waits until it listens. */
   async startUpdateServer(): Promise<void> {
-    const [port, adminPort] = [await freePort(), await freePort()];
-    this.publicUrl = `http://127.0.0.1:${port}`;
-    this.updateAdminUrl = `http://127.0.0.1:${adminPort}`;
-    this.updateServer = await this.spawnComponent('update-server', {
+    const { port, adminPort } = await this.updateServerPorts();
+    const addresses = {
       LIVEUPDATE_LISTEN_ADDR: `127.0.0.1:${port}`,
       LIVEUPDATE_ADMIN_ADDR: `127.0.0.1:${adminPort}`,
-      LIVEUPDATE_PUBLIC_URL: this.publicUrl,
-      LIVEUPDATE_INDEX_POLL_SECONDS: '1',
-      LIVEUPDATE_REPLICA_NAME: 'demo-update-server-0',
-      LIVEUPDATE_STATS_FLUSH_SECONDS: '5',
-      // Every simulated device comes from 127.0.0.1: no per-address (NAT) or per-device limit for the demo.
-      LIVEUPDATE_RATE_LIMIT_PER_ADDRESS: '0',
-      LIVEUPDATE_RATE_LIMIT_PER_DEVICE: '0',
-      LIVEUPDATE_SHUTDOWN_DELAY_SECONDS: '0',
-      LIVEUPDATE_SHUTDOWN_TIMEOUT_SECONDS: '5',
-    });
+    };
+    this.updateServer =
+      this.mode('update-server') === 'container'
+        ? await this.runPod('update-server', 'demo-update-server-0', 'update-server', addresses)
+        : await this.spawnComponent('update-server', {
+            ...addresses,
+            LIVEUPDATE_PUBLIC_URL: this.publicUrl,
+            LIVEUPDATE_INDEX_POLL_SECONDS: '1',
+            LIVEUPDATE_REPLICA_NAME: 'demo-update-server-0',
+            LIVEUPDATE_STATS_FLUSH_SECONDS: '5',
+            ...UPDATE_SERVER_DEMO_ENV,
+          });
     // /readyz needs a loaded root; before the controller published anything, /healthz says it listens.
     await this.waitReady(this.updateServer, `${this.publicUrl}/healthz`);
+  }
+
+  private chart: Promise<Map<ComponentName, RenderedDeployment>> | undefined;
+
+  /**
+   * Container mode: renders the chart once for this stack (release `lu` in the stack's namespace, S3 = the
+   * environment's versitygw through a Secret, one replica each, the demo's timings as chart values) and applies
+   * everything it renders to the API server (CRDs excepted: installCrds() owns them), so the ServiceAccounts and
+   * RBAC the containers use are the chart's own. Deployments stay inert: there is no kubelet here.
+   */
+  private renderedChart(): Promise<Map<ComponentName, RenderedDeployment>> {
+    this.chart ??= (async () => {
+      const containers = this.containerOptions();
+      const namespace = this.options.namespace || 'default';
+      await this.updateServerPorts();
+      await reapOrphanContainers();
+      const { s3 } = this.options.env;
+      const secret: KubeObject & { stringData: Record<string, string> } = {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: DEMO_S3_SECRET, namespace },
+        stringData: { accessKeyId: s3.accessKey, secretAccessKey: s3.secretKey },
+      };
+      await this.kube.apply(SECRET_RESOURCE, secret);
+      const values = {
+        crds: { enabled: false },
+        tests: { enabled: false },
+        image: { pullPolicy: 'Never' },
+        logLevel: this.options.logLevel ?? 'info',
+        s3: {
+          mode: 'external',
+          bucket: this.bucket,
+          region: s3.region,
+          existingSecret: DEMO_S3_SECRET,
+          external: { endpoint: s3.endpoint },
+        },
+        controller: {
+          replicas: 1,
+          watchNamespaces: this.options.namespace ? [this.options.namespace] : [],
+          shutdownGraceSeconds: 5,
+        },
+        updateServer: {
+          replicas: 1,
+          publicUrl: this.publicUrl,
+          indexPollSeconds: 1,
+          statsFlushSeconds: 5,
+          autoscaling: { enabled: false },
+          extraEnv: Object.entries(UPDATE_SERVER_DEMO_ENV).map(([name, value]) => ({ name, value })),
+        },
+      };
+      await mkdir(this.options.logDir, { recursive: true });
+      const valuesFile = join(this.options.logDir, 'chart-values.json');
+      await writeFile(valuesFile, JSON.stringify(values, null, 2));
+      const rendered = await execText(containers.helm, [
+        'template',
+        DEMO_RELEASE,
+        join(REPO, 'charts', 'liveupdate-operator'),
+        '--namespace',
+        namespace,
+        '--kube-version',
+        '1.34.4',
+        '--values',
+        valuesFile,
+      ]);
+      const renderedFile = join(this.options.logDir, 'chart-rendered.yaml');
+      await writeFile(renderedFile, rendered);
+      await execText(containers.kubectl, [
+        '--kubeconfig',
+        this.options.env.kubeconfigPath,
+        'apply',
+        '--server-side',
+        '--field-manager',
+        'liveupdate-demo',
+        '-f',
+        renderedFile,
+      ]);
+      return parseRendered(rendered).deployments;
+    })();
+    return this.chart;
+  }
+
+  private containerOptions(): ContainerOptions {
+    if (!this.options.containers) throw new Error('container mode needs StackOptions.containers');
+    return this.options.containers;
+  }
+
+  /** Runs a component as its rendered Deployment's container (scripts/demo/pods.ts), logs in `<logName>.log`. */
+  private async runPod(
+    name: ComponentName,
+    podName: string,
+    logName: string,
+    envOverrides: Record<string, string>,
+  ): Promise<Component> {
+    const containers = this.containerOptions();
+    const deployment = (await this.renderedChart()).get(name);
+    if (!deployment) throw new StepError(`the rendered chart has no ${name} Deployment`, name);
+    const namespace = this.options.namespace || 'default';
+    const podDir = join(this.options.logDir, 'pods', podName);
+    let serviceAccountDir: string | undefined;
+    const spec = deployment.spec.template.spec;
+    if (spec.automountServiceAccountToken !== false) {
+      serviceAccountDir = join(podDir, 'serviceaccount');
+      const token = await execText(containers.kubectl, [
+        '--kubeconfig',
+        this.options.env.kubeconfigPath,
+        '--namespace',
+        namespace,
+        'create',
+        'token',
+        spec.serviceAccountName ?? 'default',
+        '--duration',
+        '2h',
+      ]);
+      await writeServiceAccountFiles(serviceAccountDir, {
+        token: token.trim(),
+        caCert: await readFile(this.options.env.caFile, 'utf8'),
+        namespace,
+      });
+    }
+    const api = new URL(this.options.env.apiServerUrl);
+    // Container names are global on the machine: make them unique per stack.
+    const containerName = `${podName}-${randomBytes(3).toString('hex')}`;
+    const args = await podmanRunArgs(deployment, {
+      podName: containerName,
+      namespace,
+      image: containers.image,
+      envOverrides,
+      secretValue: async (secret, key) => {
+        const object = await this.kube.get<KubeObject & { data?: Record<string, string> }>(SECRET_RESOURCE, {
+          namespace,
+          name: secret,
+        });
+        const value = object.data?.[key];
+        if (value === undefined) throw new StepError(`Secret ${secret} has no key ${key}`, name);
+        return Buffer.from(value, 'base64').toString('utf8');
+      },
+      ...(serviceAccountDir !== undefined ? { serviceAccountDir } : {}),
+      volumeDir: podDir,
+      apiServer: { host: api.hostname, port: api.port },
+      owner: ownerLabel(),
+    });
+    await mkdir(this.options.logDir, { recursive: true });
+    await writeFile(join(podDir, 'podman-run.json'), JSON.stringify(args, null, 2));
+    const logPath = join(this.options.logDir, `${logName}.log`);
+    const log = openSync(logPath, 'a');
+    let child: ChildProcess;
+    try {
+      const [command, argv] = podmanCommand(args);
+      child = spawnOwned(command, argv, { detached: true, stdio: ['ignore', log, log] });
+    } finally {
+      closeSync(log);
+    }
+    child.on('error', () => undefined);
+    return new Component(name, child, logPath, containerName);
   }
 
   private async waitReady(component: Component, url: string, timeoutMs = 90_000): Promise<void> {

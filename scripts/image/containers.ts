@@ -20,17 +20,17 @@ export function runRoot(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** containers/storage location shared by buildah and podman, so podman runs what buildah built without a load. */
-export function storageFlags(root = containersRoot()): string[] {
-  return ['--root', join(root, 'storage'), '--runroot', runRoot(), '--storage-driver', 'overlay'];
+export function storageFlags(root = containersRoot(), runroot = runRoot()): string[] {
+  return ['--root', join(root, 'storage'), '--runroot', runroot, '--storage-driver', 'overlay'];
 }
 
 /**
  * podman's global flags for these machines: no systemd (cgroupfs, file events), and runc because Debian's crun 1.8
  * refuses the hybrid cgroup layout even with cgroups disabled.
  */
-export function podmanFlags(root = containersRoot()): string[] {
+export function podmanFlags(root = containersRoot(), runroot = runRoot()): string[] {
   return [
-    ...storageFlags(root),
+    ...storageFlags(root, runroot),
     '--cgroup-manager',
     'cgroupfs',
     '--events-backend',

@@ -9,7 +9,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isProcessAlive, repoRoot } from './process-utils.js';
 
 export type ToolName =
-  'kube-apiserver' | 'etcd' | 'versitygw' | 'helm' | 'kubeconform' | 'registry' | 'oras' | 'cosign';
+  | 'kube-apiserver'
+  | 'etcd'
+  | 'versitygw'
+  | 'helm'
+  | 'kubeconform'
+  | 'registry'
+  | 'oras'
+  | 'cosign'
+  | 'syft'
+  | 'kubelet'
+  | 'kube-scheduler'
+  | 'kube-controller-manager';
 
 export interface ToolSpec {
   readonly name: ToolName;
@@ -22,6 +33,11 @@ export interface ToolSpec {
   /** Arguments that make the binary print its version, and what that output must contain. */
   readonly versionArgs: readonly string[];
   readonly versionPattern: RegExp;
+  /**
+   * Built only by the test that needs it (`npm run test:cluster`), not by `npm run testbin` or the integration
+   * setup: minutes of compiling that `npm test` does not use.
+   */
+  readonly onDemand?: boolean;
 }
 
 const KUBERNETES_VERSION = 'v1.34.4';
@@ -119,9 +135,40 @@ export const TOOLS: Readonly<Record<ToolName, ToolSpec>> = {
     versionArgs: ['version'],
     versionPattern: /^GitVersion:\s+v2\.6\.5$/m,
   },
+  // SBOMs of the offline release (scripts/release.ts): the image's and the npm dependencies'.
+  syft: {
+    name: 'syft',
+    version: 'v1.57.2',
+    moduleDir: 'test/infra/syft',
+    goPackage: 'github.com/anchore/syft/cmd/syft',
+    ldflags: ['-X main.version=1.57.2'],
+    versionArgs: ['version'],
+    versionPattern: /^Version:\s+1\.57\.2$/m,
+  },
+  ...nodeTools(),
 };
 
-export const TOOL_NAMES = Object.keys(TOOLS) as ToolName[];
+/** The single-node cluster's components (test/cluster/), from the kube-apiserver's Kubernetes version. */
+function nodeTools(): Record<'kubelet' | 'kube-scheduler' | 'kube-controller-manager', ToolSpec> {
+  const spec = (name: 'kubelet' | 'kube-scheduler' | 'kube-controller-manager'): ToolSpec => ({
+    name,
+    version: KUBERNETES_VERSION,
+    moduleDir: 'test/infra/kube-node',
+    goPackage: `k8s.io/kubernetes/cmd/${name}`,
+    ldflags: kubernetesVersionLdflags(KUBERNETES_VERSION),
+    versionArgs: ['--version'],
+    versionPattern: /^Kubernetes v1\.34\.4$/m,
+    onDemand: true,
+  });
+  return {
+    kubelet: spec('kubelet'),
+    'kube-scheduler': spec('kube-scheduler'),
+    'kube-controller-manager': spec('kube-controller-manager'),
+  };
+}
+
+/** Every tool `npm run testbin` and the integration setup build (the on-demand ones excepted). */
+export const TOOL_NAMES = (Object.keys(TOOLS) as ToolName[]).filter((name) => !TOOLS[name].onDemand);
 
 export function testbinRoot(env: NodeJS.ProcessEnv = process.env): string {
   if (env['LIVEUPDATE_TESTBIN']) return env['LIVEUPDATE_TESTBIN'];

@@ -14,7 +14,7 @@ import {
   deviceIds,
   type UpdateAnswer,
 } from '../../../scripts/demo/journey.js';
-import { Stack, StepError } from '../../../scripts/demo/stack.js';
+import { Stack, withComponentLogs } from '../../../scripts/demo/stack.js';
 import {
   INTEGRATION_TEST_TIMEOUT_MS,
   cleanupTestResources,
@@ -37,21 +37,7 @@ let answer: UpdateAnswer;
 let downloaded: string;
 
 /** Runs a step; a failure carries the end of the component logs that explain it. */
-async function withLogs<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (error) {
-    const name = error instanceof StepError ? error.component : undefined;
-    const components = [stack?.controller, stack?.updateServer].filter(
-      (c) => c && (!name || c.name === name),
-    );
-    const tails = await Promise.all(
-      components.map(async (c) => `--- ${c!.name} log ---\n${await c!.tail(2500)}`),
-    );
-    if (error instanceof Error) error.message = `${error.message}\n${tails.join('\n')}`;
-    throw error;
-  }
-}
+const withLogs = <T>(fn: () => Promise<T>): Promise<T> => withComponentLogs(stack, fn);
 
 beforeAll(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'liveupdate-e2e-'));
