@@ -217,13 +217,8 @@ export function decideUpdate(app: CompiledApp, device: DeviceInfo): Decision {
       nativeExtra,
     );
   }
-  if (!policy.allowDeviceSelfSet && !channel.isPublic && resolved.via !== 'pinned') {
-    return errorAnswer(
-      'cannot_update_via_private_channel',
-      `Cannot update via a private channel. The channel "${channel.deviceName}" does not allow device self-assignment.`,
-      'blocked',
-    );
-  }
+  // Capgo's cannot_update_via_private_channel cannot happen here: resolution only lands on a private channel
+  // without self-assignment through a pin, which is an owner override.
   if (target !== 'builtin') {
     const v = target.semver;
     if (mode === 'minor' && (v.major !== build.major || v.minor !== build.minor)) {

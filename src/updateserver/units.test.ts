@@ -1,6 +1,8 @@
 /** Small pure pieces: semver, plugin gates, token buckets, Range parsing, key decoding, JSON depth, OpenAPI doc. */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { jsonDepthExceeds } from './body.js';
+import { parseDeviceInfo } from './device-request.js';
+import { androidBody } from './testing/fixtures.js';
 import { keyFromPath, parseRange } from './downloads.js';
 import { openApiDocument } from './openapi.js';
 import { pluginGates } from './policy.js';
@@ -123,5 +125,41 @@ describe('OpenAPI document', () => {
     if (process.env['UPDATE_OPENAPI'] === '1') writeFileSync(file, JSON.stringify(doc, null, 2) + '\n');
     const committed = JSON.parse(readFileSync(file, 'utf8')) as unknown;
     expect(committed).toEqual(doc);
+  });
+});
+
+describe('OpenAPI agrees with the service', () => {
+  const doc = openApiDocument({
+    update: '/updates',
+    stats: '/stats',
+    channel: '/channel_self',
+    bundles: '/bundles',
+  });
+  const field = (name: string): { pattern: string; maxLength: number } =>
+    (doc['components'] as { schemas: { DeviceInfo: { properties: Record<string, never> } } }).schemas
+      .DeviceInfo.properties[name]!;
+  const accepted = (overrides: Record<string, unknown>): boolean => {
+    try {
+      parseDeviceInfo(androidBody(overrides));
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  it.each([
+    ['device_id', '5c0e3a2e-8d43-4a63-9c52-1b1f0f2c9e11'],
+    ['device_id', '0F673663-459A-44C0-A7F5-613F2A4AF3AB'],
+    ['device_id', 'invalid-uuid'],
+    ['device_id', '5c0e3a2e-8d43-4a63-9c52-1b1f0f2c9e11x'],
+    ['plugin_version', '8.51.23'],
+    ['plugin_version', '8.35.0-beta.1'],
+    ['plugin_version', '8.51'],
+    ['plugin_version', 'invalid_version'],
+    ['app_id', 'com.example.app'],
+    ['app_id', '../../etc'],
+  ])('%s %s: pattern and service decide alike', (name, value) => {
+    const f = field(name);
+    const byDoc = new RegExp(f.pattern).test(value) && value.length <= f.maxLength;
+    expect(accepted({ [name]: value })).toBe(byDoc);
   });
 });

@@ -335,7 +335,7 @@ export interface LiveUpdateChannelSpec {
    */
   deviceName?: string;
   /**
-   * Name of the LiveUpdateBundle (same namespace, same app) served to devices on this channel, or builtin to send devices back to the bundle shipped in the native app.
+   * Name of the LiveUpdateBundle (same namespace, same app) served to devices on this channel, or builtin for the bundle shipped in the native app (devices are answered already_on_builtin, as Capgo; devices running a downloaded bundle are not reset).
    */
   bundle: string;
   /**
