@@ -67,6 +67,15 @@ if stalled ~= nil and stalled.status == "True" then
   return hs
 end
 
+-- A channel whose rollout a failure threshold halted (paused or rolled back) needs a person: Degraded, with the
+-- figures that triggered it and how to resume in the message.
+local halted = findCondition(status.conditions, "RolloutHalted")
+if halted ~= nil and halted.status == "True" then
+  hs.status = "Degraded"
+  hs.message = describe(halted, "RolloutHalted")
+  return hs
+end
+
 local reconciling = findCondition(status.conditions, "Reconciling")
 if reconciling ~= nil and reconciling.status == "True" then
   hs.status = "Progressing"

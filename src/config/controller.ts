@@ -140,6 +140,21 @@ export const CONTROLLER_OPTIONS = {
     default: 30,
     parse: int(0, 3_600),
   } satisfies OptionSpec<number>,
+  telemetryIntervalSeconds: {
+    env: ['LIVEUPDATE_TELEMETRY_INTERVAL_SECONDS'],
+    flag: 'telemetry-interval-seconds',
+    description:
+      'how often channel status reads the stats rollups and judges rollout failure thresholds (also the bound on channel status writes)',
+    default: 30,
+    parse: int(1, 3_600),
+  } satisfies OptionSpec<number>,
+  gcIntervalSeconds: {
+    env: ['LIVEUPDATE_GC_INTERVAL_SECONDS'],
+    flag: 'gc-interval-seconds',
+    description: 'how often each app\'s garbage collection of unreferenced objects runs (0 disables it)',
+    default: 3_600,
+    parse: int(0, 7 * 24 * 3_600),
+  } satisfies OptionSpec<number>,
   kubeconfig: {
     env: ['KUBECONFIG'],
     flag: 'kubeconfig',
@@ -162,6 +177,8 @@ export interface ControllerConfig {
   artifactMaxBytes: number;
   fetchTimeoutMs: number;
   shutdownGraceMs: number;
+  telemetryIntervalMs: number;
+  gcIntervalMs: number;
   kubeconfig: string | undefined;
 }
 
@@ -204,6 +221,8 @@ export function loadControllerConfig(
     artifactMaxBytes: v.artifactMaxBytes,
     fetchTimeoutMs: v.fetchTimeoutSeconds * 1000,
     shutdownGraceMs: v.shutdownGraceSeconds * 1000,
+    telemetryIntervalMs: v.telemetryIntervalSeconds * 1000,
+    gcIntervalMs: v.gcIntervalSeconds * 1000,
     kubeconfig: v.kubeconfig,
   };
 }

@@ -114,6 +114,13 @@ export const UPDATE_SERVER_OPTIONS = {
     default: 30,
     parse: int(1, 3600),
   } satisfies OptionSpec<number>,
+  statsWindowSeconds: {
+    env: ['LIVEUPDATE_STATS_WINDOW_SECONDS'],
+    flag: 'stats-window-seconds',
+    description: 'length of the window over which distinct devices per version are counted',
+    default: 3600,
+    parse: int(1, 7 * 24 * 3600),
+  } satisfies OptionSpec<number>,
   rateLimitPerDevice: {
     env: ['LIVEUPDATE_RATE_LIMIT_PER_DEVICE'],
     flag: 'rate-limit-per-device',
@@ -199,6 +206,7 @@ export interface UpdateServerConfig {
   presignExpirySeconds: number;
   replicaName: string;
   statsFlushSeconds: number;
+  statsWindowSeconds: number;
   rateLimitPerDevice: number;
   rateLimitPerAddress: number;
   trustProxy: boolean | number | string;
@@ -243,6 +251,7 @@ export function parseUpdateServerConfig(
     presignExpirySeconds: v.presignExpirySeconds,
     replicaName: v.replicaName ?? hostname(),
     statsFlushSeconds: v.statsFlushSeconds,
+    statsWindowSeconds: v.statsWindowSeconds,
     rateLimitPerDevice: v.rateLimitPerDevice,
     rateLimitPerAddress: v.rateLimitPerAddress,
     trustProxy: v.trustProxy,

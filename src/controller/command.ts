@@ -30,6 +30,7 @@ import { AppReconciler } from './app/reconciler.js';
 import { BundleReconciler, appKeyForBundle } from './bundle/reconciler.js';
 import { ChannelReconciler, appKeyForChannel, channelKeysForBundle } from './channel/reconciler.js';
 import { RootPublisher } from './publishing/root-document.js';
+import { FleetTelemetry } from './telemetry/fleet-stats.js';
 import { Manager, type ControllerSpec } from './manager.js';
 import { createControllerDomainMetrics, type ControllerDomainMetrics } from './metrics.js';
 
@@ -37,7 +38,8 @@ export interface ControllerDeps {
   client: ObjectClient;
   recorder: EventRecorder;
   store: ObjectStore;
-  config: Pick<ControllerConfig, 's3' | 'artifactMaxBytes' | 'fetchTimeoutMs' | 'sourceSecretLabel'>;
+  config: Pick<ControllerConfig, 's3' | 'artifactMaxBytes' | 'fetchTimeoutMs' | 'sourceSecretLabel'> &
+    Partial<Pick<ControllerConfig, 'telemetryIntervalMs'>>;
   metrics?: ControllerDomainMetrics;
   /** Root document writer shared by the app reconcilers; built from the store when omitted. */
   root?: RootPublisher;
@@ -64,6 +66,9 @@ export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
   const metrics = deps.metrics ? { metrics: deps.metrics } : {};
   const storagePrefix = deps.config.s3.prefix;
   const root = deps.root ?? rootPublisherFor(store, storagePrefix, deps);
+  const telemetryIntervalMs = deps.config.telemetryIntervalMs ?? 30_000;
+  // Half an interval: a channel requeued every interval never reads figures older than that.
+  const telemetry = new FleetTelemetry({ store, cacheMs: telemetryIntervalMs / 2 });
   const channelsOfApp = (app: KubeObject, channels: LiveUpdateChannel[]): ReturnType<typeof keyOf>[] =>
     channels.filter((c) => c.spec.app === app.metadata.name).map(keyOf);
   return [
@@ -79,7 +84,14 @@ export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
     {
       name: 'liveupdatechannel',
       forType: CHANNEL_RESOURCE,
-      reconciler: new ChannelReconciler({ client, recorder }),
+      reconciler: new ChannelReconciler({
+        client,
+        recorder,
+        storagePrefix,
+        telemetry,
+        telemetryIntervalMs,
+        ...metrics,
+      }),
       watches: [
         {
           type: BUNDLE_RESOURCE,

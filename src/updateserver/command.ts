@@ -81,7 +81,11 @@ export async function serve(
   });
   const layout = new StorageLayout(config.s3.prefix);
   const cache = new IndexCache({ store, layout, logger, metrics, pollSeconds: config.indexPollSeconds });
-  const stats = new StatsAggregator({ replica: config.replicaName, metrics });
+  const stats = new StatsAggregator({
+    replica: config.replicaName,
+    metrics,
+    windowSeconds: config.statsWindowSeconds,
+  });
   const writer = new StatsRollupWriter({
     aggregator: stats,
     store,

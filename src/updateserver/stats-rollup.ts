@@ -14,7 +14,9 @@
  *   "appId": "com.example.app",
  *   "startedAt": "2026-11-29T09:00:00.000Z",          // when this replica process started counting
  *   "updatedAt": "2026-11-29T09:30:00.000Z",          // this flush
- *   "counters": [ { "channel": "production", "version": "1.4.1", "action": "set", "count": 1234 } ] }
+ *   "counters": [ { "channel": "production", "version": "1.4.1", "action": "set", "count": 1234 } ],
+ *   "devices": { "windowStart": "2026-11-29T09:00:00.000Z", "windowSeconds": 3600,
+ *                "counts": [ { "channel": "production", "version": "1.4.1", "count": 812 } ] } }
  * ```
  *
  * Semantics: `count` is cumulative since `startedAt` for this replica process (a Prometheus-style counter). When a
@@ -25,6 +27,10 @@
  * index serves or `builtin`, else `other` (per-file failures `"<version>:<file>"` count for `<version>`); `action`
  * is the plugin's action string (any `[a-z0-9_]{1,64}`, else `invalid`). Distinct series are capped per replica;
  * events beyond the cap are counted under channel, version and action `_overflow`.
+ * `devices` (optional) counts distinct devices that sent any event for a version in the current window (windows are
+ * aligned to multiples of `windowSeconds` since the epoch, so replicas share them); readers sum it over the replicas
+ * whose `windowStart` is the newest (a device reaching two replicas in one window counts twice). Device ids stay in
+ * the replica's memory, never in the rollup. `truncated` means the replica's cap on tracked devices was reached.
  * Stale rollups of replicas that are gone are the controller's to delete (by `updatedAt` age).
  */
 import type { Logger } from '../observability/logger.js';
@@ -44,6 +50,14 @@ export interface StatsRollup {
   startedAt: string;
   updatedAt: string;
   counters: Array<{ channel: string; version: string; action: string; count: number }>;
+  devices?: DeviceWindow;
+}
+
+export interface DeviceWindow {
+  windowStart: string;
+  windowSeconds: number;
+  counts: Array<{ channel: string; version: string; count: number }>;
+  truncated?: boolean;
 }
 
 const ACTION = /^[a-z0-9_]{1,64}$/;
@@ -51,6 +65,8 @@ const ACTION = /^[a-z0-9_]{1,64}$/;
 interface AppCounters {
   app: CompiledApp;
   counts: Map<string, number>;
+  /** Device ids seen per `channel\0version` in the current window. */
+  devices: Map<string, Set<string>>;
   dirty: boolean;
 }
 
@@ -58,6 +74,9 @@ export class StatsAggregator {
   private readonly perApp = new Map<string, AppCounters>();
   private series = 0;
   private readonly startedAt: string;
+  private windowStartMs = 0;
+  private trackedDevices = 0;
+  private truncated = false;
 
   constructor(
     private readonly opts: {
@@ -65,6 +84,10 @@ export class StatsAggregator {
       metrics: UpdateServerMetrics;
       /** Cap on distinct (app, channel, version, action) series per replica (default 20,000). */
       maxSeries?: number;
+      /** Length of the device-count window (default 3600 s). */
+      windowSeconds?: number;
+      /** Cap on (device, version) pairs tracked per window and replica (default 200,000). */
+      maxTrackedDevices?: number;
       now?: () => Date;
     },
   ) {
@@ -75,7 +98,27 @@ export class StatsAggregator {
     return this.series;
   }
 
-  record(app: CompiledApp, channel: string, versionName: string, action: string): void {
+  private get windowMs(): number {
+    return Math.max(1, this.opts.windowSeconds ?? 3600) * 1000;
+  }
+
+  /** Starts a new device window when the clock left the current one (every app's counts then start again). */
+  private rollWindow(): number {
+    const now = (this.opts.now?.() ?? new Date()).getTime();
+    const start = Math.floor(now / this.windowMs) * this.windowMs;
+    if (start !== this.windowStartMs) {
+      this.windowStartMs = start;
+      this.trackedDevices = 0;
+      this.truncated = false;
+      for (const entry of this.perApp.values()) {
+        if (entry.devices.size > 0) entry.dirty = true;
+        entry.devices.clear();
+      }
+    }
+    return start;
+  }
+
+  record(app: CompiledApp, channel: string, versionName: string, action: string, deviceId?: string): void {
     let version = versionName;
     const colon = version.indexOf(':');
     if (colon > 0) version = version.slice(0, colon);
@@ -83,10 +126,11 @@ export class StatsAggregator {
     const act = ACTION.test(action) ? action : 'invalid';
     let entry = this.perApp.get(app.appId);
     if (!entry) {
-      entry = { app, counts: new Map(), dirty: false };
+      entry = { app, counts: new Map(), devices: new Map(), dirty: false };
       this.perApp.set(app.appId, entry);
     }
     entry.app = app;
+    if (deviceId !== undefined) this.recordDevice(entry, `${channel}\u0000${version}`, deviceId);
     let key = `${channel}\u0000${version}\u0000${act}`;
     let labels = { app: app.appId, channel, version, action: act };
     if (!entry.counts.has(key) && this.series >= (this.opts.maxSeries ?? 20_000)) {
@@ -100,8 +144,22 @@ export class StatsAggregator {
     this.opts.metrics.deviceEvents.inc(labels);
   }
 
+  private recordDevice(entry: AppCounters, key: string, deviceId: string): void {
+    this.rollWindow();
+    let seen = entry.devices.get(key);
+    if (seen?.has(deviceId)) return;
+    if (this.trackedDevices >= (this.opts.maxTrackedDevices ?? 200_000)) {
+      this.truncated = true;
+      return;
+    }
+    if (!seen) entry.devices.set(key, (seen = new Set()));
+    seen.add(deviceId);
+    this.trackedDevices++;
+  }
+
   /** Rollups of the apps whose counters changed since the last call (marks them clean). */
   takeDirty(): Array<{ app: CompiledApp; rollup: StatsRollup }> {
+    this.rollWindow();
     const now = (this.opts.now?.() ?? new Date()).toISOString();
     const out: Array<{ app: CompiledApp; rollup: StatsRollup }> = [];
     for (const entry of this.perApp.values()) {
@@ -124,6 +182,11 @@ export class StatsAggregator {
       const [channel = '', version = '', action = ''] = key.split('\u0000');
       counters.push({ channel, version, action, count });
     }
+    const devices: DeviceWindow['counts'] = [];
+    for (const [key, seen] of entry.devices) {
+      const [channel = '', version = ''] = key.split('\u0000');
+      devices.push({ channel, version, count: seen.size });
+    }
     return {
       apiVersion: STATS_ROLLUP_API_VERSION,
       kind: 'StatsRollup',
@@ -132,6 +195,12 @@ export class StatsAggregator {
       startedAt: this.startedAt,
       updatedAt: now,
       counters,
+      devices: {
+        windowStart: new Date(this.windowStartMs).toISOString(),
+        windowSeconds: this.windowMs / 1000,
+        counts: devices,
+        ...(this.truncated ? { truncated: true } : {}),
+      },
     };
   }
 }

@@ -12,6 +12,7 @@ export interface JsonSchemaProps {
   type?: string;
   description?: string;
   properties?: Record<string, JsonSchemaProps>;
+  additionalProperties?: JsonSchemaProps;
   required?: string[];
   items?: JsonSchemaProps;
   enum?: unknown[];
@@ -67,6 +68,8 @@ class Emitter {
         return item.includes('|') ? `Array<${item}>` : `${item}[]`;
       }
       case 'object':
+        if (!schema.properties && schema.additionalProperties)
+          return `Record<string, ${this.typeOf(schema.additionalProperties, `${name}Value`, '')}>`;
         if (!schema.properties) return 'Record<string, unknown>';
         this.emitInterface(schema, name);
         return name;

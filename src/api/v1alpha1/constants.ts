@@ -12,6 +12,11 @@ export const API_VERSION = `${GROUP}/${VERSION}` as const;
 export const FINALIZER = 'liveupdate.dev/finalizer';
 /** Setting or changing this annotation forces a reconcile (Flux's reconcile.fluxcd.io/requestedAt). */
 export const RECONCILE_REQUESTED_AT_ANNOTATION = 'liveupdate.dev/reconcile-requested-at';
+/**
+ * Changing this annotation on a LiveUpdateChannel lifts an automatic rollout halt (status.rollout.halted); later
+ * judgements count only what devices reported after the resume.
+ */
+export const RESUME_ROLLOUT_ANNOTATION = 'liveupdate.dev/resume-rollout';
 /** Field manager of every write the controller makes (server-side apply of status, finalizer patches). */
 export const FIELD_MANAGER = 'liveupdate-controller';
 /** The literal a channel serves to send devices back to the bundle shipped in the native app. */
@@ -69,6 +74,8 @@ export const ConditionType = {
   Published: 'Published',
   /** Channel: the live and rollout bundles exist, belong to the app and are Ready (positive). */
   BundlesResolved: 'BundlesResolved',
+  /** Channel: a failure threshold halted the rollout (negative polarity: present only while the halt holds). */
+  RolloutHalted: 'RolloutHalted',
 } as const;
 export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 
@@ -139,5 +146,9 @@ export const Reason = {
   BundleNotReady: 'BundleNotReady',
   BundleAppMismatch: 'BundleAppMismatch',
   BundlesResolved: 'BundlesResolved',
+  /** The rollout version's failure rate (its 95 % Wilson lower bound) went above maxFailurePercent. */
+  FailureThresholdExceeded: 'FailureThresholdExceeded',
+  /** Event: an automatic halt was lifted by a change of the rollout or the resume annotation. */
+  RolloutResumed: 'RolloutResumed',
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];

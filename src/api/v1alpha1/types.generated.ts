@@ -169,6 +169,10 @@ export interface LiveUpdateAppStatusChannelsItem {
    * Share of devices (0-100) that get the rollout bundle.
    */
   rolloutPercentage?: number;
+  /**
+   * Active, Paused (held: devices on the rollout bundle keep it, nobody new enters) or RolledBack (rollout devices are offered the stable bundle).
+   */
+  rolloutState?: 'Active' | 'Paused' | 'RolledBack';
 }
 
 /**
@@ -230,22 +234,23 @@ export interface LiveUpdateApp {
 }
 
 /**
- * Automatic reactions to failure rates reported by devices in the rollout share.
+ * Halt the rollout by itself when devices on the rollout bundle fail to install it. The controller judges the failure rate from the update services' stats with a 95 % Wilson lower bound, once minSamples devices reported, and records the decision in status (RolloutHalted). It never writes Git: change the rollout (bundle or percentage) or set the liveupdate.dev/resume-rollout annotation to resume.
  */
 export interface LiveUpdateChannelSpecRolloutFailureThresholds {
   /**
-   * Devices that must have reported before a threshold applies.
+   * Halt when the failure rate of rollout devices is above this share (0-100), i.e. when the lower bound of its 95 % confidence interval is.
+   */
+  maxFailurePercent: number;
+  /**
+   * Rollout devices that must have reported an install or a failure before judging.
    * Defaulted by the API server to `100`.
    */
   minSamples?: number;
   /**
-   * Pause the rollout when this share (0-100) of rollout devices failed to update.
+   * Pause holds the rollout (devices on the rollout bundle keep it, nobody new enters); Rollback offers the rollout devices the stable bundle.
+   * Defaulted by the API server to `"Pause"`.
    */
-  pausePercent?: number;
-  /**
-   * Serve the stable bundle to everyone when this share (0-100) failed.
-   */
-  rollbackPercent?: number;
+  onFailure?: 'Pause' | 'Rollback';
 }
 
 /**
@@ -271,7 +276,7 @@ export interface LiveUpdateChannelSpecRollout {
    */
   paused?: boolean;
   /**
-   * Automatic reactions to failure rates reported by devices in the rollout share.
+   * Halt the rollout by itself when devices on the rollout bundle fail to install it. The controller judges the failure rate from the update services' stats with a 95 % Wilson lower bound, once minSamples devices reported, and records the decision in status (RolloutHalted). It never writes Git: change the rollout (bundle or percentage) or set the liveupdate.dev/resume-rollout annotation to resume.
    */
   failureThresholds?: LiveUpdateChannelSpecRolloutFailureThresholds;
 }
@@ -359,6 +364,66 @@ export interface LiveUpdateChannelSpec {
 }
 
 /**
+ * The automatic halt in force, with the figures that triggered it. Cleared when the rollout bundle or percentage changes or the liveupdate.dev/resume-rollout annotation changes.
+ */
+export interface LiveUpdateChannelStatusRolloutHalted {
+  /**
+   * Pause or Rollback.
+   */
+  action: 'Pause' | 'Rollback';
+  /**
+   * Rollout id the halt applies to.
+   */
+  id: string;
+  /**
+   * spec.rollout.percentage when the rollout halted.
+   */
+  percentage: number;
+  /**
+   * Value of the liveupdate.dev/resume-rollout annotation when the rollout halted.
+   */
+  resumeToken?: string;
+  /**
+   * When the rollout halted.
+   */
+  time: string;
+  /**
+   * Rollout devices that had reported an install or a failure.
+   */
+  samples: number;
+  /**
+   * Of those, failures.
+   */
+  failures: number;
+  /**
+   * Observed failure rate (0-100).
+   */
+  failurePercent?: number;
+  /**
+   * 95 % Wilson lower bound of the failure rate (0-100), the figure judged.
+   */
+  lowerBoundPercent?: number;
+}
+
+/**
+ * Counts of the rollout bundle when the rollout was last resumed; later judgements use only what devices reported since.
+ */
+export interface LiveUpdateChannelStatusRolloutBaseline {
+  /**
+   * Rollout id the baseline applies to.
+   */
+  id: string;
+  /**
+   * Samples at the resume.
+   */
+  samples: number;
+  /**
+   * Failures at the resume.
+   */
+  failures: number;
+}
+
+/**
  * The rollout being served.
  */
 export interface LiveUpdateChannelStatusRollout {
@@ -379,31 +444,111 @@ export interface LiveUpdateChannelStatusRollout {
    */
   paused?: boolean;
   /**
+   * Whether a failure threshold rolled the rollout back (devices offered the stable bundle).
+   */
+  rolledBack?: boolean;
+  /**
    * Seed of the sticky device hash for this rollout.
    */
   id?: string;
+  /**
+   * The automatic halt in force, with the figures that triggered it. Cleared when the rollout bundle or percentage changes or the liveupdate.dev/resume-rollout annotation changes.
+   */
+  halted?: LiveUpdateChannelStatusRolloutHalted;
+  /**
+   * Counts of the rollout bundle when the rollout was last resumed; later judgements use only what devices reported since.
+   */
+  baseline?: LiveUpdateChannelStatusRolloutBaseline;
 }
 
 /**
- * Counters reported by devices through the update service.
+ * Figures of the stable bundle's version.
  */
-export interface LiveUpdateChannelStatusStats {
+export interface LiveUpdateChannelStatusStatsStable {
   /**
-   * Successful downloads of the served bundles.
+   * Bundle version.
    */
-  downloads?: number;
+  version?: string;
   /**
-   * Successful installs (set) of the served bundles.
+   * Distinct devices that reported this version since windowStart.
+   */
+  devices?: number;
+  /**
+   * Installs (set) of this version reported by devices.
    */
   installs?: number;
   /**
-   * Failed downloads or installs.
+   * Failed downloads or installs of this version (see failuresByAction).
    */
   failures?: number;
   /**
-   * When the counters were last read.
+   * Failures by the Capgo stats action devices sent (download_fail, decrypt_fail, ...).
+   */
+  failuresByAction?: Record<string, number>;
+  /**
+   * failures / (installs + failures before install), 0-100.
+   */
+  failurePercent?: number;
+  /**
+   * Share (0-100) of the channel's devices seen since windowStart that run this version.
+   */
+  adoptionPercent?: number;
+}
+
+/**
+ * Figures of the rollout bundle's version.
+ */
+export interface LiveUpdateChannelStatusStatsRollout {
+  /**
+   * Bundle version.
+   */
+  version?: string;
+  /**
+   * Distinct devices that reported this version since windowStart.
+   */
+  devices?: number;
+  /**
+   * Installs (set) of this version reported by devices.
+   */
+  installs?: number;
+  /**
+   * Failed downloads or installs of this version (see failuresByAction).
+   */
+  failures?: number;
+  /**
+   * Failures by the Capgo stats action devices sent (download_fail, decrypt_fail, ...).
+   */
+  failuresByAction?: Record<string, number>;
+  /**
+   * failures / (installs + failures before install), 0-100.
+   */
+  failurePercent?: number;
+  /**
+   * Share (0-100) of the channel's devices seen since windowStart that run this version.
+   */
+  adoptionPercent?: number;
+}
+
+/**
+ * Fleet telemetry of this channel, summed over the update-service replicas' stats rollups (stale rollups older than the app's statsRetention are ignored). Written at most once per telemetry interval, and only when the figures changed.
+ */
+export interface LiveUpdateChannelStatusStats {
+  /**
+   * Time of the newest rollup the figures come from.
    */
   lastUpdateTime?: string;
+  /**
+   * Start of the window over which devices are counted.
+   */
+  windowStart?: string;
+  /**
+   * Figures of the stable bundle's version.
+   */
+  stable?: LiveUpdateChannelStatusStatsStable;
+  /**
+   * Figures of the rollout bundle's version.
+   */
+  rollout?: LiveUpdateChannelStatusStatsRollout;
 }
 
 /**
@@ -436,7 +581,7 @@ export interface LiveUpdateChannelStatus {
    */
   rollout?: LiveUpdateChannelStatusRollout;
   /**
-   * Counters reported by devices through the update service.
+   * Fleet telemetry of this channel, summed over the update-service replicas' stats rollups (stale rollups older than the app's statsRetention are ignored). Written at most once per telemetry interval, and only when the figures changed.
    */
   stats?: LiveUpdateChannelStatusStats;
 }

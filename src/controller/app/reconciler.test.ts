@@ -216,6 +216,7 @@ describe('AppReconciler', () => {
         rolloutBundle: 'demo-1-1-0',
         rolloutVersion: '1.1.0',
         rolloutPercentage: 12.5,
+        rolloutState: 'Active',
       },
       { name: 'reset', bundle: 'builtin' },
     ]);

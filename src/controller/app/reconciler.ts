@@ -343,6 +343,7 @@ function channelSummaries(index: ReleaseIndex): NonNullable<LiveUpdateAppStatus[
             ? { rolloutVersion: index.bundles[c.rollout.bundle]!.version }
             : {}),
           rolloutPercentage: c.rollout.percentage,
+          rolloutState: c.rollout.rolledBack ? 'RolledBack' : c.rollout.paused ? 'Paused' : 'Active',
         }
       : {}),
   }));

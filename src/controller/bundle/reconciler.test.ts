@@ -19,7 +19,8 @@ import { NS, ctx, seedApp, seedBundle, seedChannel, seedSecret, webZip } from '.
 import { StallingError, TransientError } from '../common/errors.js';
 import { Registry } from 'prom-client';
 import { createControllerDomainMetrics, type ControllerDomainMetrics } from '../metrics.js';
-import { BundleReconciler, parseDuration } from './reconciler.js';
+import { parseDuration } from '../common/duration.js';
+import { BundleReconciler } from './reconciler.js';
 import type { ArtifactFetcher, FetchRequest, FetchedArtifact } from './fetch.js';
 
 class FakeFetcher implements ArtifactFetcher {

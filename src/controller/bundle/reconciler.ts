@@ -31,6 +31,7 @@ import {
 } from '../../kube/types.js';
 import { ObjectNotFoundError, StoreUnavailableError, type ObjectStore } from '../../storage/object-store.js';
 import { findCondition, removeCondition, rfc3339, setCondition } from '../common/conditions.js';
+import { parseDuration } from '../common/duration.js';
 import { ReconcileError, StallingError, TransientError, WaitingError } from '../common/errors.js';
 import {
   reconcileObject,
@@ -85,15 +86,6 @@ const DELETION_REQUEUE_MS = 30_000;
 /** The app whose index lists a bundle: the manager enqueues it for every bundle event. */
 export function appKeyForBundle(bundle: LiveUpdateBundle): ObjectKey {
   return { namespace: bundle.metadata.namespace ?? '', name: bundle.spec.app };
-}
-
-/** Go duration subset the CRD accepts (e.g. 90s, 5m, 1h30m) in milliseconds. */
-export function parseDuration(text: string): number {
-  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  let total = 0;
-  for (const match of text.matchAll(/([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)/g))
-    total += Number(match[1]) * units[match[2]!]!;
-  return total;
 }
 
 /** Whether the bundle is encrypted: spec.encryption, else the app's default when it has a key. */

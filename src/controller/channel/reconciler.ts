@@ -14,9 +14,19 @@ import {
   type LiveUpdateBundle,
   type LiveUpdateChannel,
   type LiveUpdateChannelStatus,
+  type LiveUpdateChannelStatusRollout,
+  type LiveUpdateChannelStatusStatsRollout,
+  RESUME_ROLLOUT_ANNOTATION,
 } from '../../api/v1alpha1/index.js';
 import { isNotFound, type EventRecorder, type ObjectClient, type ObjectKey } from '../../kube/types.js';
-import { findCondition, removeCondition, setCondition } from '../common/conditions.js';
+import { parseDuration } from '../common/duration.js';
+import { layoutForApp } from '../common/layout.js';
+import type { ChannelLabels, ControllerDomainMetrics } from '../metrics.js';
+import { emptyFigures, type AppTelemetry, type VersionFigures } from '../telemetry/fleet-stats.js';
+import type { FleetTelemetry } from '../telemetry/fleet-stats.js';
+import { judgeRollout } from '../telemetry/rollout-health.js';
+import { currentRolloutId, haltApplies, rolloutStateOf } from './rollout-state.js';
+import { findCondition, removeCondition, rfc3339, setCondition } from '../common/conditions.js';
 import { StallingError, WaitingError } from '../common/errors.js';
 import { reconcileObject, type KindSteps, type StepContext, type StepsResult } from '../common/reconcile.js';
 import { isServable, rolloutId, roundPercentage } from '../publishing/render.js';
@@ -29,7 +39,17 @@ export interface ChannelReconcilerOptions {
   now?: () => Date;
   /** How long to wait before looking again at a bundle or app that is not ready yet. */
   dependencyRequeueMs?: number;
+  /** Fleet telemetry (stats rollups): without it, status.stats stays empty and failure thresholds are not judged. */
+  telemetry?: FleetTelemetry;
+  /** The operator's storage prefix (an app's spec.storage.prefix replaces it). */
+  storagePrefix?: string;
+  /** How often a channel looks at its telemetry again; also the bound on its status writes. */
+  telemetryIntervalMs?: number;
+  metrics?: ControllerDomainMetrics;
 }
+
+/** Default of LiveUpdateApp spec.statsRetention. */
+const DEFAULT_STATS_RETENTION = '720h';
 
 /** The app whose index a channel is part of: the manager enqueues it for every channel event. */
 export function appKeyForChannel(channel: LiveUpdateChannel): ObjectKey {
@@ -112,8 +132,155 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
       },
       ctx.now(),
     );
+    const prior = status.rollout;
     this.showServed(channel, app, status);
-    return this.checkPublished(channel, app, live, rollout);
+    if (this.opts.telemetry) {
+      const telemetry = await this.opts.telemetry.read(
+        layoutForApp(app, this.opts.storagePrefix),
+        { namespace: channel.metadata.namespace ?? '', name: app.metadata.name },
+        parseDuration(app.spec.statsRetention ?? DEFAULT_STATS_RETENTION) ||
+          parseDuration(DEFAULT_STATS_RETENTION),
+        ctx.signal,
+      );
+      this.showStats(channel, app, status, telemetry, live, rollout);
+    }
+    this.judgeRollout(channel, app, status, prior, rollout, ctx);
+    const result = this.checkPublished({ ...channel, status }, app, live, rollout);
+    return this.opts.telemetry && this.opts.telemetryIntervalMs
+      ? { ...result, requeueAfterMs: this.opts.telemetryIntervalMs }
+      : result;
+  }
+
+  /** Figures of the stable and rollout versions (devices, installs, failures by action) into status and metrics. */
+  private showStats(
+    channel: LiveUpdateChannel,
+    app: LiveUpdateApp,
+    status: LiveUpdateChannelStatus,
+    telemetry: AppTelemetry,
+    live: Resolved,
+    rollout: Resolved | undefined,
+  ): void {
+    const figures = telemetry.channels.get(channel.metadata.name);
+    const labels = this.labels(channel, app);
+    const track = (version: string | undefined): LiveUpdateChannelStatusStatsRollout | undefined => {
+      if (version === undefined) return undefined;
+      const f = figures?.versions.get(version) ?? emptyFigures();
+      return {
+        version,
+        devices: f.devices,
+        installs: f.installs,
+        failures: f.failures,
+        failuresByAction: f.failuresByAction,
+        failurePercent: percent(Math.min(f.failures, f.samples), f.samples),
+        adoptionPercent: percent(f.devices, figures?.devices ?? 0),
+      };
+    };
+    const stable = track(status.servingVersion ?? live.version);
+    const rolloutTrack = rollout ? track(status.rollout?.version ?? rollout.version) : undefined;
+    status.stats = {
+      ...(telemetry.lastUpdateTime ? { lastUpdateTime: telemetry.lastUpdateTime } : {}),
+      ...(telemetry.windowStart ? { windowStart: telemetry.windowStart } : {}),
+      ...(stable ? { stable } : {}),
+      ...(rolloutTrack ? { rollout: rolloutTrack } : {}),
+    };
+    this.opts.metrics?.channelTelemetry(labels, 'stable', stable && withDefaults(stable));
+    this.opts.metrics?.channelTelemetry(labels, 'rollout', rolloutTrack && withDefaults(rolloutTrack));
+  }
+
+  /**
+   * Failure thresholds: keeps a halt while it applies, records a baseline when a person lifted it, and halts the
+   * rollout when the rollout version's failure rate (since the baseline) is above the limit with confidence.
+   */
+  private judgeRollout(
+    channel: LiveUpdateChannel,
+    app: LiveUpdateApp,
+    status: LiveUpdateChannelStatus,
+    prior: LiveUpdateChannelStatusRollout | undefined,
+    rollout: Resolved | undefined,
+    ctx: StepContext,
+  ): void {
+    const conditions = (status.conditions ??= []);
+    const labels = this.labels(channel, app);
+    const id = currentRolloutId(channel);
+    const spec = channel.spec.rollout;
+    if (!spec || !rollout || id === undefined) {
+      removeCondition(conditions, ConditionType.RolloutHalted);
+      this.opts.metrics?.rolloutHalted(labels, false);
+      return;
+    }
+    const counts = status.stats?.rollout;
+    const samplesNow = (counts?.installs ?? 0) + pendingSamples(counts);
+    const failuresNow = counts?.failures ?? 0;
+    let halted = prior?.halted;
+    let baseline = prior?.baseline?.id === id ? prior.baseline : undefined;
+    if (halted && !haltApplies(channel, halted)) {
+      if (halted.id === id) {
+        baseline = { id, samples: samplesNow, failures: failuresNow };
+        this.opts.recorder.event(
+          channel,
+          'Normal',
+          Reason.RolloutResumed,
+          `rollout ${rollout.version} resumed at ${spec.percentage}%; failures are counted again from here`,
+        );
+      }
+      halted = undefined;
+    }
+    const thresholds = spec.failureThresholds;
+    if (!halted && thresholds && counts) {
+      const verdict = judgeRollout(
+        failuresNow - (baseline?.failures ?? 0),
+        samplesNow - (baseline?.samples ?? 0),
+        { maxFailurePercent: thresholds.maxFailurePercent, minSamples: thresholds.minSamples ?? 100 },
+      );
+      if (verdict.exceeded) {
+        const action = thresholds.onFailure ?? 'Pause';
+        const token = channel.metadata.annotations?.[RESUME_ROLLOUT_ANNOTATION];
+        halted = {
+          action,
+          id,
+          percentage: roundPercentage(spec.percentage),
+          ...(token !== undefined ? { resumeToken: token } : {}),
+          time: rfc3339(ctx.now()),
+          samples: verdict.samples,
+          failures: verdict.failures,
+          failurePercent: verdict.failurePercent,
+          lowerBoundPercent: verdict.lowerBoundPercent,
+        };
+        const message = haltMessage(rollout.version, halted, thresholds.maxFailurePercent);
+        ctx.log.warn({ action, ...verdict }, 'rollout halted by its failure threshold');
+        this.opts.recorder.event(channel, 'Warning', ConditionType.RolloutHalted, message);
+        this.opts.metrics?.rolloutHalt(labels, action);
+      }
+    }
+    if (status.rollout ?? halted ?? baseline) {
+      status.rollout ??= { bundle: rollout.name, version: rollout.version, id };
+      if (halted) status.rollout.halted = halted;
+      if (baseline) status.rollout.baseline = baseline;
+    }
+    this.opts.metrics?.rolloutHalted(labels, halted !== undefined);
+    if (!halted) {
+      removeCondition(conditions, ConditionType.RolloutHalted);
+      return;
+    }
+    setCondition(
+      conditions,
+      {
+        type: ConditionType.RolloutHalted,
+        status: 'True',
+        reason: Reason.FailureThresholdExceeded,
+        message: haltMessage(rollout.version, halted, thresholds?.maxFailurePercent),
+        observedGeneration: channel.metadata.generation ?? 0,
+      },
+      ctx.now(),
+    );
+  }
+
+  private labels(channel: LiveUpdateChannel, app: LiveUpdateApp): ChannelLabels {
+    return {
+      namespace: channel.metadata.namespace ?? '',
+      app: app.metadata.name,
+      channel: channel.metadata.name,
+    };
   }
 
   /** Device-visible names are unique per app; the holder is decided as the index renderer decides it. */
@@ -195,7 +362,8 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
         bundle: summary.rolloutBundle,
         ...(summary.rolloutVersion ? { version: summary.rolloutVersion } : {}),
         ...(summary.rolloutPercentage !== undefined ? { percentage: summary.rolloutPercentage } : {}),
-        paused: channel.spec.rollout?.paused ?? false,
+        paused: summary.rolloutState === 'Paused',
+        ...(summary.rolloutState === 'RolledBack' ? { rolledBack: true } : {}),
         id: rolloutId(channel.metadata.namespace ?? '', channel.metadata.name, summary.rolloutBundle),
       };
     }
@@ -209,11 +377,13 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
     rollout: Resolved | undefined,
   ): StepsResult {
     const summary = app.status?.channels?.find((c) => c.name === channel.metadata.name);
+    const state = rolloutStateOf(channel);
     const published =
       summary?.bundle === live.name &&
       summary.rolloutBundle === rollout?.name &&
       (rollout === undefined ||
-        summary.rolloutPercentage === roundPercentage(channel.spec.rollout?.percentage ?? 0));
+        (summary.rolloutPercentage === roundPercentage(channel.spec.rollout?.percentage ?? 0) &&
+          (summary.rolloutState ?? 'Active') === state));
     if (!published) {
       throw new WaitingError(
         Reason.Progressing,
@@ -221,12 +391,57 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
         5_000,
       );
     }
-    const rolloutText = rollout ? `; rollout ${rollout.version} to ${summary.rolloutPercentage}%` : '';
+    const held = state === 'Paused' ? ' (paused)' : state === 'RolledBack' ? ' (rolled back)' : '';
+    const rolloutText = rollout ? `; rollout ${rollout.version} to ${summary.rolloutPercentage}%${held}` : '';
     return { reason: Reason.Succeeded, message: `serving ${live.version}${rolloutText}` };
   }
 
-  reconcileDelete(_channel: LiveUpdateChannel, status: LiveUpdateChannelStatus) {
+  reconcileDelete(channel: LiveUpdateChannel, status: LiveUpdateChannelStatus) {
     removeCondition((status.conditions ??= []), ConditionType.BundlesResolved);
+    this.opts.metrics?.forgetChannel({
+      namespace: channel.metadata.namespace ?? '',
+      app: channel.spec.app,
+      channel: channel.metadata.name,
+    });
     return Promise.resolve({ done: true as const });
   }
+}
+
+function percent(part: number, whole: number): number {
+  return whole > 0 ? Math.round((10_000 * part) / whole) / 100 : 0;
+}
+
+/** Devices that failed before installing: the failures other than update_fail (which follows a `set`). */
+function pendingSamples(track: LiveUpdateChannelStatusStatsRollout | undefined): number {
+  if (!track) return 0;
+  const { update_fail: afterInstall = 0 } = track.failuresByAction ?? {};
+  return (track.failures ?? 0) - afterInstall;
+}
+
+function withDefaults(t: LiveUpdateChannelStatusStatsRollout): VersionFigures & { failurePercent: number } {
+  return {
+    devices: t.devices ?? 0,
+    installs: t.installs ?? 0,
+    failures: t.failures ?? 0,
+    failuresByAction: t.failuresByAction ?? {},
+    samples: 0,
+    failurePercent: t.failurePercent ?? 0,
+  };
+}
+
+function haltMessage(
+  version: string,
+  halt: NonNullable<LiveUpdateChannelStatusRollout['halted']>,
+  maxFailurePercent: number | undefined,
+): string {
+  const effect =
+    halt.action === 'Rollback'
+      ? `devices on ${version} are offered the stable bundle`
+      : `devices on ${version} keep it, nobody new enters`;
+  const limit = maxFailurePercent !== undefined ? ` > ${maxFailurePercent}%` : '';
+  return (
+    `rollout ${version} halted (${halt.action}): ${halt.failures} of ${halt.samples} devices failed ` +
+    `(${halt.failurePercent}%, 95% lower bound ${halt.lowerBoundPercent}%${limit}); ${effect}. ` +
+    `Resume: change spec.rollout.bundle or percentage, or set the ${RESUME_ROLLOUT_ANNOTATION} annotation to a new value`
+  );
 }

@@ -24,6 +24,7 @@ import {
   type ReleaseIndex,
 } from '../../storage/release-index.js';
 import { deviceNameHolders, deviceNameOf } from '../channel/device-name.js';
+import { rolloutStateOf } from '../channel/rollout-state.js';
 import { isConditionTrue } from '../common/conditions.js';
 import { canonicalJson } from '../common/status.js';
 
@@ -164,11 +165,13 @@ class IndexBuilder {
       pinnedIdHashes: [...new Set((channel.spec.pinnedDevices ?? []).map(hashPinnedId))].sort(),
     };
     if (rollout && rolloutBundle) {
+      const state = rolloutStateOf(channel);
       entry.rollout = {
         bundle: rolloutBundle,
         percentage: roundPercentage(rollout.percentage),
         id: rolloutId(namespace ?? '', channel.metadata.name, rolloutBundle),
-        ...(rollout.paused ? { paused: true } : {}),
+        ...(state === 'Paused' ? { paused: true } : {}),
+        ...(state === 'RolledBack' ? { rolledBack: true } : {}),
         ...(rollout.sticky === false ? { sticky: false } : {}),
       };
     } else if (rollout && previous?.rollout?.bundle === rollout.bundle) {

@@ -45,7 +45,7 @@ export function mountStats(app: Express, ctx: RouteContext): void {
       throw new RequestError(400, 'invalid_json_body', 'action must be a string');
     if (action === undefined || action === '') return;
     const resolved = resolveChannel(app, info);
-    ctx.stats.record(app, resolved?.channel.channel.name ?? '_none', info.versionName, action);
+    ctx.stats.record(app, resolved?.channel.channel.name ?? '_none', info.versionName, action, info.deviceId);
   }
 
   app.post(

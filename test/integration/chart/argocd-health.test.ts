@@ -105,6 +105,25 @@ const CASES: { name: string; object: (kind: string) => object; status: string; m
     message: /does not match spec\.digest/,
   },
   {
+    name: 'RolloutHalted=True is Degraded with the halt figures, also while the halt is being published',
+    object: (kind) =>
+      resource(kind, 3, {
+        observedGeneration: 3,
+        conditions: [
+          ready('False', 'Progressing', 'waiting for LiveUpdateApp demo to publish demo-1-0-0'),
+          cond('Reconciling', 'True', 'Progressing', 'waiting for LiveUpdateApp demo to publish demo-1-0-0'),
+          cond(
+            'RolloutHalted',
+            'True',
+            'FailureThresholdExceeded',
+            'rollout 1.1.0 halted (Pause): 120 of 400 devices failed (30%, 95% lower bound 25.72% > 10%)',
+          ),
+        ],
+      }),
+    status: 'Degraded',
+    message: /120 of 400 devices failed/,
+  },
+  {
     name: 'Ready=False with a terminal reason is Degraded',
     object: (kind) =>
       resource(kind, 2, {

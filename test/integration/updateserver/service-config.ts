@@ -38,6 +38,7 @@ export async function serviceConfig(
     presignExpirySeconds: 3600,
     replicaName: 'it-0',
     statsFlushSeconds: 1,
+    statsWindowSeconds: 3600,
     rateLimitPerDevice: 0,
     rateLimitPerAddress: 0,
     trustProxy: false,
