@@ -151,7 +151,7 @@ export const CONTROLLER_OPTIONS = {
   gcIntervalSeconds: {
     env: ['LIVEUPDATE_GC_INTERVAL_SECONDS'],
     flag: 'gc-interval-seconds',
-    description: 'how often each app\'s garbage collection of unreferenced objects runs (0 disables it)',
+    description: "how often each app's garbage collection of unreferenced objects runs (0 disables it)",
     default: 3_600,
     parse: int(0, 7 * 24 * 3_600),
   } satisfies OptionSpec<number>,
