@@ -308,17 +308,36 @@ describe('CEL rules reject invalid manifests with a message naming the field', (
       'spec.rollout.bundle must differ from spec.bundle',
     ],
     [
-      'rollback below pause',
+      'a failure limit above 100 %',
       'liveupdatechannels',
       () =>
         channel({
           rollout: {
             bundle: 'b2',
             percentage: 10,
-            failureThresholds: { pausePercent: 10, rollbackPercent: 5 },
+            failureThresholds: { maxFailurePercent: 150 },
           },
         }),
-      'rollbackPercent must not be lower than pausePercent',
+      'spec.rollout.failureThresholds.maxFailurePercent must be between 0 and 100',
+    ],
+    [
+      'an unknown onFailure action',
+      'liveupdatechannels',
+      () =>
+        channel({
+          rollout: {
+            bundle: 'b2',
+            percentage: 10,
+            failureThresholds: { maxFailurePercent: 5, onFailure: 'Ignore' },
+          },
+        }),
+      'spec.rollout.failureThresholds.onFailure',
+    ],
+    [
+      'failure thresholds without a limit',
+      'liveupdatechannels',
+      () => channel({ rollout: { bundle: 'b2', percentage: 10, failureThresholds: { minSamples: 5 } } }),
+      'spec.rollout.failureThresholds.maxFailurePercent',
     ],
     [
       'an unknown platform',
@@ -420,7 +439,7 @@ describe('kubectl', () => {
       /^NAME\s+APP ID\s+KEY ID\s+REVISION\s+READY\s+STATUS\s+AGE/,
     );
     expect((await kubectl('get', 'luc')).split('\n')[0]).toMatch(
-      /^NAME\s+APP\s+BUNDLE\s+VERSION\s+ROLLOUT\s+PERCENT\s+READY\s+STATUS\s+AGE/,
+      /^NAME\s+APP\s+BUNDLE\s+VERSION\s+ROLLOUT\s+PERCENT\s+ADOPTION\s+FAILURES\s+READY\s+STATUS\s+AGE/,
     );
     const all = await kubectl('get', 'liveupdate', '-o', 'name');
     expect(all).toContain('liveupdatebundle.liveupdate.dev/printed');
