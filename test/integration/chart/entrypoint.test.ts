@@ -80,7 +80,7 @@ describe('image entrypoint', () => {
     expect(dockerfile).toMatch(
       /^ARG NODE_IMAGE=docker\.io\/library\/node:24-bookworm-slim@sha256:[a-f0-9]{64}$/m,
     );
-    expect(dockerfile).toMatch(/^RUN npm ci$/m);
+    expect(dockerfile).toMatch(/^RUN npm ci --ignore-scripts$/m);
     expect(dockerfile).toMatch(/npm run build/);
     expect(dockerfile).toMatch(/npm prune --omit=dev/);
     const copies = [...dockerfile.matchAll(/^COPY --from=build \S+ \/src\/(\S+) /gm)].map((m) => m[1]);
