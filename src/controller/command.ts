@@ -33,6 +33,7 @@ import { RootPublisher } from './publishing/root-document.js';
 import { FleetTelemetry } from './telemetry/fleet-stats.js';
 import { Manager, type ControllerSpec } from './manager.js';
 import { createControllerDomainMetrics, type ControllerDomainMetrics } from './metrics.js';
+import { registerObjectMetrics } from './object-metrics.js';
 
 export interface ControllerDeps {
   client: ObjectClient;
@@ -214,6 +215,7 @@ export async function runWithConfig(
       : {}),
   });
   const domainMetrics = createControllerDomainMetrics(registry);
+  registerObjectMetrics(registry, (type) => manager.cachedObjects(type));
   // Reconcilers read their own kinds from the informer caches (as controller-runtime's default client does): a bundle
   // reconcile no longer LISTs every bundle of the namespace from the API server. Writes and Secrets go to the API.
   const reads = manager.cachedClient(client);

@@ -123,6 +123,47 @@ describe('Manager', () => {
     await done;
   });
 
+  it('counts a terminal error (Stalled) as an error without requeue, and a programming error as a panic', async () => {
+    const { clock, source, reconciler, metrics, manager, stop, done } = setup({ initial: ['a', 'b'] });
+    reconciler.behaviour = (key) =>
+      key.name === 'a'
+        ? Promise.resolve({ terminalError: 'DigestMismatch' })
+        : Promise.reject(new TypeError("Cannot read properties of undefined (reading 'spec')"));
+    await clock.advance(0);
+    expect(reconciler.count('ns/a')).toBe(1);
+    await clock.advance(1_000);
+    expect(reconciler.count('ns/a')).toBe(1);
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('controller_runtime_terminal_reconcile_errors_total{controller="configmap"} 1');
+    const panics = /controller_runtime_reconcile_panics_total\{controller="configmap"\} (\d+)/.exec(text);
+    expect(Number(panics?.[1])).toBe(reconciler.count('ns/b'));
+    expect(Number(panics?.[1])).toBeGreaterThan(1);
+    expect(
+      manager
+        .cachedObjects(CM)
+        .map((o) => o.metadata.name)
+        .sort(),
+    ).toEqual(['a', 'b']);
+    source.remove('a');
+    await clock.advance(0);
+    expect(manager.cachedObjects(CM).map((o) => o.metadata.name)).toEqual(['b']);
+    stop.abort();
+    await done;
+    expect(manager.cachedObjects(CM)).toEqual([]);
+  });
+
+  it('a network failure (undici TypeError with a cause) is not a panic', async () => {
+    const { clock, reconciler, metrics, stop, done } = setup();
+    reconciler.behaviour = () =>
+      Promise.reject(new TypeError('fetch failed', { cause: new Error('connect ECONNREFUSED') }));
+    await clock.advance(100);
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/controller_runtime_reconcile_errors_total\{controller="configmap"\} [1-9]/);
+    expect(text).not.toMatch(/controller_runtime_reconcile_panics_total\{controller="configmap"\} [1-9]/);
+    stop.abort();
+    await done;
+  });
+
   it('requeueAfter reconciles again after the delay', async () => {
     const { clock, reconciler, stop, done } = setup();
     reconciler.behaviour = () => Promise.resolve({ requeueAfterMs: 60_000 });

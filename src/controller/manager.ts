@@ -26,7 +26,7 @@ import {
 } from '../kube/types.js';
 import { WorkQueue, type RateLimiter } from '../kube/workqueue.js';
 import type { RuntimeMetrics } from '../observability/metrics.js';
-import type { Reconciler } from './reconciler.js';
+import { isProgrammingError, type Reconciler } from './reconciler.js';
 
 /** Read access to the manager's informer caches (only types some controller is for or watches). */
 export interface CacheReader {
@@ -187,6 +187,12 @@ export class Manager {
     if (this.informers.size === 0 || unsynced.length > 0)
       return { ready: false, reason: `caches not synced: ${unsynced.join(', ') || 'starting'}` };
     return { ready: true, reason: this.opts.leaderElection ? 'leader, caches synced' : 'caches synced' };
+  }
+
+  /** The cached objects of a type while this replica leads and the cache is synced, otherwise none. */
+  cachedObjects(type: ResourceType): KubeObject[] {
+    const inf = this.informers.get(informerId(type));
+    return this.leading && inf?.hasSynced() ? inf.list() : [];
   }
 
   /**
@@ -377,7 +383,11 @@ export class Manager {
         log.debug('reconciling');
         const result = await c.reconciler.reconcile(key, { reconcileID, log, signal });
         queue.forget(k);
-        if (result.requeueAfterMs !== undefined && result.requeueAfterMs > 0) {
+        if (result.terminalError !== undefined) {
+          m.reconcileTotal.inc({ controller: c.name, result: 'error' });
+          m.reconcileErrors.inc({ controller: c.name });
+          m.terminalReconcileErrors.inc({ controller: c.name });
+        } else if (result.requeueAfterMs !== undefined && result.requeueAfterMs > 0) {
           queue.addAfter(k, result.requeueAfterMs);
           m.reconcileTotal.inc({ controller: c.name, result: 'requeue_after' });
         } else {
@@ -387,6 +397,7 @@ export class Manager {
       } catch (err) {
         m.reconcileTotal.inc({ controller: c.name, result: 'error' });
         m.reconcileErrors.inc({ controller: c.name });
+        if (isProgrammingError(err)) m.reconcilePanics.inc({ controller: c.name });
         if (signal.aborted) {
           log.info({ err }, 'reconcile aborted');
         } else {

@@ -8,6 +8,11 @@ import type { ObjectKey } from '../kube/types.js';
 
 export interface ReconcileResult {
   requeueAfterMs?: number;
+  /**
+   * The reason of an error no retry can fix (the object is Stalled), like controller-runtime's TerminalError: counted
+   * as an error and a terminal error, never requeued.
+   */
+  terminalError?: string;
 }
 
 export interface ReconcileContext {
@@ -16,6 +21,18 @@ export interface ReconcileContext {
   log: Logger;
   /** Aborted on shutdown or loss of leadership: in-flight work stops at the next safe point. */
   signal: AbortSignal;
+}
+
+/**
+ * JavaScript's equivalent of a Go panic: a programming error (ReferenceError, RangeError, SyntaxError, or a
+ * TypeError that is not undici's network failure, which carries a cause) anywhere in the cause chain.
+ */
+export function isProgrammingError(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof ReferenceError || e instanceof RangeError || e instanceof SyntaxError) return true;
+    if (e instanceof TypeError && e.cause === undefined && e.message !== 'fetch failed') return true;
+  }
+  return false;
 }
 
 export interface Reconciler {

@@ -68,7 +68,7 @@ describe('POST /stats', () => {
     });
     expect(
       await metricValue(srv, 'liveupdate_device_events_total', {
-        app: APP_ID,
+        app_id: APP_ID,
         channel: 'production',
         version: '1.4.1',
         action: 'set',

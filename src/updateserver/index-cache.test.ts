@@ -49,7 +49,7 @@ describe('IndexCache', () => {
     expect(cache.app(APP_ID)?.revision).toBe(3);
     expect(cache.app('com.example.other')?.revision).toBe(1);
     expect(cache.snapshot.objects.has(sampleIndex().bundles['app-1-4-1']!.objectKey)).toBe(true);
-    expect(await metric(registry, 'liveupdate_index_revision', { app: APP_ID })).toBe(3);
+    expect(await metric(registry, 'liveupdate_index_revision', { app_id: APP_ID })).toBe(3);
   });
 
   it('does a conditional GET of the root and fetches no index when nothing changed', async () => {
@@ -116,19 +116,19 @@ describe('IndexCache', () => {
   it('keeps serving when the store is down, and the index age grows', async () => {
     await publish(store, [sampleIndex(1)]);
     await cache.poll();
-    expect(await metric(registry, 'liveupdate_index_age_seconds', { app: APP_ID })).toBe(0);
+    expect(await metric(registry, 'liveupdate_index_age_seconds', { app_id: APP_ID })).toBe(0);
     store.setUnavailable(true);
     now += 60_000;
     await cache.poll();
     expect(cache.app(APP_ID)?.revision).toBe(1);
     expect(cache.reason).toMatch(/unavailable/);
-    expect(await metric(registry, 'liveupdate_index_age_seconds', { app: APP_ID })).toBe(60);
+    expect(await metric(registry, 'liveupdate_index_age_seconds', { app_id: APP_ID })).toBe(60);
     expect(await metric(registry, 'liveupdate_index_load_errors_total', { reason: 'root_unavailable' })).toBe(
       1,
     );
     store.setUnavailable(false);
     await cache.poll();
-    expect(await metric(registry, 'liveupdate_index_age_seconds', { app: APP_ID })).toBe(0);
+    expect(await metric(registry, 'liveupdate_index_age_seconds', { app_id: APP_ID })).toBe(0);
   });
 
   it('is ready with a corrupt first index of one app: that app alone is failed, the other served', async () => {

@@ -176,7 +176,7 @@ export class IndexCache {
         state.loadedFor = loadKey;
         state.confirmedAt = now;
         changed = true;
-        this.opts.metrics.indexRevision.set({ app: entry.appId }, app.revision);
+        this.opts.metrics.indexRevision.set({ app_id: entry.appId }, app.revision);
         this.opts.logger.info({ app: entry.appId, revision: app.revision }, 'release index loaded');
       } catch (err) {
         const reason = errorReason(err, 'index');
@@ -194,7 +194,7 @@ export class IndexCache {
     for (const appId of [...this.states.keys()]) {
       if (!seen.has(appId)) {
         this.states.delete(appId);
-        this.opts.metrics.indexRevision.remove({ app: appId });
+        this.opts.metrics.indexRevision.remove({ app_id: appId });
         changed = true;
       }
     }

@@ -1,18 +1,19 @@
 /**
- * liveupdate_* metrics of the update service. Labels are app ids, channel names, bundle versions, actions and
+ * liveupdate_* metrics of the update service. Labels are app ids (`app_id`, what devices send; the controller's
+ * liveupdate_app_info maps it to the LiveUpdateApp's namespace and name), channel names, bundle versions, actions and
  * routes: never device or custom ids (personal data), and every label set is bounded (see StatsAggregator).
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export class UpdateServerMetrics {
   readonly indexLoadErrors: Counter<'reason'>;
-  readonly indexRevision: Gauge<'app'>;
+  readonly indexRevision: Gauge<'app_id'>;
   readonly indexApps: Gauge<'state'>;
-  readonly deviceEvents: Counter<'app' | 'channel' | 'version' | 'action'>;
+  readonly deviceEvents: Counter<'app_id' | 'channel' | 'version' | 'action'>;
   readonly statsDropped: Counter<'reason'>;
   readonly statsFlushErrors: Counter;
   readonly requests: Counter<'route' | 'code'>;
-  readonly updateAnswers: Counter<'app' | 'answer'>;
+  readonly updateAnswers: Counter<'app_id' | 'answer'>;
   readonly requestDuration: Histogram<'route'>;
   readonly rateLimited: Counter<'scope'>;
   readonly downloadBytes: Counter;
@@ -25,17 +26,17 @@ export class UpdateServerMetrics {
     new Gauge({
       name: 'liveupdate_index_age_seconds',
       help: 'Seconds since this replica last confirmed that the release index it serves for an app is current',
-      labelNames: ['app'],
+      labelNames: ['app_id'],
       registers,
       collect() {
         this.reset();
-        for (const { app, seconds } of self.ageSource()) this.set({ app }, seconds);
+        for (const { app, seconds } of self.ageSource()) this.set({ app_id: app }, seconds);
       },
     });
     this.indexRevision = new Gauge({
       name: 'liveupdate_index_revision',
       help: 'Revision of the release index served for an app',
-      labelNames: ['app'],
+      labelNames: ['app_id'],
       registers,
     });
     this.indexApps = new Gauge({
@@ -53,7 +54,7 @@ export class UpdateServerMetrics {
     this.deviceEvents = new Counter({
       name: 'liveupdate_device_events_total',
       help: 'Device stats events by app, channel, bundle version and action (overflow series "_overflow")',
-      labelNames: ['app', 'channel', 'version', 'action'],
+      labelNames: ['app_id', 'channel', 'version', 'action'],
       registers,
     });
     this.statsDropped = new Counter({
@@ -76,7 +77,7 @@ export class UpdateServerMetrics {
     this.updateAnswers = new Counter({
       name: 'liveupdate_update_answers_total',
       help: 'Update-check answers by app and answer (new_version, builtin, or the error code)',
-      labelNames: ['app', 'answer'],
+      labelNames: ['app_id', 'answer'],
       registers,
     });
     this.requestDuration = new Histogram({

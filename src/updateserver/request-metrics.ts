@@ -53,7 +53,7 @@ export class RequestMetrics {
         byAnswer = new Map();
         this.answerCounters.set(app, byAnswer);
       }
-      c = this.metrics.updateAnswers.labels({ app, answer });
+      c = this.metrics.updateAnswers.labels({ app_id: app, answer });
       byAnswer.set(answer, c);
       this.answerCounterCount++;
     }

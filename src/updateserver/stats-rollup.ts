@@ -132,10 +132,10 @@ export class StatsAggregator {
     entry.app = app;
     if (deviceId !== undefined) this.recordDevice(entry, `${channel}\u0000${version}`, deviceId);
     let key = `${channel}\u0000${version}\u0000${act}`;
-    let labels = { app: app.appId, channel, version, action: act };
+    let labels = { app_id: app.appId, channel, version, action: act };
     if (!entry.counts.has(key) && this.series >= (this.opts.maxSeries ?? 20_000)) {
       key = `${OVERFLOW}\u0000${OVERFLOW}\u0000${OVERFLOW}`;
-      labels = { app: app.appId, channel: OVERFLOW, version: OVERFLOW, action: OVERFLOW };
+      labels = { app_id: app.appId, channel: OVERFLOW, version: OVERFLOW, action: OVERFLOW };
     }
     const before = entry.counts.get(key);
     if (before === undefined) this.series++;

@@ -20,7 +20,8 @@ export type ToolName =
   | 'syft'
   | 'kubelet'
   | 'kube-scheduler'
-  | 'kube-controller-manager';
+  | 'kube-controller-manager'
+  | 'promtool';
 
 export interface ToolSpec {
   readonly name: ToolName;
@@ -144,6 +145,17 @@ export const TOOLS: Readonly<Record<ToolName, ToolSpec>> = {
     ldflags: ['-X main.version=1.57.2'],
     versionArgs: ['version'],
     versionPattern: /^Version:\s+1\.57\.2$/m,
+  },
+  // The chart's PrometheusRule: `promtool check rules` and `promtool test rules` (alert unit tests).
+  promtool: {
+    name: 'promtool',
+    // Prometheus 3.16.0 is published to the Go proxy as module version v0.316.0.
+    version: 'v3.16.0',
+    moduleDir: 'test/infra/promtool',
+    goPackage: 'github.com/prometheus/prometheus/cmd/promtool',
+    ldflags: ['-X github.com/prometheus/common/version.Version=3.16.0'],
+    versionArgs: ['--version'],
+    versionPattern: /^promtool, version 3\.16\.0\b/m,
   },
   ...nodeTools(),
 };

@@ -101,7 +101,7 @@ image (`registry/repository:tag@digest`, the tag kept for humans).
 {{- with .Values.global.imagePullSecrets -}}
 imagePullSecrets:
 {{- range . }}
-  - name: {{ . }}
+  - name: {{ if kindIs "map" . }}{{ .name }}{{ else }}{{ . }}{{ end }}
 {{- end }}
 {{- end }}
 {{- end }}

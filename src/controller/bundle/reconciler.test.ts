@@ -286,7 +286,7 @@ describe('BundleReconciler', () => {
       reason === 'DigestMismatch' ? { digest: `sha256:${'0'.repeat(64)}` } : {},
     );
 
-    expect(await reconciler.reconcile(key, ctx())).toEqual({});
+    expect(await reconciler.reconcile(key, ctx())).toEqual({ terminalError: reason });
 
     const bundle = bundleOf(client);
     expect(condition(bundle, 'Stalled')).toMatchObject({ status: 'True', reason });
@@ -377,7 +377,7 @@ describe('BundleReconciler', () => {
       },
     });
     seedBundle(client, 'demo-1-0-0');
-    expect(await reconciler.reconcile(key, ctx())).toEqual({});
+    expect(await reconciler.reconcile(key, ctx())).toEqual({ terminalError: 'SigningKeySecretNotFound' });
     expect(condition(bundleOf(client), 'Stalled')).toMatchObject({ reason: 'SigningKeySecretNotFound' });
     expect(condition(bundleOf(client), 'Stalled')?.message).toContain('LiveUpdateApp demo');
     expect(fetcher.fetched).toEqual([]);

@@ -156,7 +156,7 @@ describe('ChannelReconciler', () => {
     });
     await publish(client, [{ name: 'production', bundle: 'demo-1-0-0', version: '1.0.0' }]);
     seedChannel(client, 'production', { bundle: 'demo-2-0-0' });
-    expect(await reconciler.reconcile(key, ctx())).toEqual({});
+    expect(await reconciler.reconcile(key, ctx())).toEqual({ terminalError: 'BundleNotReady' });
     const channel = channelOf(client);
     expect(condition(channel, 'Stalled')).toMatchObject({ reason: 'BundleNotReady' });
     expect(condition(channel, 'Stalled')?.message).toContain('DigestMismatch');

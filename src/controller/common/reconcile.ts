@@ -114,7 +114,7 @@ function finish(recorder: EventRecorder, obj: KubeObject, outcome: Outcome, log:
     case 'stalling':
       log.warn({ reason: outcome.reason, err: outcome.message }, 'reconciliation stalled');
       recorder.event(obj, 'Warning', outcome.reason, outcome.message);
-      return {};
+      return { terminalError: outcome.reason };
     case 'waiting':
       log.info({ reason: outcome.reason }, outcome.message);
       return { requeueAfterMs: outcome.requeueAfterMs };

@@ -84,7 +84,7 @@ test('runs from environment variables, serves, and exits 0 on SIGTERM', async ()
     /^https:\/\/updates\.example\.com\/bundles\/lu\/apps\/example\/bundles\//,
   );
   const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
-  expect(metrics).toMatch(/liveupdate_index_revision\{app="com.example.app"\} 1/);
+  expect(metrics).toMatch(/liveupdate_index_revision\{app_id="com.example.app"\} 1/);
   expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(404);
   const exited = new Promise<number | null>((r) => proc!.once('exit', (code) => r(code)));
   proc.kill('SIGTERM');
