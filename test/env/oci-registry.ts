@@ -119,12 +119,13 @@ export async function startTestRegistry(options: RegistryOptions = {}): Promise<
   });
   closeSync(out);
   const url = `${tls ? 'https' : 'http'}://${host}`;
+  const probeCertificate = options.clientCertificates ? authority.issue('client', 'readiness-probe') : undefined;
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child.exitCode !== null) {
       throw new Error(`registry exited with ${child.exitCode}:\n${await fileTail(log)}`);
     }
-    if (await answers(host, tls)) break;
+    if (await answers(host, tls, probeCertificate)) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`registry did not answer within 30 s:\n${await fileTail(log)}`);
@@ -175,12 +176,13 @@ export async function startTestRegistry(options: RegistryOptions = {}): Promise<
 }
 
 /** Whether the registry answers /v2/ at all (401 counts: auth is on). TLS is not checked here, only liveness. */
-function answers(host: string, tls: boolean): Promise<boolean> {
+function answers(host: string, tls: boolean, client?: IssuedCertificate): Promise<boolean> {
   const request = tls ? httpsRequest : httpRequest;
   return new Promise((resolve) => {
     const req = request(`${tls ? 'https' : 'http'}://${host}/v2/`, {
       rejectUnauthorized: false,
       timeout: 1000,
+      ...(client ? { cert: client.cert, key: client.key } : {}),
     });
     req.on('response', (res) => {
       res.resume();

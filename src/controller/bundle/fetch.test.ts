@@ -5,7 +5,8 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { selfSignedCertificate } from '../../../test/env/tls.js';
+import type { TLSSocket } from 'node:tls';
+import { selfSignedCertificate, testCertificateAuthority } from '../../../test/env/tls.js';
 import { StallingError, TransientError } from '../common/errors.js';
 import { SourceFetcher, redactUrl, type FetchRequest } from './fetch.js';
 
@@ -154,6 +155,78 @@ describe('SourceFetcher (https with a private CA)', () => {
     } finally {
       secure.closeAllConnections();
       await new Promise<void>((resolve) => secure.close(() => resolve()));
+    }
+  });
+});
+
+describe('SourceFetcher (mutual TLS)', () => {
+  it('presents the client certificate to a server that requires one, and fails without it', async () => {
+    const authority = testCertificateAuthority();
+    const server = authority.issue('server');
+    const client = authority.issue('client', 'ci-fetcher');
+    const seenClients: string[] = [];
+    const secure = createHttpsServer(
+      { cert: server.cert, key: server.key, ca: authority.cert, requestCert: true, rejectUnauthorized: true },
+      (req, res) => {
+        const peer = (req.socket as TLSSocket).getPeerCertificate();
+        seenClients.push(String(peer.subject?.CN));
+        res.end('for certified clients');
+      },
+    );
+    await new Promise<void>((resolve) => secure.listen(0, '127.0.0.1', resolve));
+    const url = `https://127.0.0.1:${(secure.address() as AddressInfo).port}/a.zip`;
+    try {
+      const refused = await failure({
+        ...request('/'),
+        source: { http: { url } },
+        http: { ca: authority.cert },
+      });
+      expect({ kind: refused.kind, reason: refused.reason }).toEqual({
+        kind: 'stalling',
+        reason: 'SourceCertificateInvalid',
+      });
+      expect(refused.message).toContain('certSecretRef');
+      const fetched = await fetcher.fetch({
+        ...request('/'),
+        source: { http: { url } },
+        http: { ca: authority.cert, cert: client.cert, key: client.key },
+      });
+      expect(await readFile(fetched.path, 'utf8')).toBe('for certified clients');
+      expect(seenClients).toEqual(['ci-fetcher']);
+    } finally {
+      secure.closeAllConnections();
+      await new Promise<void>((resolve) => secure.close(() => resolve()));
+    }
+  });
+});
+
+describe('SourceFetcher (proxies from the environment)', () => {
+  it('goes through HTTP_PROXY, and straight to the server when NO_PROXY names it', async () => {
+    const proxied: string[] = [];
+    const proxy = createServer((req, res) => {
+      proxied.push(String(req.url));
+      res.end('via the proxy');
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    handler = (_req, res) => res.end('direct');
+    try {
+      const viaProxy = await fetcher.fetch({
+        ...request('/ignored'),
+        source: { http: { url: 'http://artifacts.example.invalid/app.zip' } },
+        proxyEnv: { HTTP_PROXY: proxyUrl },
+      });
+      expect(await readFile(viaProxy.path, 'utf8')).toBe('via the proxy');
+      expect(proxied).toEqual(['http://artifacts.example.invalid/app.zip']);
+      const direct = await fetcher.fetch({
+        ...request('/a.zip'),
+        proxyEnv: { HTTP_PROXY: proxyUrl, NO_PROXY: '127.0.0.1' },
+      });
+      expect(await readFile(direct.path, 'utf8')).toBe('direct');
+      expect(proxied).toHaveLength(1);
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
     }
   });
 });

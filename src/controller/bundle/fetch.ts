@@ -116,6 +116,10 @@ const CERTIFICATE_ERRORS = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
 
+/** TLS alerts a server sends when it wants a (different) client certificate: mTLS misconfiguration, not an outage. */
+const CLIENT_CERTIFICATE_REFUSED =
+  /alert[ _](certificate[ _]required|bad[ _]certificate|certificate[ _]unknown|unknown[ _]ca)/i;
+
 function networkError(
   what: string,
   error: unknown,
@@ -128,6 +132,13 @@ function networkError(
     return new StallingError(
       Reason.SourceCertificateInvalid,
       `${what}: ${code} (set spec.source.${sourceType}.caSecretRef to trust the server's CA)`,
+    );
+  }
+  const detail = error instanceof Error ? `${code ?? ''} ${error.message}` : String(error);
+  if (CLIENT_CERTIFICATE_REFUSED.test(detail)) {
+    return new StallingError(
+      Reason.SourceCertificateInvalid,
+      `${what}: the server requires or refused the client certificate (set spec.source.${sourceType}.certSecretRef)`,
     );
   }
   if (signal.aborted && signal.reason instanceof Error && signal.reason.name !== 'TimeoutError')

@@ -13,7 +13,7 @@ import {
   type LiveUpdateChannel,
 } from '../../../src/api/v1alpha1/index.js';
 import { AppReconciler } from '../../../src/controller/app/reconciler.js';
-import { BundleReconciler } from '../../../src/controller/bundle/reconciler.js';
+import { BundleReconciler, type BundleReconcilerOptions } from '../../../src/controller/bundle/reconciler.js';
 import { ChannelReconciler } from '../../../src/controller/channel/reconciler.js';
 import { findCondition } from '../../../src/controller/common/conditions.js';
 import type { Reconciler } from '../../../src/controller/reconciler.js';
@@ -37,8 +37,15 @@ export interface Harness {
   channel: ChannelReconciler;
 }
 
-/** Fresh clients and reconcilers; pass the `storagePrefix` of another harness to play a restarted controller. */
-export function newHarness(bucket: string, storagePrefix = `it-${randomUUID().slice(0, 8)}`): Harness {
+/**
+ * Fresh clients and reconcilers; pass the `storagePrefix` of another harness to play a restarted controller, and
+ * `bundleOptions` for bundle reconciler settings (e.g. the proxy environment).
+ */
+export function newHarness(
+  bucket: string,
+  storagePrefix = `it-${randomUUID().slice(0, 8)}`,
+  bundleOptions: Pick<BundleReconcilerOptions, 'proxyEnv'> = {},
+): Harness {
   const kc = kubeConfig();
   const controllerClient = new KubeClient(kc, { fieldManager: FIELD_MANAGER });
   const user = new KubeClient(kc, { fieldManager: 'integration-test' });
@@ -62,7 +69,7 @@ export function newHarness(bucket: string, storagePrefix = `it-${randomUUID().sl
     store,
     storagePrefix,
     app: new AppReconciler(deps),
-    bundle: new BundleReconciler({ ...deps, dependencyRequeueMs: 100 }),
+    bundle: new BundleReconciler({ ...deps, dependencyRequeueMs: 100, ...bundleOptions }),
     channel: new ChannelReconciler({ ...deps, dependencyRequeueMs: 100 }),
   };
 }

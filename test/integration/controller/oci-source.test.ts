@@ -4,6 +4,9 @@
 // tampered layer and a moved tag are refused with named reasons and nothing reaches the store.
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import {
   APP_RESOURCE,
@@ -40,9 +43,16 @@ afterAll(async () => {
 });
 
 /** `oras push <repo>:<tag> <file>` exactly as a user would (default layer media type); returns the manifest digest. */
-async function orasPush(repository: string, tag: string, zip: Buffer, file = 'bundle.zip'): Promise<string> {
-  await writeFile(join(registry.dir, file), zip);
-  const output = await registry.run('oras', ['push', `${registry.host}/${repository}:${tag}`, file]);
+async function orasPush(
+  repository: string,
+  tag: string,
+  zip: Buffer,
+  file = 'bundle.zip',
+  reg = registry,
+  extra: string[] = [],
+): Promise<string> {
+  await writeFile(join(reg.dir, file), zip);
+  const output = await reg.run('oras', ['push', ...extra, `${reg.host}/${repository}:${tag}`, file]);
   const digest = /Digest:\s*(sha256:[a-f0-9]{64})/.exec(output)?.[1];
   if (!digest) throw new Error(`no digest in the oras output:\n${output}`);
   return digest;
@@ -63,7 +73,7 @@ function cosignSign(repository: string, digest: string): Promise<string> {
   );
 }
 
-async function secrets(h: Harness, namespace: string, verifyPub = cosignPub): Promise<void> {
+async function secrets(h: Harness, namespace: string, verifyPub = cosignPub, reg = registry): Promise<void> {
   const create = (body: object) => h.user.create(SECRET_RESOURCE, body as never);
   await create({
     apiVersion: 'v1',
@@ -76,13 +86,13 @@ async function secrets(h: Harness, namespace: string, verifyPub = cosignPub): Pr
     kind: 'Secret',
     type: 'kubernetes.io/dockerconfigjson',
     metadata: { name: 'registry-pull', namespace },
-    stringData: { '.dockerconfigjson': registry.dockerConfigJson },
+    stringData: { '.dockerconfigjson': reg.dockerConfigJson },
   });
   await create({
     apiVersion: 'v1',
     kind: 'Secret',
     metadata: { name: 'registry-ca', namespace },
-    stringData: { 'ca.crt': registry.ca },
+    stringData: { 'ca.crt': reg.ca },
   });
   await create({
     apiVersion: 'v1',
@@ -92,10 +102,15 @@ async function secrets(h: Harness, namespace: string, verifyPub = cosignPub): Pr
   });
 }
 
-function ociSource(repository: string, ref: { tag?: string; digest?: string }, verify = true) {
+function ociSource(
+  repository: string,
+  ref: { tag?: string; digest?: string },
+  verify = true,
+  reg = registry,
+) {
   return {
     oci: {
-      url: `oci://${registry.host}/${repository}`,
+      url: `oci://${reg.host}/${repository}`,
       ref,
       secretRef: { name: 'registry-pull' },
       caSecretRef: { name: 'registry-ca' },
@@ -255,5 +270,85 @@ describe('LiveUpdateBundle with an oci source', () => {
       expect(bundle.status?.artifact).toBeUndefined();
     }
     expect(await storedBundles(h)).toEqual([]);
+  });
+
+  it('pulls through HTTPS_PROXY (CONNECT) from a registry that requires a client certificate (certSecretRef)', async () => {
+    const mtls = await startTestRegistry({ clientCertificates: true });
+    const tunnels: string[] = [];
+    const proxy = createServer();
+    const sockets: Duplex[] = [];
+    proxy.on('connect', (req: IncomingMessage, client: Duplex, head: Buffer) => {
+      tunnels.push(String(req.url));
+      sockets.push(client);
+      const [host, port] = String(req.url).split(':');
+      const upstream = connect(Number(port), host ?? '127.0.0.1', () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstream.write(head);
+        upstream.pipe(client);
+        client.pipe(upstream);
+      });
+      sockets.push(upstream);
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const clientCert = mtls.authority.issue('client', 'liveupdate-controller');
+      await writeFile(join(mtls.dir, 'client.crt'), clientCert.cert);
+      await writeFile(join(mtls.dir, 'client.key'), clientCert.key);
+      const zip = await webZip({ 'index.html': 'mtls' });
+      await orasPush('team/mtls', '1.0.0', zip, 'bundle.zip', mtls, [
+        '--cert-file',
+        'client.crt',
+        '--key-file',
+        'client.key',
+      ]);
+      const namespace = await newNamespace('oci-mtls');
+      const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+      const h = newHarness(await newBucket('oci-mtls'), undefined, { proxyEnv: { HTTPS_PROXY: proxyUrl } });
+      await secrets(h, namespace, cosignPub, mtls);
+      await h.user.create(SECRET_RESOURCE, {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        type: 'kubernetes.io/tls',
+        metadata: { name: 'registry-client', namespace },
+        stringData: { 'tls.crt': clientCert.cert, 'tls.key': clientCert.key },
+      } as never);
+      await h.user.create(APP_RESOURCE, manifests.app(namespace));
+      const source = ociSource('team/mtls', { tag: '1.0.0' }, false, mtls);
+      await h.user.create(
+        BUNDLE_RESOURCE,
+        manifests.bundle(namespace, 'with-cert', {
+          version: '1.0.0',
+          source: { oci: { ...source.oci, certSecretRef: { name: 'registry-client' } } },
+        }),
+      );
+      await h.user.create(
+        BUNDLE_RESOURCE,
+        manifests.bundle(namespace, 'without-cert', { version: '1.0.1', source }),
+      );
+      await converge(h, namespace);
+
+      const withCert = await h.user.get<LiveUpdateBundle>(BUNDLE_RESOURCE, { namespace, name: 'with-cert' });
+      expect({ current: isCurrent(withCert), conditions: withCert.status?.conditions }).toMatchObject({
+        current: true,
+      });
+      expect(withCert.status?.artifact?.sha256).toBe(createHash('sha256').update(zip).digest('hex'));
+      const withoutCert = await h.user.get<LiveUpdateBundle>(BUNDLE_RESOURCE, {
+        namespace,
+        name: 'without-cert',
+      });
+      expect(findCondition(withoutCert.status?.conditions, 'Stalled')).toMatchObject({
+        status: 'True',
+        reason: 'SourceCertificateInvalid',
+      });
+      expect(tunnels.length).toBeGreaterThan(0);
+      expect(new Set(tunnels)).toEqual(new Set([mtls.host]));
+    } finally {
+      // Tunnelled sockets are no longer the server's: close them, or close() waits for them.
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+      await mtls.stop();
+    }
   });
 });
