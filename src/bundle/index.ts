@@ -43,7 +43,7 @@ export { packTarball } from './tarball.js';
 export type { PackTarballOptions } from './tarball.js';
 export { DEFAULT_LIMITS, validateZip } from './validate.js';
 export type { ValidateOptions, ZipLimits, ZipSummary } from './validate.js';
-export { createSession, signDigest } from './session.js';
+export { createSession, deriveSession, signDigest } from './session.js';
 export type { BundleSession, SignedChecksum } from './session.js';
 export { encryptBundle, hashBundle } from './encrypt.js';
 export type { EncryptBundleOptions, EncryptBundleResult, HashBundleResult } from './encrypt.js';

@@ -1,4 +1,4 @@
-import { constants, privateEncrypt, publicDecrypt, randomBytes } from 'node:crypto';
+import { constants, createHash, createHmac, privateEncrypt, publicDecrypt, randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { BundleVerificationError } from './errors.js';
 import type { SigningKey } from './keys.js';
@@ -32,6 +32,23 @@ export interface SignedChecksum {
 /** Random AES key and IV, the key wrapped with the private key (RSA PKCS#1 v1.5 type 1). */
 export function createSession(key: SigningKey): BundleSession {
   return sessionFromMaterial(key, randomBytes(AES_KEY_BYTES), randomBytes(AES_IV_BYTES));
+}
+
+/**
+ * The session of one build, derived instead of drawn: HMAC-SHA256 keyed by a secret only the private key's holder
+ * can compute, over `context` (what identifies the build: bundle identity, inputs, artifact digest). The same build
+ * gets the same AES key and IV, hence the same ciphertext, object key and `session_key`, however often it runs
+ * (a retry, a stale cache read, a restarted or deposed controller: docs/adr/0010-idempotent-builds.md). Different
+ * contexts get unrelated keys; an IV repeats only with the same key and the same plaintext.
+ */
+export function deriveSession(key: SigningKey, context: string): BundleSession {
+  const secret = createHash('sha256')
+    .update('liveupdate-session-secret/v1\0')
+    .update(key.privateKey.export({ type: 'pkcs1', format: 'der' }))
+    .digest();
+  const material = (label: string): Buffer =>
+    createHmac('sha256', secret).update(`${label}\0${context}`).digest().subarray(0, AES_KEY_BYTES);
+  return sessionFromMaterial(key, material('aes-key'), material('iv'));
 }
 
 /** Build a session from given material (tests and re-signing); both parts must be 16 bytes. */

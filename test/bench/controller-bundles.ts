@@ -7,7 +7,7 @@
  *   - measured: time from the first create until all N are Ready (kstatus Current, listed every second), bundles/s,
  *     reconciles and reconciles/s (controller_runtime_reconcile_total scraped from the controller's /metrics),
  *     API requests in total and per reconcile (rest_client_requests_total), peak controller RSS (VmHWM of the child
- *     in /proc), objects in the bucket at the end;
+ *     in /proc), objects in the bucket at the end and bundle objects (exactly N when builds are idempotent);
  *   - baseline (same run, same servers): this process doing the raw I/O of the same work with the same concurrency,
  *     nothing else: GET each zip from the artifact server, PUT an object of the stored (encrypted) size to S3, create
  *     the LiveUpdateBundle in a namespace the controller does not watch. The ratio shows the controller's overhead
@@ -15,24 +15,22 @@
  * Figures only, no assertions. BENCH_TIMEOUT_S bounds the wait for Ready (default 1200 s).
  */
 import { randomBytes } from 'node:crypto';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  API_VERSION,
   APP_RESOURCE,
   BUNDLE_RESOURCE,
-  SECRET_RESOURCE,
   type LiveUpdateApp,
   type LiveUpdateBundle,
 } from '../../src/api/v1alpha1/index.js';
-import { generateSigningKey, packDirectory } from '../../src/bundle/index.js';
 import { KubeClient } from '../../src/kube/client.js';
 import { loadKubeConfig } from '../../src/kube/config.js';
-import type { KubeObject } from '../../src/kube/types.js';
 import { isReady } from '../../scripts/demo/journey.js';
-import { REPO, Stack } from '../../scripts/demo/stack.js';
+import { bundleManifest, createSigningApp, packZips, pool } from '../env/bundle-burst.js';
+import { Stack } from '../../scripts/demo/stack.js';
+import { StorageLayout } from '../../src/storage/layout.js';
 import { startEnvironment } from '../env/environment.js';
 
 const N = Number(process.env['BENCH_BUNDLES'] ?? 500);
@@ -41,38 +39,7 @@ const IN_FLIGHT = 20;
 const NAMESPACE = 'bench-bundles';
 const BASELINE_NAMESPACE = 'bench-bundles-baseline';
 const APP = 'bench-app';
-const KEY_SECRET = 'bench-app-signing-key';
 const BASELINE_PREFIX = 'bench-baseline/';
-
-interface Zip {
-  readonly path: string;
-  readonly body: Buffer;
-  readonly sha256: string;
-}
-
-/** Runs `fn` over 0..n-1 with at most `limit` calls in flight. */
-async function pool(n: number, limit: number, fn: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, n) }, async () => {
-      while (next < n) await fn(next++);
-    }),
-  );
-}
-
-/** The fixture web build with one file that differs per bundle, so every zip (and stored object) is distinct. */
-async function packZips(n: number, workDir: string): Promise<Zip[]> {
-  const dir = join(workDir, 'web');
-  await cp(join(REPO, 'test/fixtures/webapp'), dir, { recursive: true });
-  const zips: Zip[] = [];
-  for (let i = 0; i < n; i++) {
-    await writeFile(join(dir, 'build.txt'), `bench build ${i}\n`);
-    const zipPath = join(workDir, 'web.zip');
-    const result = await packDirectory(dir, zipPath);
-    zips.push({ path: `/bench/${i}/web.zip`, body: await readFile(zipPath), sha256: result.sha256 });
-  }
-  return zips;
-}
 
 /** Sums of every sample of the named metrics in a Prometheus text exposition, by metric and by one label. */
 function parseMetrics(text: string): Map<string, number> {
@@ -112,21 +79,6 @@ async function procCpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-function bundleManifest(
-  name: string,
-  namespace: string,
-  version: string,
-  url: string,
-  sha256: string,
-): LiveUpdateBundle {
-  return {
-    apiVersion: API_VERSION,
-    kind: 'LiveUpdateBundle',
-    metadata: { name, namespace },
-    spec: { app: APP, version, source: { http: { url } }, digest: `sha256:${sha256}` },
-  };
-}
-
 const mib = (b: number): string => (b / 2 ** 20).toFixed(0);
 const delta = (after: Map<string, number>, before: Map<string, number>, key: string): number =>
   (after.get(key) ?? 0) - (before.get(key) ?? 0);
@@ -149,24 +101,8 @@ async function main(): Promise<void> {
     const adminUrl = stack.controllerAdminUrl;
     const kube = stack.kube;
 
-    // the app and its key, Ready before the burst (what is measured is the bundles)
-    const key = generateSigningKey();
-    await kube.create(SECRET_RESOURCE, {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: { name: KEY_SECRET, namespace: NAMESPACE },
-      stringData: { 'private.pem': key.privateKeyPem },
-    } as KubeObject & { stringData: Record<string, string> });
-    await kube.create(APP_RESOURCE, {
-      apiVersion: API_VERSION,
-      kind: 'LiveUpdateApp',
-      metadata: { name: APP, namespace: NAMESPACE },
-      spec: {
-        appId: 'dev.liveupdate.bench',
-        signingKey: { secretName: KEY_SECRET, key: 'private.pem' },
-        encryptByDefault: true,
-      },
-    } as LiveUpdateApp);
+    // the app, its key and a builtin channel, Ready before the burst (what is measured is the bundles)
+    await createSigningApp(kube, NAMESPACE, APP, 'dev.liveupdate.bench');
     for (const deadline = Date.now() + 60_000; ;) {
       stack.assertRunning();
       const app = await kube.get<LiveUpdateApp>(APP_RESOURCE, { namespace: NAMESPACE, name: APP });
@@ -200,7 +136,7 @@ async function main(): Promise<void> {
       const z = zips[i]!;
       await writer.create(
         BUNDLE_RESOURCE,
-        bundleManifest(`b-${i}`, NAMESPACE, `1.0.${i + 1}`, stack.artifacts.url(z.path), z.sha256),
+        bundleManifest(APP, `b-${i}`, NAMESPACE, `1.0.${i + 1}`, stack.artifacts.url(z.path), z.sha256),
       );
     });
     const createMs = performance.now() - t0;
@@ -269,6 +205,10 @@ async function main(): Promise<void> {
       return { count, bytes };
     };
     const stored = await listKeys('');
+    // One object per bundle, never more: a rebuild of a bundle must reuse its object (ADR 0010).
+    const bundleObjects = await listKeys(
+      `${new StorageLayout().appPrefix({ namespace: NAMESPACE, name: APP })}bundles/`,
+    );
     // what one uncached LIST of the namespace's bundles costs the controller (JSON bytes it reads and parses)
     const listBytes = JSON.stringify(await kube.list<LiveUpdateBundle>(BUNDLE_RESOURCE, NAMESPACE)).length;
 
@@ -284,7 +224,14 @@ async function main(): Promise<void> {
       await s3.putObject(stack.bucket, `${BASELINE_PREFIX}${i}`, body, body.length);
       await baseWriter.create(
         BUNDLE_RESOURCE,
-        bundleManifest(`b-${i}`, BASELINE_NAMESPACE, `1.0.${i + 1}`, stack.artifacts.url(z.path), z.sha256),
+        bundleManifest(
+          APP,
+          `b-${i}`,
+          BASELINE_NAMESPACE,
+          `1.0.${i + 1}`,
+          stack.artifacts.url(z.path),
+          z.sha256,
+        ),
       );
     });
     const baselineMs = performance.now() - t1;
@@ -348,6 +295,7 @@ async function main(): Promise<void> {
       ['peak controller RSS (MiB, VmHWM)', mib(peakHwm), ''],
       ['controller RSS at the end (MiB)', mib(memEnd.rss), ''],
       ['objects in the bucket', String(stored.count), String(N)],
+      ['bundle objects (must equal N)', String(bundleObjects.count), String(N)],
       ['bytes in the bucket (KiB)', (stored.bytes / 1024).toFixed(0), ''],
       [`one LIST of the ${N} bundles (KiB of JSON)`, (listBytes / 1024).toFixed(0), ''],
     ];
@@ -390,6 +338,7 @@ async function main(): Promise<void> {
         controllerPeakRssBytes: peakHwm,
         controllerRssEndBytes: memEnd.rss,
         bucketObjects: stored.count,
+        bundleObjects: bundleObjects.count,
         bucketBytes: stored.bytes,
         bundleListJsonBytes: listBytes,
       }),

@@ -11,6 +11,7 @@ import { Reason } from '../../api/v1alpha1/index.js';
 import {
   BundleError,
   buildDeltaManifest,
+  deriveSession,
   encryptBundle,
   hashBundle,
   packTarball,
@@ -74,6 +75,8 @@ export async function prepareArtifact(opts: {
   workDir: string;
   key: SigningKey | undefined;
   delta: boolean;
+  /** What identifies this build; the encryption session is derived from it (same build, same bytes). */
+  buildId: string;
   signal: AbortSignal;
 }): Promise<PreparedArtifact> {
   const { workDir, key, signal } = opts;
@@ -86,7 +89,7 @@ export async function prepareArtifact(opts: {
     }
     await validateZip(zip, { signal });
     const sealed: Omit<PreparedArtifact, 'format' | 'delta'> = key
-      ? await seal(zip, join(workDir, 'sealed.zip'), key, signal)
+      ? await seal(zip, join(workDir, 'sealed.zip'), key, opts.buildId, signal)
       : await plain(zip, signal);
     const delta = opts.delta
       ? await deltaFiles(zip, join(workDir, 'delta'), key, sealed.sessionKey, signal)
@@ -97,8 +100,9 @@ export async function prepareArtifact(opts: {
   }
 }
 
-async function seal(zip: string, output: string, key: SigningKey, signal: AbortSignal) {
-  const result = await encryptBundle({ input: zip, output, key, signal });
+async function seal(zip: string, output: string, key: SigningKey, buildId: string, signal: AbortSignal) {
+  const session = deriveSession(key, buildId);
+  const result = await encryptBundle({ input: zip, output, key, session, signal });
   const stored = await hashBundle(output, { signal });
   return {
     storedPath: output,

@@ -22,6 +22,7 @@ import { createControllerDomainMetrics, type ControllerDomainMetrics } from '../
 import { parseDuration } from '../common/duration.js';
 import { BundleReconciler } from './reconciler.js';
 import type { ArtifactFetcher, FetchRequest, FetchedArtifact } from './fetch.js';
+import type { KubeObject, ObjectKey, ResourceType } from '../../kube/types.js';
 
 class FakeFetcher implements ArtifactFetcher {
   readonly bodies = new Map<string, Buffer | Error>();
@@ -167,6 +168,33 @@ describe('BundleReconciler', () => {
     await reconciler.reconcile(key, ctx());
     expect(fetcher.fetched).toHaveLength(2);
     expect(store.keys()).toHaveLength(1);
+  });
+
+  it('builds the very same object and session key again when a stale read hides the stored artifact', async () => {
+    const { client, store, fetcher, reconciler } = setup();
+    fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', await webZip());
+    seedBundle(client, 'demo-1-0-0');
+    await reconciler.reconcile(key, ctx());
+    const first = bundleOf(client).status!.artifact!;
+    // The informer cache (or a deposed leader, or a restarted controller before its status write) still sees the
+    // bundle without status.artifact: the build runs again and must produce what devices may already have.
+    const live = client.get.bind(client);
+    client.get = (<T extends KubeObject>(type: ResourceType, k: ObjectKey): Promise<T> =>
+      type === BUNDLE_RESOURCE
+        ? Promise.resolve({
+            ...structuredClone(bundleOf(client)),
+            status: { conditions: [] },
+          } as unknown as T)
+        : live<T>(type, k)) as typeof client.get;
+    await reconciler.reconcile(key, ctx());
+    expect(fetcher.fetched).toHaveLength(2);
+    const second = bundleOf(client).status!.artifact!;
+    expect({ key: second.objectKey, session: second.sessionKey, checksum: second.checksum }).toEqual({
+      key: first.objectKey,
+      session: first.sessionKey,
+      checksum: first.checksum,
+    });
+    expect(store.keys().filter((k) => k.includes('/bundles/'))).toEqual([first.objectKey]);
   });
 
   it('re-reads the stored object when a reconcile is requested, and rebuilds it when it was tampered with', async () => {

@@ -109,6 +109,16 @@ export function artifactRevision(
   return `sha256:${createHash('sha256').update(inputs).digest('hex')}`;
 }
 
+/**
+ * What identifies one build of a bundle: the object (namespace, name, uid: a re-created bundle is a new build), the
+ * inputs' fingerprint and the fetched artifact's digest. Encryption is derived from it, so building it twice gives
+ * the same object and session key (docs/adr/0010-idempotent-builds.md).
+ */
+export function buildId(bundle: LiveUpdateBundle, revision: string, artifactSha256: string): string {
+  const { namespace, name, uid } = bundle.metadata;
+  return JSON.stringify(['liveupdate-build/v1', namespace ?? '', name, uid ?? '', revision, artifactSha256]);
+}
+
 export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle, LiveUpdateBundleStatus> {
   readonly type = BUNDLE_RESOURCE;
   readonly transientReason = Reason.UnexpectedError;
@@ -281,6 +291,7 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
           workDir: work,
           key,
           delta: bundle.spec.delta ?? false,
+          buildId: buildId(bundle, revision, fetched.sha256),
           signal: ctx.signal,
         });
       });
