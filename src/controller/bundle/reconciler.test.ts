@@ -179,13 +179,13 @@ describe('BundleReconciler', () => {
     // The informer cache (or a deposed leader, or a restarted controller before its status write) still sees the
     // bundle without status.artifact: the build runs again and must produce what devices may already have.
     const live = client.get.bind(client);
-    client.get = (<T extends KubeObject>(type: ResourceType, k: ObjectKey): Promise<T> =>
+    client.get = <T extends KubeObject>(type: ResourceType, k: ObjectKey): Promise<T> =>
       type === BUNDLE_RESOURCE
         ? Promise.resolve({
             ...structuredClone(bundleOf(client)),
             status: { conditions: [] },
           } as unknown as T)
-        : live<T>(type, k)) as typeof client.get;
+        : live<T>(type, k);
     await reconciler.reconcile(key, ctx());
     expect(fetcher.fetched).toHaveLength(2);
     const second = bundleOf(client).status!.artifact!;
