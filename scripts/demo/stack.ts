@@ -211,6 +211,13 @@ export interface ControllerOptions {
   readonly podName?: string;
   /** The controller's LIVEUPDATE_S3_ENDPOINT, when not the environment's S3 (e.g. a fault-injecting proxy). */
   readonly s3Endpoint?: string;
+  /** More environment over the defaults, in process mode (e.g. a ServiceAccount's KUBECONFIG, the chart's lease and namespaces). */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export interface UpdateServerOptions {
+  /** More environment over the defaults, in process mode (e.g. the update server's own S3 credentials). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 /** Everything that runs: the two components, the artifact server, and the addresses devices use. */
@@ -372,6 +379,7 @@ export class Stack {
               LIVEUPDATE_WATCH_NAMESPACE: this.options.namespace,
               LIVEUPDATE_SHUTDOWN_GRACE_SECONDS: '5',
               ...s3Endpoint,
+              ...options.env,
             },
             logName,
           );
@@ -395,7 +403,7 @@ export class Stack {
   }
 
   /** Starts the update service (polling the release root every second) and waits until it listens. */
-  async startUpdateServer(): Promise<void> {
+  async startUpdateServer(options: UpdateServerOptions = {}): Promise<void> {
     const { port, adminPort } = await this.updateServerPorts();
     const addresses = {
       LIVEUPDATE_LISTEN_ADDR: `127.0.0.1:${port}`,
@@ -411,6 +419,7 @@ export class Stack {
             LIVEUPDATE_REPLICA_NAME: 'demo-update-server-0',
             LIVEUPDATE_STATS_FLUSH_SECONDS: '5',
             ...UPDATE_SERVER_DEMO_ENV,
+            ...options.env,
           });
     // /readyz needs a loaded root; before the controller published anything, /healthz says it listens.
     await this.waitReady(this.updateServer, `${this.publicUrl}/healthz`);
@@ -591,6 +600,23 @@ export class Stack {
   }
 
   /** Throws when a component died while it should be running. */
+  /** Runs a step; a failure gets the end of the logs of the component it names (or of both) appended. */
+  async explainFailures<T>(fn: () => Promise<T>, bytes = 3000): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      const name = error instanceof StepError ? error.component : undefined;
+      const components = [this.controller, this.updateServer].filter(
+        (c): c is Component => c !== undefined && (!name || c.name === name),
+      );
+      const tails = await Promise.all(
+        components.map(async (c) => `--- ${c.name} log ---\n${await c.tail(bytes)}`),
+      );
+      if (error instanceof Error) error.message = `${error.message}\n${tails.join('\n')}`;
+      throw error;
+    }
+  }
+
   assertRunning(): void {
     for (const c of [this.controller, this.updateServer]) {
       if (c && !c.running)

@@ -115,6 +115,41 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 
+{{- /*
+S3 credentials Secret of one component (dict "ctx" . "secret" <component value> "component" "controller"): its own
+Secret when named, else the chart-generated per-component user of the in-cluster store, else the shared Secret.
+*/}}
+{{- define "liveupdate.s3.componentSecret" -}}
+{{- if .secret }}
+{{- .secret }}
+{{- else if and (eq .ctx.Values.s3.mode "inCluster") (not .ctx.Values.s3.existingSecret) }}
+{{- include "liveupdate.s3.fullname" .ctx }}-{{ .component }}
+{{- else }}
+{{- include "liveupdate.s3.secretName" .ctx }}
+{{- end }}
+{{- end }}
+
+{{- /*
+Default provisioning of the in-cluster store (the MinIO image, which ships `mc`): bucket, one user per component,
+their policies. Idempotent; repeated every 5 minutes so a restored or replaced store converges.
+*/}}
+{{- define "liveupdate.s3.provisionScript" -}}
+set -u
+provision() {
+  mc alias set store "$STORE_URL" "$ROOT_ACCESS_KEY" "$ROOT_SECRET_KEY" >/dev/null &&
+  mc mb --ignore-existing "store/$BUCKET" >/dev/null &&
+  mc admin policy create store liveupdate-controller /policies/controller.json >/dev/null &&
+  mc admin policy create store liveupdate-update-server /policies/update-server.json >/dev/null &&
+  mc admin user add store "$CONTROLLER_ACCESS_KEY" "$CONTROLLER_SECRET_KEY" >/dev/null &&
+  mc admin user add store "$UPDATE_SERVER_ACCESS_KEY" "$UPDATE_SERVER_SECRET_KEY" >/dev/null &&
+  { mc admin policy attach store liveupdate-controller --user "$CONTROLLER_ACCESS_KEY" >/dev/null 2>&1; true; } &&
+  { mc admin policy attach store liveupdate-update-server --user "$UPDATE_SERVER_ACCESS_KEY" >/dev/null 2>&1; true; }
+}
+while true; do
+  if provision; then echo "provisioned bucket $BUCKET and the component users"; sleep 300; else sleep 5; fi
+done
+{{- end }}
+
 {{- define "liveupdate.s3.endpoint" -}}
 {{- if eq .Values.s3.mode "external" }}
 {{- .Values.s3.external.endpoint }}
@@ -178,12 +213,12 @@ the private address ranges ingress controller Pods run in; otherwise none (the c
 - name: LIVEUPDATE_S3_ACCESS_KEY_ID
   valueFrom:
     secretKeyRef:
-      name: {{ default (include "liveupdate.s3.secretName" .ctx) .secret }}
+      name: {{ include "liveupdate.s3.componentSecret" . }}
       key: {{ $v.s3.accessKeyIdKey }}
 - name: LIVEUPDATE_S3_SECRET_ACCESS_KEY
   valueFrom:
     secretKeyRef:
-      name: {{ default (include "liveupdate.s3.secretName" .ctx) .secret }}
+      name: {{ include "liveupdate.s3.componentSecret" . }}
       key: {{ $v.s3.secretAccessKeyKey }}
 {{- if $v.s3.caBundle.configMapName }}
 - name: LIVEUPDATE_S3_CA_FILE

@@ -293,6 +293,35 @@ describe('chart rendering', () => {
     expect(rules).toEqual([expect.objectContaining({ resources: ['secrets'], verbs: ['get'] })]);
   });
 
+  test('in-cluster S3: one user per component, the root user for the store only, least-privilege policies', async () => {
+    const secretOf = (deployment: string) =>
+      JSON.stringify(
+        envOf(findObject(defaults, 'Deployment', deployment)).get('LIVEUPDATE_S3_ACCESS_KEY_ID'),
+      );
+    expect(secretOf('liveupdate-operator-controller')).toContain('liveupdate-operator-s3-controller');
+    expect(secretOf('liveupdate-operator-update-server')).toContain('liveupdate-operator-s3-update-server');
+    for (const name of ['credentials', 'controller', 'update-server']) {
+      expect(findObject(defaults, 'Secret', `liveupdate-operator-s3-${name}`)).toBeDefined();
+    }
+    const store = findObject(defaults, 'StatefulSet', 'liveupdate-operator-s3');
+    const provision = podSpec(store).containers.find((c) => c.name === 'provision');
+    expect(JSON.stringify(provision)).toContain('liveupdate-operator-s3-update-server');
+    const policies = findObject(
+      parseManifests(await helmTemplate([], ['s3.prefix=ota'])),
+      'ConfigMap',
+      'liveupdate-operator-s3-policies',
+    )['data'] as Record<string, string>;
+    const updateServer = JSON.parse(policies['update-server.json']!) as {
+      Statement: { Action: string[]; Resource: string[] }[];
+    };
+    expect(updateServer.Statement.map((s) => [s.Action, s.Resource])).toEqual([
+      [['s3:ListBucket', 's3:GetBucketLocation'], ['arn:aws:s3:::liveupdate']],
+      [['s3:GetObject'], ['arn:aws:s3:::liveupdate/ota/*']],
+      [['s3:PutObject'], ['arn:aws:s3:::liveupdate/ota/*/*/stats/*']],
+    ]);
+    expect(JSON.parse(policies['controller.json']!)).toMatchObject({ Version: '2012-10-17' });
+  });
+
   test('external S3: endpoint, CA file, per-component credentials, strict NetworkPolicy destinations', async () => {
     const objects = parseManifests(await helmTemplate([ciValues('external-s3')]));
     expect(objects.filter((o) => o.kind === 'StatefulSet')).toEqual([]);
