@@ -119,7 +119,9 @@ export async function startTestRegistry(options: RegistryOptions = {}): Promise<
   });
   closeSync(out);
   const url = `${tls ? 'https' : 'http'}://${host}`;
-  const probeCertificate = options.clientCertificates ? authority.issue('client', 'readiness-probe') : undefined;
+  const probeCertificate = options.clientCertificates
+    ? authority.issue('client', 'readiness-probe')
+    : undefined;
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child.exitCode !== null) {
