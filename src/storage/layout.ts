@@ -46,6 +46,14 @@ export class StorageLayout {
     return this.appPrefix(app) + 'stats/';
   }
 
+  /**
+   * `<prefix>/<ns>/<app>/overrides/<shard>.json` — channels that plugins older than 5.34/6.34/7.34 selected with
+   * setChannel (they expect the server to keep them), by hashed device id; written by the update service.
+   */
+  channelOverridesKey(app: AppRef, shard: string): string {
+    return this.appPrefix(app) + `overrides/${shard}.json`;
+  }
+
   rootKey(): string {
     return join(this.prefix, 'root.json');
   }

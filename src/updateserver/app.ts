@@ -62,6 +62,7 @@ export function createUpdateServer(deps: UpdateServerDeps): UpdateServerApp {
     logger,
     admission: new Admission(o, metrics, app.get('trust proxy fn') as (addr: string, i: number) => boolean),
     requests,
+    overrides: deps.overrides,
     answers: new Answers(o, paths, deps.store, requests, logger, indexes),
     smallJson: jsonBody(o.maxBodyBytes, o.maxJsonDepth),
     statsJson: jsonBody(o.maxStatsBodyBytes, o.maxJsonDepth),

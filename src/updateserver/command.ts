@@ -19,6 +19,7 @@ import { createRegistry } from '../observability/metrics.js';
 import { StorageLayout } from '../storage/layout.js';
 import { S3ObjectStore, readCaFile } from '../storage/s3-store.js';
 import { createUpdateServer } from './app.js';
+import { ChannelOverrides } from './channel-overrides.js';
 import { IndexCache } from './index-cache.js';
 import { UpdateServerMetrics } from './metrics.js';
 import { StatsAggregator, StatsRollupWriter } from './stats-rollup.js';
@@ -102,6 +103,7 @@ export async function serve(
     stats,
     metrics,
     logger,
+    overrides: new ChannelOverrides({ store, layout, logger }),
     accepting: () => accepting,
     options: {
       updatePath: config.updatePath,

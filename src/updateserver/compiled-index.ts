@@ -54,6 +54,8 @@ export interface CompiledApp {
   revision: number;
   /** By device-visible name. */
   channels: ReadonlyMap<string, CompiledChannel>;
+  /** By metadata.name. */
+  byObjectName: ReadonlyMap<string, CompiledChannel>;
   defaultChannel: CompiledChannel;
   /** The public channel of each platform (`defaultChannels[p]`, else `defaultChannel`), when it serves that platform. */
   publicChannel: Readonly<Partial<Record<Platform, CompiledChannel>>>;
@@ -144,6 +146,7 @@ export function compileIndex(index: ReleaseIndex): CompiledApp {
     ref: { namespace: index.app.namespace, name: index.app.name },
     revision: index.revision,
     channels,
+    byObjectName,
     defaultChannel,
     publicChannel,
     exposeBundleMetadata: index.app.exposeBundleMetadata === true,

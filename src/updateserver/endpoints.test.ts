@@ -402,8 +402,8 @@ describe('/channel_self', () => {
       { channel: 'qa', status: 'override', allowSet: false },
     ],
     [
-      'the public channel for a legacy plugin',
-      androidBody({ plugin_version: '7.33.0' }),
+      'the public channel for a legacy plugin without a stored override',
+      androidBody({ plugin_version: '7.33.0', device_id: '7e6d3737-0d21-4f04-8a3b-000000000001' }),
       { channel: 'production', status: 'default' },
     ],
   ])('PUT gets %s', async (_n, body, expected) => {
@@ -461,12 +461,80 @@ describe('/channel_self', () => {
     expect(res.json).toMatchObject({ error: code });
   });
 
-  it('DELETE answers ok for current plugins, cannot_override for legacy ones (no server-side override)', async () => {
+  it('DELETE answers ok for current plugins, cannot_override for legacy ones without an override', async () => {
     const q = { ...androidBody(), key_id: undefined, install_source: undefined };
     expect((await call('DELETE', undefined, q)).json).toEqual({ status: 'ok' });
-    expect((await call('DELETE', undefined, { ...q, plugin_version: '6.0.0' })).json).toMatchObject({
-      error: 'cannot_override',
+    expect(
+      (
+        await call('DELETE', undefined, {
+          ...q,
+          plugin_version: '6.0.0',
+          device_id: '7e6d3737-0d21-4f04-8a3b-000000000002',
+        })
+      ).json,
+    ).toMatchObject({ error: 'cannot_override' });
+  });
+
+  // Capgo plugins/channel_self.ts (plugins < 5.34/6.34/7.34 keep their channel on the server) and update.ts
+  // (the override is used by update checks).
+  it("keeps a legacy plugin's channel on the server: set, used by update checks, reported, cleared", async () => {
+    const device = '7e6d3737-0d21-4f04-8a3b-00000000abcd';
+    const legacy = (extra: Json = {}): Json =>
+      androidBody({
+        device_id: device,
+        plugin_version: '6.33.0',
+        key_id: undefined,
+        is_prod: false,
+        ...extra,
+      });
+    const check = async (): Promise<Json> => (await srv.post('/updates', legacy())).json as Json;
+    expect(await check()).toMatchObject({ error: 'disable_dev_build' }); // production: prod builds only
+    expect((await call('POST', legacy({ channel: 'beta' }))).json).toEqual({ status: 'ok' });
+    expect(await check()).toMatchObject({ version: '1.5.0' });
+    expect((await call('PUT', legacy())).json).toEqual({
+      channel: 'beta',
+      status: 'override',
+      allowSet: true,
     });
+    // A current plugin on the same device id is not affected (its channel lives on the device).
+    expect((await srv.post('/updates', legacy({ plugin_version: '8.51.23' }))).json).toMatchObject({
+      error: 'disable_dev_build',
+    });
+    // The stored value is a salted hash of the device id, never the id.
+    const keys: string[] = [];
+    for await (const o of srv.store.list('lu/apps/example/overrides/')) keys.push(o.key);
+    expect(keys.length).toBeGreaterThan(0);
+    for (const key of keys) {
+      const doc = (await srv.store.getBuffer(key)).data.toString('utf8');
+      expect(doc).not.toContain(device);
+      expect(JSON.parse(doc)).toMatchObject({ apiVersion: 'liveupdate.dev/channel-overrides/v1' });
+    }
+    // DELETE removes it.
+    const q = { ...legacy(), is_prod: 'false' };
+    expect((await call('DELETE', undefined, q)).json).toEqual({ status: 'ok' });
+    expect(await check()).toMatchObject({ error: 'disable_dev_build' });
+    expect((await call('DELETE', undefined, q)).json).toMatchObject({ error: 'cannot_override' });
+    // Another channel replaces it.
+    expect((await call('POST', legacy({ channel: 'next' }))).json).toEqual({ status: 'ok' });
+    expect((await call('PUT', legacy())).json).toMatchObject({ channel: 'next', status: 'override' });
+  });
+
+  it('removes a legacy override when the device selects the public channel', async () => {
+    const index = sampleIndex();
+    index.channels.find((c) => c.name === 'production')!.policy.allowDeviceSelfSet = true;
+    const own = await startServer({ indexes: [index] });
+    try {
+      const body = (channel?: string): Json =>
+        androidBody({ plugin_version: '5.20.0', key_id: undefined, ...(channel ? { channel } : {}) });
+      const put = async (b: Json): Promise<unknown> =>
+        (await fetch(`${own.url}/channel_self`, { method: 'PUT', body: JSON.stringify(b) })).json();
+      expect((await own.post('/channel_self', body('beta'))).json).toEqual({ status: 'ok' });
+      expect(await put(body())).toMatchObject({ channel: 'beta', status: 'override' });
+      expect((await own.post('/channel_self', body('production'))).json).toEqual({ status: 'ok' });
+      expect(await put(body())).toEqual({ channel: 'production', status: 'default' });
+    } finally {
+      await own.close();
+    }
   });
 });
 

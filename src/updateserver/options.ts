@@ -1,6 +1,7 @@
 /** Options and dependencies of the device API (the update service's express app). */
 import type { Logger } from '../observability/logger.js';
 import type { ObjectStore } from '../storage/object-store.js';
+import type { ChannelOverrides } from './channel-overrides.js';
 import type { CompiledApp } from './compiled-index.js';
 import type { IndexSnapshot } from './index-cache.js';
 import type { UpdateServerMetrics } from './metrics.js';
@@ -65,6 +66,8 @@ export interface UpdateServerDeps {
   metrics: UpdateServerMetrics;
   logger: Logger;
   options?: Partial<UpdateServerOptions>;
+  /** Server-side channel overrides of legacy plugins; without it they get none (ADR 0016). */
+  overrides?: ChannelOverrides;
   /** Extra readiness condition (false while shutting down). */
   accepting?: () => boolean;
 }

@@ -88,10 +88,18 @@ export const pluginGates = {
   },
 };
 
+/** Plugins older than 5.34 / 6.34 / 7.34 (or without a plugin_version) expect the server to keep setChannel. */
+export function keepsChannelOnServer(pluginVersion: string): boolean {
+  return !pluginGates.localChannelStorage(pluginVersion === '' ? null : parseSemver(pluginVersion));
+}
+
 export interface ResolvedChannel {
   channel: CompiledChannel;
-  /** pinned: an owner's per-device assignment; self: the device's `defaultChannel`; default: the platform's public one. */
-  via: 'pinned' | 'self' | 'default';
+  /**
+   * pinned: an owner's per-device assignment; stored: a legacy plugin's server-side override; self: the device's
+   * `defaultChannel`; default: the platform's public one.
+   */
+  via: 'pinned' | 'stored' | 'self' | 'default';
 }
 
 /** May a device on `platform` use `channel` as its `defaultChannel` (Capgo: the platform enabled, public or self-set)? */
@@ -109,6 +117,8 @@ export function selectable(channel: CompiledChannel, platform: DeviceInfo['platf
 export function resolveChannel(
   app: CompiledApp,
   device: Pick<DeviceInfo, 'deviceId' | 'customId' | 'defaultChannel' | 'platform'>,
+  /** A legacy plugin's server-side override (channel metadata.name), honoured while the channel allows self-set. */
+  stored?: string,
 ): ResolvedChannel | undefined {
   if (app.pins.size > 0) {
     const byDevice = app.pins.get(hashPinnedId(device.deviceId));
@@ -117,6 +127,10 @@ export function resolveChannel(
       const byCustom = app.pins.get(hashPinnedId(device.customId));
       if (byCustom) return { channel: byCustom, via: 'pinned' };
     }
+  }
+  if (stored !== undefined) {
+    const ch = app.byObjectName.get(stored);
+    if (ch?.channel.policy.allowDeviceSelfSet) return { channel: ch, via: 'stored' };
   }
   if (device.defaultChannel !== '') {
     const wanted = app.channels.get(device.defaultChannel);
@@ -155,7 +169,7 @@ const NO_CHANNEL = errorAnswer('no_channel', 'no default channel or override', '
  * The update decision, check for check in the order of Capgo's `update.ts`. `device` comes from
  * {@link parseDeviceInfo} (validated, `version_build` coerced to semver).
  */
-export function decideUpdate(app: CompiledApp, device: DeviceInfo): Decision {
+export function decideUpdate(app: CompiledApp, device: DeviceInfo, stored?: string): Decision {
   const plugin = parseSemver(device.pluginVersion);
   const build = parseSemver(device.versionBuild);
   if (!plugin || !build) {
@@ -175,7 +189,7 @@ export function decideUpdate(app: CompiledApp, device: DeviceInfo): Decision {
   // Capgo replaces version_name "builtin" by version_build; a device whose bundle name equals its native version is
   // on the shipped bundle.
   const current = device.versionName === 'builtin' ? device.versionBuild : device.versionName;
-  const resolved = resolveChannel(app, device);
+  const resolved = resolveChannel(app, device, stored);
   if (!resolved) return NO_CHANNEL;
   const { channel } = resolved;
   const target = targetOf(channel, device.deviceId, current);

@@ -3,6 +3,7 @@ import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from '../observability/logger.js';
 import type { Admission } from './admission.js';
 import type { Answers } from './answers.js';
+import type { ChannelOverrides } from './channel-overrides.js';
 import type { UpdateServerMetrics } from './metrics.js';
 import type { IndexSource, ServicePaths, UpdateServerOptions } from './options.js';
 import type { RequestMetrics } from './request-metrics.js';
@@ -18,6 +19,8 @@ export interface RouteContext {
   readonly admission: Admission;
   readonly requests: RequestMetrics;
   readonly answers: Answers;
+  /** Legacy plugins' server-side channel overrides, when enabled. */
+  readonly overrides: ChannelOverrides | undefined;
   /** Body reader of update and channel calls. */
   readonly smallJson: RequestHandler;
   /** Body reader of stats batches. */

@@ -3,25 +3,24 @@
  * POST setChannel, PUT getChannel, GET listChannels, DELETE unsetChannel (plugins < 5.34/6.34/7.34 only).
  *
  * Plugins ≥ 5.34 / 6.34 / 7.34 / 8.x keep a self-assigned channel on the device: setChannel only validates, getChannel
- * reports what the body carries. Older plugins expected the server to store it; this service keeps no per-device
- * state (ADR 0016): for them setChannel validates and answers ok, and getChannel/DELETE see only owner pins.
+ * reports what the body carries. Older plugins expect the server to store it: setChannel stores an override (removed
+ * again when the device selects the public channel), getChannel reports it, DELETE removes it (channel-overrides.ts,
+ * ADR 0016).
  * Channel errors are HTTP 200 with `{error, message}` (plus `kind: failed`, as every error of this service).
  */
 import type { Express, Response } from 'express';
 import type { CompiledApp, CompiledChannel } from '../compiled-index.js';
 import { parseDeviceInfo, queryToBody, type DeviceInfo } from '../device-request.js';
-import { pluginGates, resolveChannel } from '../policy.js';
+import { keepsChannelOnServer, resolveChannel } from '../policy.js';
 import { sendJson } from '../respond.js';
 import { timed, type RouteContext } from '../route-context.js';
-import { parseSemver } from '../semver.js';
 
 const error200 = (res: Response, error: string, message: string, extra?: Record<string, unknown>): void =>
   sendJson(res, 200, { error, message, ...extra, kind: 'failed' });
 
 const CANNOT_OVERRIDE = "Cannot change device override current channel don't allow it";
 
-const isLegacy = (info: DeviceInfo): boolean =>
-  !pluginGates.localChannelStorage(info.pluginVersion === '' ? null : parseSemver(info.pluginVersion));
+const isLegacy = (info: DeviceInfo): boolean => keepsChannelOnServer(info.pluginVersion);
 
 /** The owner's pin of this device, if any (Capgo's channel_devices override). */
 function pinOf(app: CompiledApp, info: DeviceInfo): CompiledChannel | undefined {
@@ -30,22 +29,29 @@ function pinOf(app: CompiledApp, info: DeviceInfo): CompiledChannel | undefined 
 }
 
 export function mountChannelSelf(app: Express, ctx: RouteContext): void {
-  const { admission, indexes, answers } = ctx;
+  const { admission, indexes, answers, overrides } = ctx;
   const path = ctx.paths.channel;
+
+  /** A legacy device's stored override, while its channel still exists. */
+  const storedOf = async (app: CompiledApp, info: DeviceInfo): Promise<CompiledChannel | undefined> => {
+    if (!overrides) return undefined;
+    const name = await overrides.get(app.ref, info.deviceId);
+    return name === undefined ? undefined : app.byObjectName.get(name);
+  };
 
   app.post(
     path,
     admission.limitAddress,
     ctx.smallJson,
-    timed(ctx, 'channel_set', (req, res) => {
+    timed(ctx, 'channel_set', async (req, res) => {
       const info = parseDeviceInfo(req.body, 'channel');
       if (!admission.admitDevice(res, info.deviceId)) return;
       if (info.channel === '') return error200(res, 'missing_channel', 'Cannot find channel in body');
       const app = indexes.app(info.appId);
       if (!app) return answers.unknownApp(res, info.appId);
       const legacy = isLegacy(info);
-      const pinned = legacy ? pinOf(app, info) : undefined;
-      if (pinned && !pinned.channel.policy.allowDeviceSelfSet)
+      const current = legacy ? (pinOf(app, info) ?? (await storedOf(app, info))) : undefined;
+      if (current && !current.channel.policy.allowDeviceSelfSet)
         return error200(res, 'cannot_override', CANNOT_OVERRIDE);
       const ch = app.channels.get(info.channel);
       if (!ch) {
@@ -73,8 +79,18 @@ export function mountChannelSelf(app: Express, ctx: RouteContext): void {
           },
         );
       }
-      if (legacy) return sendJson(res, 200, '{"status":"ok"}');
-      sendJson(res, 200, { status: 'ok', allowSet: true });
+      if (!legacy) return sendJson(res, 200, { status: 'ok', allowSet: true });
+      if (overrides) {
+        // Capgo: selecting the platform's public channel removes the override; selecting another channel stores it.
+        const isMain = app.publicChannel[info.platform] === ch;
+        try {
+          await overrides.set(app.ref, info.deviceId, isMain ? undefined : ch.channel.name);
+        } catch (error) {
+          ctx.logger.warn({ app: app.appId, err: (error as Error).message }, 'channel override write failed');
+          return error200(res, 'override_not_allowed', 'Cannot do channel override');
+        }
+      }
+      sendJson(res, 200, '{"status":"ok"}');
     }),
   );
 
@@ -82,7 +98,7 @@ export function mountChannelSelf(app: Express, ctx: RouteContext): void {
     path,
     admission.limitAddress,
     ctx.smallJson,
-    timed(ctx, 'channel_get', (req, res) => {
+    timed(ctx, 'channel_get', async (req, res) => {
       const info = parseDeviceInfo(req.body, 'channel');
       if (!admission.admitDevice(res, info.deviceId)) return;
       const app = indexes.app(info.appId);
@@ -93,6 +109,14 @@ export function mountChannelSelf(app: Express, ctx: RouteContext): void {
           channel: pinned.deviceName,
           status: 'override',
           allowSet: pinned.channel.policy.allowDeviceSelfSet,
+        });
+      }
+      const stored = isLegacy(info) ? await storedOf(app, info) : undefined;
+      if (stored) {
+        return sendJson(res, 200, {
+          channel: stored.deviceName,
+          status: 'override',
+          allowSet: stored.channel.policy.allowDeviceSelfSet,
         });
       }
       if (!isLegacy(info)) {
@@ -141,15 +165,23 @@ export function mountChannelSelf(app: Express, ctx: RouteContext): void {
   app.delete(
     path,
     admission.limitAddress,
-    timed(ctx, 'channel_unset', (req, res) => {
+    timed(ctx, 'channel_unset', async (req, res) => {
       const info = parseDeviceInfo(queryToBody(req.query), 'channel', 'query');
       if (!admission.admitDevice(res, info.deviceId)) return;
       const app = indexes.app(info.appId);
       if (!app) return answers.unknownApp(res, info.appId);
-      // Current plugins never call DELETE (the channel lives on the device); older ones had a server-side override,
-      // which this service does not keep: only an owner pin could be one, and a pin cannot be removed by a device.
+      // Current plugins never call DELETE (the channel lives on the device). A pin cannot be removed by a device.
       if (!isLegacy(info)) return sendJson(res, 200, '{"status":"ok"}');
-      error200(res, 'cannot_override', CANNOT_OVERRIDE);
+      const stored = pinOf(app, info) ? undefined : await storedOf(app, info);
+      if (!overrides || !stored?.channel.policy.allowDeviceSelfSet)
+        return error200(res, 'cannot_override', CANNOT_OVERRIDE);
+      try {
+        await overrides.set(app.ref, info.deviceId, undefined);
+      } catch (error) {
+        ctx.logger.warn({ app: app.appId, err: (error as Error).message }, 'channel override write failed');
+        return error200(res, 'override_not_allowed', 'Cannot delete channel override');
+      }
+      sendJson(res, 200, '{"status":"ok"}');
     }),
   );
 }

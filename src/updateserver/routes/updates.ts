@@ -6,8 +6,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hashIdentifier } from '../../observability/hash.js';
 import { readJsonBody } from '../body.js';
-import { parseDeviceInfo } from '../device-request.js';
-import { decideUpdate } from '../policy.js';
+import type { CompiledApp } from '../compiled-index.js';
+import { parseDeviceInfo, type DeviceInfo } from '../device-request.js';
+import { decideUpdate, keepsChannelOnServer } from '../policy.js';
 import type { RouteContext } from '../route-context.js';
 
 type Listener = (req: IncomingMessage, res: ServerResponse) => void;
@@ -18,7 +19,27 @@ export function updateCheck(ctx: RouteContext, body: unknown, res: ServerRespons
   if (!ctx.admission.admitDevice(res, info.deviceId)) return;
   const app = ctx.indexes.app(info.appId);
   if (!app) return ctx.answers.unknownApp(res, info.appId);
-  const decision = decideUpdate(app, info);
+  // Only legacy plugins have server-side overrides: current ones never leave the synchronous path.
+  if (ctx.overrides && keepsChannelOnServer(info.pluginVersion)) {
+    return ctx.overrides.get(app.ref, info.deviceId).then(
+      (stored) => decideAndAnswer(ctx, app, info, res, stored),
+      (error: unknown) => {
+        ctx.logger.warn({ app: app.appId, err: (error as Error).message }, 'channel override lookup failed');
+        return decideAndAnswer(ctx, app, info, res, undefined);
+      },
+    );
+  }
+  return decideAndAnswer(ctx, app, info, res, undefined);
+}
+
+function decideAndAnswer(
+  ctx: RouteContext,
+  app: CompiledApp,
+  info: DeviceInfo,
+  res: ServerResponse,
+  stored: string | undefined,
+): void | Promise<void> {
+  const decision = decideUpdate(app, info, stored);
   if (ctx.logger.isLevelEnabled('debug')) {
     ctx.logger.debug(
       {

@@ -20,6 +20,7 @@ import {
   type ReleaseRoot,
 } from '../../storage/release-index.js';
 import { createUpdateServer } from '../app.js';
+import { ChannelOverrides } from '../channel-overrides.js';
 import type { UpdateServerOptions } from '../options.js';
 import { IndexCache } from '../index-cache.js';
 import { UpdateServerMetrics } from '../metrics.js';
@@ -240,6 +241,7 @@ export async function startServer(
     stats,
     metrics,
     logger,
+    overrides: new ChannelOverrides({ store, layout, logger, cacheSeconds: 0 }),
     options: {
       publicUrl: 'https://updates.example.com',
       rateLimitPerDevice: 0,

@@ -149,6 +149,27 @@ test('stats are rolled up to the bucket under the stats prefix', async () => {
   });
 });
 
+test('a legacy plugin keeps its channel in the bucket (hashed device id) and update checks use it', async () => {
+  const device = '7e6d3737-0d21-4f04-8a3b-0000000000aa';
+  const legacy = (extra: Record<string, unknown> = {}): Record<string, unknown> =>
+    androidBody({ device_id: device, plugin_version: '6.33.0', key_id: undefined, is_prod: false, ...extra });
+  expect(await check(legacy())).toMatchObject({ error: 'disable_dev_build' });
+  const set = await fetch(`${base}/channel_self`, {
+    method: 'POST',
+    body: JSON.stringify(legacy({ channel: 'beta' })),
+  });
+  expect(await set.json()).toEqual({ status: 'ok' });
+  expect(await check(legacy())).toMatchObject({ version: '1.5.0' });
+  const keys: string[] = [];
+  for await (const o of client.listObjectsV2(BUCKET, layout.appPrefix(ref) + 'overrides/', true))
+    keys.push((o as { name: string }).name);
+  expect(keys).toHaveLength(1);
+  const stream = await client.getObject(BUCKET, keys[0]!);
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  expect(Buffer.concat(chunks).toString('utf8')).not.toContain(device);
+});
+
 test('with S3 stopped, update checks keep working from memory and downloads get 503 + Retry-After', async () => {
   const answer = await check();
   const url = String(
