@@ -8,6 +8,8 @@ import { createServer, type IncomingMessage } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
 import {
   APP_RESOURCE,
   BUNDLE_RESOURCE,
@@ -20,6 +22,7 @@ import { generateSigningKey, loadPublicKey, verifyBundle } from '../../../src/bu
 import { loadTrustedKey } from '../../../src/bundle/oci/index.js';
 import { findCondition } from '../../../src/controller/common/conditions.js';
 import { webZip } from '../../../src/controller/common/testing/fixtures.js';
+import { runCli } from '../../../src/cli/main.js';
 import { validateReleaseIndex } from '../../../src/storage/release-index-schema.js';
 import { cleanupTestResources, newBucket, newNamespace } from '../../env/fixtures.js';
 import { startTestRegistry, type TestRegistry } from '../../env/oci-registry.js';
@@ -27,6 +30,7 @@ import { installCrds } from '../api/crds.js';
 import { converge, isCurrent, manifests, newHarness, type Harness } from './harness.js';
 
 const COSIGN_PASSWORD = 'test-cosign-password';
+const WEBAPP = fileURLToPath(new URL('../../fixtures/webapp', import.meta.url));
 let registry: TestRegistry;
 let cosignPub: string;
 const signingKey = generateSigningKey();
@@ -349,6 +353,117 @@ describe('LiveUpdateBundle with an oci source', () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => proxy.close(() => resolve()));
       await mtls.stop();
+    }
+  });
+
+  it('pulls over plain HTTP only with insecure, picks the layerSelector layer, and takes what `bundle publish --plain-http` emits', async () => {
+    const plain = await startTestRegistry({ plainHttp: true });
+    try {
+      const namespace = await newNamespace('oci-plain');
+      const h = newHarness(await newBucket('oci-plain'));
+      await h.user.create(SECRET_RESOURCE, {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        type: 'kubernetes.io/dockerconfigjson',
+        metadata: { name: 'registry-pull', namespace },
+        stringData: { '.dockerconfigjson': plain.dockerConfigJson },
+      } as never);
+      await h.user.create(APP_RESOURCE, manifests.app(namespace));
+
+      // Two files in one artifact: the bundle and release notes.
+      const zip = await webZip({ 'index.html': 'two layers' });
+      await writeFile(join(plain.dir, 'bundle.zip'), zip);
+      await writeFile(join(plain.dir, 'notes.txt'), 'release notes');
+      await plain.run('oras', [
+        'push',
+        '--plain-http',
+        `${plain.host}/team/multi:1.0.0`,
+        'bundle.zip:application/zip',
+        'notes.txt:text/plain',
+      ]);
+      const base = {
+        url: `oci://${plain.host}/team/multi`,
+        ref: { tag: '1.0.0' },
+        secretRef: { name: 'registry-pull' },
+      };
+
+      // What CI emits for a plain-HTTP registry (the CLI in-process, credentials from a docker config file).
+      await writeFile(join(plain.dir, 'config.json'), plain.dockerConfigJson);
+      let stdout = '';
+      const code = await runCli(
+        [
+          'bundle',
+          'publish',
+          WEBAPP,
+          '--app',
+          'demo',
+          '--version',
+          '4.0.0',
+          '--namespace',
+          namespace,
+          '--to',
+          `oci://${plain.host}/team/published`,
+          '--plain-http',
+          '--registry-config',
+          join(plain.dir, 'config.json'),
+          '--pull-secret',
+          'registry-pull',
+          '--json',
+        ],
+        { stdout: (t) => (stdout += t), stderr: () => undefined, stderrIsTTY: false, cwd: plain.dir },
+      );
+      expect(code).toBe(0);
+      const published = parseYaml(
+        String((JSON.parse(stdout) as { manifest: string }).manifest),
+      ) as LiveUpdateBundle;
+      expect(published.spec.source.oci).toMatchObject({
+        insecure: true,
+        secretRef: { name: 'registry-pull' },
+      });
+
+      await h.user.create(BUNDLE_RESOURCE, published);
+      await h.user.create(
+        BUNDLE_RESOURCE,
+        manifests.bundle(namespace, 'selected', {
+          version: '4.1.0',
+          source: { oci: { ...base, insecure: true, layerSelector: { mediaType: 'application/zip' } } },
+        }),
+      );
+      await h.user.create(
+        BUNDLE_RESOURCE,
+        manifests.bundle(namespace, 'ambiguous', {
+          version: '4.1.1',
+          source: { oci: { ...base, insecure: true } },
+        }),
+      );
+      await h.user.create(
+        BUNDLE_RESOURCE,
+        manifests.bundle(namespace, 'not-insecure', {
+          version: '4.1.2',
+          source: { oci: { ...base, layerSelector: { mediaType: 'application/zip' } } },
+        }),
+      );
+      await converge(h, namespace);
+
+      const get = (name: string) => h.user.get<LiveUpdateBundle>(BUNDLE_RESOURCE, { namespace, name });
+      const fromCli = await get(published.metadata.name);
+      expect({ current: isCurrent(fromCli), conditions: fromCli.status?.conditions }).toMatchObject({
+        current: true,
+      });
+      expect(`sha256:${fromCli.status?.artifact?.sha256}`).toBe(published.spec.digest);
+      const selected = await get('selected');
+      expect(isCurrent(selected)).toBe(true);
+      expect(selected.status?.artifact?.sha256).toBe(createHash('sha256').update(zip).digest('hex'));
+      expect(findCondition((await get('ambiguous')).status?.conditions, 'Stalled')).toMatchObject({
+        status: 'True',
+        reason: 'OciLayerAmbiguous',
+      });
+      // Without insecure the controller speaks TLS to the plain-HTTP registry and never gets the artifact.
+      const notInsecure = await get('not-insecure');
+      expect(notInsecure.status?.artifact).toBeUndefined();
+      expect(findCondition(notInsecure.status?.conditions, 'FetchFailed')?.status).toBe('True');
+    } finally {
+      await plain.stop();
     }
   });
 });
