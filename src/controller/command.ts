@@ -40,7 +40,7 @@ export interface ControllerDeps {
   recorder: EventRecorder;
   store: ObjectStore;
   config: Pick<ControllerConfig, 's3' | 'artifactMaxBytes' | 'fetchTimeoutMs' | 'sourceSecretLabel'> &
-    Partial<Pick<ControllerConfig, 'telemetryIntervalMs'>>;
+    Partial<Pick<ControllerConfig, 'telemetryIntervalMs' | 'gcIntervalMs'>>;
   metrics?: ControllerDomainMetrics;
   /** Root document writer shared by the app reconcilers; built from the store when omitted. */
   root?: RootPublisher;
@@ -76,7 +76,15 @@ export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
     {
       name: 'liveupdateapp',
       forType: APP_RESOURCE,
-      reconciler: new AppReconciler({ client, recorder, store, storagePrefix, root, ...metrics }),
+      reconciler: new AppReconciler({
+        client,
+        recorder,
+        store,
+        storagePrefix,
+        root,
+        gcIntervalMs: deps.config.gcIntervalMs ?? 0,
+        ...metrics,
+      }),
       watches: [
         { type: CHANNEL_RESOURCE, mapFn: (o) => appKeyForChannel(o as LiveUpdateChannel) },
         { type: BUNDLE_RESOURCE, mapFn: (o) => appKeyForBundle(o as LiveUpdateBundle) },

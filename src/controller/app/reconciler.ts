@@ -28,7 +28,9 @@ import { IndexConsistencyError, compileIndex } from '../../updateserver/compiled
 import { removeCondition, rfc3339, setCondition } from '../common/conditions.js';
 import { StallingError, TransientError, WaitingError } from '../common/errors.js';
 import { reconcileObject, type KindSteps, type StepContext, type StepsResult } from '../common/reconcile.js';
+import { parseDuration } from '../common/duration.js';
 import { layoutForApp } from '../common/layout.js';
+import { collectGarbage } from '../gc/collect.js';
 import { readSigningKey } from '../common/secrets.js';
 import type { ControllerDomainMetrics } from '../metrics.js';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler.js';
@@ -56,6 +58,10 @@ export interface AppReconcilerOptions {
   root?: RootPublisher;
   metrics?: ControllerDomainMetrics;
   now?: () => Date;
+  /** Garbage collection period per app (ADR 0017); 0 or absent disables it. */
+  gcIntervalMs?: number;
+  /** Floor of the GC grace period (default 10 minutes); tests lower it. */
+  gcMinGraceMs?: number;
 }
 
 const MAX_MANIFEST_BYTES = 32 * 1024 * 1024;
@@ -94,7 +100,71 @@ export class AppReconciler implements Reconciler, KindSteps<LiveUpdateApp, LiveU
   ): Promise<StepsResult> {
     await this.checkUniqueAppId(app);
     await this.reconcileSigningKey(app, status, ctx);
-    return this.reconcileIndex(app, status, ctx);
+    const result = await this.reconcileIndex(app, status, ctx);
+    const gcMs = this.opts.gcIntervalMs ?? 0;
+    if (gcMs <= 0) return result;
+    await this.collectIfDue(app, ctx, gcMs);
+    return { ...result, requeueAfterMs: gcMs };
+  }
+
+  /** Last GC run per app in this process: a run is due once per interval (and at the first reconcile). */
+  private readonly lastGc = new Map<string, number>();
+
+  /** Runs garbage collection after the publish step, so the work queue serializes it with the app's publishes. */
+  private async collectIfDue(app: LiveUpdateApp, ctx: StepContext, intervalMs: number): Promise<void> {
+    const namespace = app.metadata.namespace ?? '';
+    const id = `${namespace}/${app.metadata.name}`;
+    const started = ctx.now().getTime();
+    if (started - (this.lastGc.get(id) ?? -Infinity) < intervalMs) return;
+    this.lastGc.set(id, started);
+    const clock = performance.now();
+    try {
+      const bundles = (await this.opts.client.list<LiveUpdateBundle>(BUNDLE_RESOURCE, namespace)).filter(
+        (b) => b.spec.app === app.metadata.name,
+      );
+      const result = await collectGarbage({
+        store: this.opts.store,
+        layout: layoutForApp(app, this.opts.storagePrefix),
+        app: { namespace, name: app.metadata.name },
+        bundles,
+        keepLast: app.spec.retention?.keepLast ?? 10,
+        unreferencedTtlMs: parseDuration(app.spec.retention?.unreferencedTTL ?? '168h'),
+        statsRetentionMs: parseDuration(app.spec.statsRetention ?? '720h') || parseDuration('720h'),
+        now: ctx.now(),
+        ...(this.opts.gcMinGraceMs !== undefined ? { minGraceMs: this.opts.gcMinGraceMs } : {}),
+        signal: ctx.signal,
+      });
+      const seconds = (performance.now() - clock) / 1000;
+      this.opts.metrics?.gcRun(namespace, app.metadata.name, {
+        objects: result.deleted.length,
+        bytes: result.bytes,
+        errors: result.errors,
+        seconds,
+        success: result.errors === 0,
+      });
+      if (result.aborted) this.lastGc.delete(id);
+      ctx.log.info(
+        {
+          scanned: result.scanned,
+          deleted: result.deleted.length,
+          bytes: result.bytes,
+          errors: result.errors,
+          ...(result.aborted ? { aborted: result.aborted } : {}),
+          seconds,
+        },
+        'garbage collection finished',
+      );
+    } catch (error) {
+      if (ctx.signal.aborted) throw error;
+      this.opts.metrics?.gcRun(namespace, app.metadata.name, {
+        objects: 0,
+        bytes: 0,
+        errors: 1,
+        seconds: (performance.now() - clock) / 1000,
+        success: false,
+      });
+      ctx.log.warn({ err: error }, 'garbage collection failed');
+    }
   }
 
   /** The oldest app claiming an appId owns it; later ones stall, so devices never see two indexes for one id. */
