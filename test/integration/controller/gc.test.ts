@@ -64,7 +64,7 @@ function bundle(
         ...(manifestKey ? { manifestKey } : {}),
       },
     },
-  } as LiveUpdateBundle;
+  };
 }
 
 function indexBundle(
