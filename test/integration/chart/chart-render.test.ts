@@ -317,7 +317,10 @@ describe('chart rendering', () => {
     expect(updateServer.Statement.map((s) => [s.Action, s.Resource])).toEqual([
       [['s3:ListBucket', 's3:GetBucketLocation'], ['arn:aws:s3:::liveupdate']],
       [['s3:GetObject'], ['arn:aws:s3:::liveupdate/ota/*']],
-      [['s3:PutObject'], ['arn:aws:s3:::liveupdate/ota/*/*/stats/*']],
+      [
+        ['s3:PutObject'],
+        ['arn:aws:s3:::liveupdate/ota/*/*/stats/*', 'arn:aws:s3:::liveupdate/ota/*/*/overrides/*'],
+      ],
     ]);
     expect(JSON.parse(policies['controller.json']!)).toMatchObject({ Version: '2012-10-17' });
   });
