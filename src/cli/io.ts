@@ -34,6 +34,8 @@ export interface Command {
   /** Exact number of positional arguments, and their names for the help text. */
   readonly positionals: readonly string[];
   readonly run: (ctx: CommandContext) => Promise<Record<string, unknown>>;
+  /** The text printed without --json (default: one `key: value` line per field). */
+  readonly human?: (result: Record<string, unknown>) => string;
 }
 
 export function requireString(ctx: CommandContext, option: string): string {

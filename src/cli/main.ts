@@ -11,6 +11,7 @@ import {
   bundleVerify,
 } from './commands/bundle.js';
 import { keysCreate, keysCreateSigner, keysImport } from './commands/keys.js';
+import { reconcile, status } from './commands/cluster.js';
 import { bundlePublish } from './commands/publish.js';
 import { UsageError } from './io.js';
 import { cliVersion } from './version.js';
@@ -26,6 +27,9 @@ const GROUPS: Record<string, { summary: string; commands: Command[] }> = {
     commands: [bundlePack, bundleEncrypt, bundleVerify, bundleManifest, bundleValidate, bundlePublish],
   },
 };
+
+/** Commands without a group: `liveupdate status`, `liveupdate reconcile <kind>/<name>`. */
+const TOP_LEVEL: Record<string, Command> = { status, reconcile };
 
 const COMMON_OPTIONS: OptionSpec = {
   json: { type: 'boolean', description: 'print exactly one JSON object on stdout' },
@@ -48,6 +52,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     io.stdout(topHelp());
     return groupName === undefined ? 2 : 0;
   }
+  const topLevel = TOP_LEVEL[groupName];
+  if (topLevel) return runCommand(io, '', topLevel, argv.slice(1));
   const group = GROUPS[groupName];
   if (!group) return usage(io, `unknown command "${groupName}"`);
   if (commandName === undefined || commandName === '--help' || commandName === '-h') {
@@ -56,7 +62,15 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   }
   const command = group.commands.find((c) => c.name === commandName);
   if (!command) return usage(io, `unknown command "${groupName} ${commandName}"`);
+  return runCommand(io, groupName, command, rest);
+}
 
+async function runCommand(
+  io: CliIo,
+  groupName: string,
+  command: Command,
+  rest: readonly string[],
+): Promise<number> {
   const options = { ...COMMON_OPTIONS, ...command.options };
   let values: Record<string, string | boolean | undefined>;
   let positionals: string[];
@@ -112,7 +126,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   try {
     const result = await command.run({ io, values, positionals, progress });
     endProgress();
-    io.stdout(json ? `${JSON.stringify(result)}\n` : humanReadable(result));
+    io.stdout(json ? `${JSON.stringify(result)}\n` : (command.human ?? humanReadable)(result));
     return 0;
   } catch (err) {
     endProgress();
@@ -132,7 +146,9 @@ function describe(err: unknown): string {
 }
 
 function usage(io: CliIo, message: string, groupName?: string, command?: Command): number {
-  const hint = command && groupName ? `liveupdate ${groupName} ${command.name} --help` : 'liveupdate --help';
+  const hint = command
+    ? `liveupdate ${groupName ? `${groupName} ` : ''}${command.name} --help`
+    : 'liveupdate --help';
   io.stderr(`liveupdate: error: ${message} (see \`${hint}\`)\n`);
   return 2;
 }
@@ -160,6 +176,9 @@ function topHelp(): string {
     for (const command of group.commands)
       lines.push(`  ${name} ${command.name.padEnd(14)} ${command.summary}`);
   }
+  lines.push('cluster: read and nudge the cluster of the current kubeconfig context');
+  for (const command of Object.values(TOP_LEVEL))
+    lines.push(`  ${command.name.padEnd(20)} ${command.summary}`);
   lines.push('', 'Run `liveupdate <group> <command> --help` for the options of a command.', '');
   return lines.join('\n');
 }
