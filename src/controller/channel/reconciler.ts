@@ -162,6 +162,14 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
   ): void {
     const figures = telemetry.channels.get(channel.metadata.name);
     const labels = this.labels(channel, app);
+    const stableVersion = status.servingVersion ?? live.version;
+    const rolloutVersion = rollout ? (status.rollout?.version ?? rollout.version) : undefined;
+    // Adoption among the devices seen on the two served versions (a device also reports its old version, e.g.
+    // builtin, in the same window: counting every version would count it twice).
+    const seen = [stableVersion, rolloutVersion].reduce(
+      (n, v) => n + (v === undefined ? 0 : (figures?.versions.get(v)?.devices ?? 0)),
+      0,
+    );
     const track = (version: string | undefined): LiveUpdateChannelStatusStatsRollout | undefined => {
       if (version === undefined) return undefined;
       const f = figures?.versions.get(version) ?? emptyFigures();
@@ -172,11 +180,11 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
         failures: f.failures,
         failuresByAction: f.failuresByAction,
         failurePercent: percent(Math.min(f.failures, f.samples), f.samples),
-        adoptionPercent: percent(f.devices, figures?.devices ?? 0),
+        adoptionPercent: percent(f.devices, seen),
       };
     };
-    const stable = track(status.servingVersion ?? live.version);
-    const rolloutTrack = rollout ? track(status.rollout?.version ?? rollout.version) : undefined;
+    const stable = track(stableVersion);
+    const rolloutTrack = track(rolloutVersion);
     status.stats = {
       ...(telemetry.lastUpdateTime ? { lastUpdateTime: telemetry.lastUpdateTime } : {}),
       ...(telemetry.windowStart ? { windowStart: telemetry.windowStart } : {}),
