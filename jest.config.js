@@ -27,5 +27,12 @@ export default {
       globalTeardown: '<rootDir>/test/env/jest-global-teardown.ts',
       setupFilesAfterEnv: ['<rootDir>/test/env/jest-integration-timeout.ts'],
     },
+    {
+      // `npm run test:cluster`: a real single-node cluster of its own (test/cluster/node.ts), not in `npm test`.
+      ...common,
+      displayName: 'cluster',
+      roots: ['<rootDir>/test/cluster'],
+      testMatch: ['**/*.test.ts'],
+    },
   ],
 };

@@ -84,6 +84,11 @@ export interface EnvironmentOptions {
   readonly handleSignals?: boolean;
   /** Parent of the per-environment temp dirs (default `<os tmpdir>/liveupdate-operator-env`). */
   readonly tmpRoot?: string;
+  /**
+   * Keep the ServiceAccount admission plugin on, as a cluster with a kubelet needs it (Pods get their token volume).
+   * Off by default: without a kubelet nothing would project the tokens it adds.
+   */
+  readonly serviceAccountAdmission?: boolean;
 }
 
 const S3_REGION = 'us-east-1';
@@ -120,7 +125,13 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
     const etcd = await startEtcd(supervisor, etcdBin, readyTimeoutMs);
     progress(`etcd ready on ${etcd.url}`);
     const [apiserver, s3] = await Promise.all([
-      startApiServer(supervisor, apiserverBin, etcd.url, readyTimeoutMs),
+      startApiServer(
+        supervisor,
+        apiserverBin,
+        etcd.url,
+        readyTimeoutMs,
+        options.serviceAccountAdmission ?? false,
+      ),
       startVersitygw(supervisor, versitygwBin, readyTimeoutMs),
     ]);
     progress(`kube-apiserver ready on ${apiserver.url}; versitygw ready on ${s3.endpoint}`);
@@ -461,7 +472,13 @@ async function startEtcd(supervisor: Supervisor, binary: string, timeoutMs: numb
   }
 }
 
-async function startApiServer(supervisor: Supervisor, binary: string, etcdUrl: string, timeoutMs: number) {
+async function startApiServer(
+  supervisor: Supervisor,
+  binary: string,
+  etcdUrl: string,
+  timeoutMs: number,
+  serviceAccountAdmission: boolean,
+) {
   const dir = join(supervisor.tmpDir, 'apiserver');
   const certDir = join(dir, 'certs');
   await mkdir(certDir, { recursive: true });
@@ -490,7 +507,7 @@ async function startApiServer(supervisor: Supervisor, binary: string, etcdUrl: s
       '--service-cluster-ip-range=10.0.0.0/24',
       '--allow-privileged=true',
       '--authorization-mode=RBAC',
-      '--disable-admission-plugins=ServiceAccount',
+      ...(serviceAccountAdmission ? [] : ['--disable-admission-plugins=ServiceAccount']),
       `--token-auth-file=${tokenFile}`,
       `--service-account-issuer=${url}/`,
       `--service-account-key-file=${publicKeyFile}`,
