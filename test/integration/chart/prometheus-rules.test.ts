@@ -7,7 +7,16 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { toolBinary } from '../../env/fixtures.js';
 import { repoRoot } from '../../env/process-utils.js';
-import { helmTemplate, parseManifests, run, type K8sObject } from './chart-helpers.js';
+import {
+  chartPath,
+  ciValues,
+  helm,
+  helmTemplate,
+  imagesOf,
+  parseManifests,
+  run,
+  type K8sObject,
+} from './chart-helpers.js';
 
 jest.setTimeout(300_000);
 
@@ -120,5 +129,22 @@ describe('PrometheusRule', () => {
     };
     expect(json.uid).toBe('liveupdate-operator');
     expect(json.panels.length).toBeGreaterThan(15);
+  });
+
+  it.each(['monitoring', 'subchart'])('helm lint --strict passes with the %s values', async (set) => {
+    const result = await helm(['lint', chartPath, '--strict', '--values', ciValues(set)]);
+    expect(result.stdout + result.stderr).toContain('0 chart(s) failed');
+    expect(result.code).toBe(0);
+  });
+
+  it("as a subchart: other charts' global keys and enabled are accepted, pull secrets as objects, the global registry", async () => {
+    const rendered = parseManifests(await helmTemplate([ciValues('subchart')]));
+    expect(imagesOf(rendered).every((image) => image.startsWith('registry.factory.internal/mirror/'))).toBe(
+      true,
+    );
+    const deployment = rendered.find((o) => o.kind === 'Deployment');
+    const pod = (deployment?.['spec'] as { template: { spec: { imagePullSecrets?: unknown } } }).template
+      .spec;
+    expect(pod.imagePullSecrets).toEqual([{ name: 'regcred' }]);
   });
 });
