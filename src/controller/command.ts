@@ -18,7 +18,7 @@ import { KubeClient } from '../kube/client.js';
 import { realClock, sleep } from '../kube/clock.js';
 import { loadKubeConfig } from '../kube/config.js';
 import { KubeEventRecorder } from '../kube/events.js';
-import { KubeLeaseStore } from '../kube/leader-election.js';
+import { KubeLeaseStore, LeaseLostError } from '../kube/leader-election.js';
 import { keyOf, type EventRecorder, type KubeObject, type ObjectClient } from '../kube/types.js';
 import { AdminServer } from '../observability/admin-server.js';
 import { createLogger, type Logger } from '../observability/logger.js';
@@ -31,6 +31,7 @@ import { BundleReconciler, appKeyForBundle } from './bundle/reconciler.js';
 import { ChannelReconciler, appKeyForChannel, channelKeysForBundle } from './channel/reconciler.js';
 import { RootPublisher } from './publishing/root-document.js';
 import { FleetTelemetry } from './telemetry/fleet-stats.js';
+import { fencedClient, fencedStore } from './fencing.js';
 import { Manager, type ControllerSpec } from './manager.js';
 import { createControllerDomainMetrics, type ControllerDomainMetrics } from './metrics.js';
 import { registerObjectMetrics } from './object-metrics.js';
@@ -226,9 +227,18 @@ export async function runWithConfig(
   registerObjectMetrics(registry, (type) => manager.cachedObjects(type));
   // Reconcilers read their own kinds from the informer caches (as controller-runtime's default client does): a bundle
   // reconcile no longer LISTs every bundle of the namespace from the API server. Writes and Secrets go to the API.
-  const reads = manager.cachedClient(client);
-  const root = rootPublisherFor(store, config.s3.prefix, { metrics: domainMetrics, log });
-  for (const c of buildControllers({ client: reads, recorder, store, config, metrics: domainMetrics, root }))
+  // Every write of the reconcilers is fenced by the lease (ADR 0009); reads come from the caches.
+  const reads = fencedClient(manager.cachedClient(client), manager);
+  const writes = fencedStore(store, manager);
+  const root = rootPublisherFor(writes, config.s3.prefix, { metrics: domainMetrics, log });
+  for (const c of buildControllers({
+    client: reads,
+    recorder,
+    store: writes,
+    config,
+    metrics: domainMetrics,
+    root,
+  }))
     manager.add(c);
   manager.addRunnable({ name: 'root-document', run: (s) => root.run(s, ROOT_SETTLE_PERIOD_MS) });
 
@@ -269,7 +279,14 @@ export async function runWithConfig(
   );
   const bucketReady = ensureBucketUntilDone(store, log, signal);
   try {
-    await manager.run(signal);
+    try {
+      await manager.run(signal);
+    } catch (err) {
+      if (!(err instanceof LeaseLostError)) throw err;
+      // controller-runtime's behaviour: never campaign again in a process that lost its lease; the pod restarts.
+      log.error('leader election lost: exiting so that this replica restarts as a standby');
+      return 1;
+    }
     await recorder.flush();
     await bucketReady;
   } finally {

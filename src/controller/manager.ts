@@ -8,8 +8,9 @@
  * `liveupdate.dev/reconcile-requested-at` annotation triggers a reconcile), as do periodic resyncs.
  *
  * With leader election, informers and workers run only while this process leads. Losing the lease aborts in-flight
- * reconciles at once; shutdown stops taking work, waits up to the grace period for in-flight reconciles, then aborts
- * them, and only then releases the lease.
+ * reconciles at once and ends `run` with {@link LeaseLostError} (the process exits non-zero, as controller-runtime
+ * does; it never campaigns again); {@link Manager.holdsLease} fences every write meanwhile. Shutdown stops taking
+ * work, waits up to the grace period for in-flight reconciles, then aborts them, and only then releases the lease.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -141,22 +142,23 @@ export class Manager {
       let fatal: Error | undefined;
       const failed = new AbortController();
       const stop = AbortSignal.any([signal, failed.signal]);
-      while (!stop.aborted) {
-        this.elector = new LeaderElector({
-          ...le,
-          log: this.log,
-          clock: this.clock,
-          metrics: this.opts.metrics.leaderElection,
-          onStartedLeading: (leaderSignal) =>
-            this.work(leaderSignal).catch((err: unknown) => {
-              fatal = err instanceof Error ? err : new Error(errorMessage(err));
-              failed.abort(fatal);
-            }),
-        });
-        // returns after losing the lease (work already stopped) or after shutdown (work drained, lease released)
-        await this.elector.run(stop);
-      }
+      this.elector = new LeaderElector({
+        ...le,
+        log: this.log,
+        clock: this.clock,
+        metrics: this.opts.metrics.leaderElection,
+        onStartedLeading: (leaderSignal) =>
+          this.work(leaderSignal).catch((err: unknown) => {
+            fatal = err instanceof Error ? err : new Error(errorMessage(err));
+            failed.abort(fatal);
+          }),
+      });
+      // returns after losing the lease (work already stopped) or after shutdown (work drained, lease released)
+      const ended = await this.elector.run(stop);
       if (fatal !== undefined) throw fatal;
+      // As controller-runtime: a process that lost its lease does not campaign again. Work that ignored the abort
+      // may still be running; ending the process ends it (the pod restarts and becomes a clean standby).
+      if (ended === 'lost') throw new LeaseLostError();
     } finally {
       this.running = false;
     }
@@ -164,6 +166,15 @@ export class Manager {
 
   isLeader(): boolean {
     return this.leading;
+  }
+
+  /**
+   * The write fence (true without leader election): every write of a leader-elected controller checks it, so a
+   * process that was frozen past its renew deadline, or lost its lease, writes nothing (ADR 0009).
+   */
+  holdsLease(): boolean {
+    if (!this.opts.leaderElection) return true;
+    return this.leading && (this.elector?.holdsLease() ?? false);
   }
 
   /** Liveness: false only when the leader believes it leads but has not renewed for far too long. */

@@ -11,7 +11,7 @@ interface Candidate {
   stopReason: unknown;
   stopped: number;
   stop: AbortController;
-  done: Promise<void>;
+  done: Promise<'lost' | 'stopped'>;
 }
 
 function candidate(
@@ -141,6 +141,20 @@ describe('LeaderElector', () => {
     await clock.advance(14_000);
     expect(b.leading).toBe(false);
     await clock.advance(6_000);
+    expect(b.leading).toBe(true);
+    b.stop.abort();
+    await b.done;
+  });
+
+  it("judges expiry with the record's leaseDurationSeconds, not its own", async () => {
+    const clock = new FakeClock();
+    const backend = new FakeLeaseBackend();
+    // the holder runs with a 60 s lease; this candidate's own default is 15 s
+    backend.create({ holderIdentity: 'other', leaseDurationSeconds: 60, leaseTransitions: 0 });
+    const b = candidate('b', backend, clock);
+    await clock.advance(30_000);
+    expect(b.leading).toBe(false);
+    await clock.advance(35_000);
     expect(b.leading).toBe(true);
     b.stop.abort();
     await b.done;

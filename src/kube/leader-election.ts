@@ -1,13 +1,16 @@
 /**
  * Leader election on a coordination.k8s.io/v1 Lease, following client-go's leaderelection package:
- * - a candidate acquires the lease when it is free (no holder) or when the record has not changed for a full lease
- *   duration *as observed on the candidate's own clock* (never trusting the other replica's renewTime clock);
+ * - a candidate acquires the lease when it is free (no holder) or when the record has not changed for the record's
+ *   own `leaseDurationSeconds` *as observed on the candidate's own clock* (never trusting the other replica's
+ *   renewTime clock, nor assuming the holder uses our duration);
  * - the leader renews every retry period; if it cannot renew within the renew deadline it has lost the lease;
  * - every write carries the resourceVersion it read (optimistic concurrency), so two candidates cannot both win;
  * - on shutdown the leader first lets its work stop gracefully (still renewing), then releases the lease by clearing
  *   the holder, so a standby takes over at once instead of after the lease duration.
  * `onStartedLeading(signal)`: the signal aborts with {@link LeaseLostError} (stop now, someone else may already lead)
- * or {@link ShutdownError} (stop gracefully).
+ * or {@link ShutdownError} (stop gracefully). {@link LeaderElector.holdsLease} is the fence every write checks: true
+ * only while the last renewal is younger than the renew deadline by this process's clock, so a process that was
+ * frozen (SIGSTOP, a long GC pause, a suspended VM) refuses to write before it even learns it lost the lease.
  */
 import type { Logger } from 'pino';
 import { realClock, sleep, type Clock } from './clock.js';
@@ -87,6 +90,8 @@ export class LeaderElector {
   private observed: StoredLease | undefined;
   private observedRaw = '';
   private observedTime = 0;
+  /** When this process last created or renewed the lease (its own clock); 0 when it never did. */
+  private renewedAt = 0;
   private lastError: unknown;
   private reportedLeader = '';
 
@@ -105,6 +110,11 @@ export class LeaderElector {
 
   isLeader(): boolean {
     return this.observed?.record.holderIdentity === this.opts.identity;
+  }
+
+  /** The fence: this process led at its last renewal and that renewal is younger than the renew deadline. */
+  holdsLease(): boolean {
+    return this.isLeader() && this.clock.now() - this.renewedAt < this.renewDeadlineMs;
   }
 
   /** The holder last observed ('' when none). */
@@ -127,11 +137,11 @@ export class LeaderElector {
   }
 
   /**
-   * One term: waits to acquire, leads until the lease is lost or the signal aborts, and returns. On abort it lets
-   * onStartedLeading's work finish (renewing meanwhile) and then releases the lease.
+   * One term: waits to acquire, leads until the lease is lost or the signal aborts, and returns which of the two
+   * ended it. On abort it lets onStartedLeading's work finish (renewing meanwhile) and then releases the lease.
    */
-  async run(signal: AbortSignal): Promise<void> {
-    if (!(await this.acquire(signal))) return;
+  async run(signal: AbortSignal): Promise<'lost' | 'stopped'> {
+    if (!(await this.acquire(signal))) return 'stopped';
     const leaderCtl = new AbortController();
     this.setLeading(true);
     this.log.info('became leader');
@@ -157,6 +167,7 @@ export class LeaderElector {
       this.setLeading(false);
     }
     this.opts.onStoppedLeading?.();
+    return lost ? 'lost' : 'stopped';
   }
 
   private setLeading(leading: boolean): void {
@@ -219,16 +230,22 @@ export class LeaderElector {
       const current = await this.opts.store.get(timeoutMs);
       if (!current) {
         this.setObserved(await this.opts.store.create(fresh, timeoutMs));
+        this.renewedAt = now;
         this.lastError = undefined;
         return true;
       }
       this.setObserved(current);
       this.lastError = undefined;
       const holder = current.record.holderIdentity;
+      // The holder's own duration decides when its lease expires (replicas may be configured differently).
+      const recordDurationMs =
+        current.record.leaseDurationSeconds > 0
+          ? current.record.leaseDurationSeconds * 1000
+          : this.leaseDurationMs;
       if (
         holder !== '' &&
         holder !== this.opts.identity &&
-        this.observedTime + this.leaseDurationMs > this.clock.now()
+        this.observedTime + recordDurationMs > this.clock.now()
       ) {
         return false; // held by another candidate and not expired by our own observation
       }
@@ -240,6 +257,7 @@ export class LeaderElector {
         record.leaseTransitions = current.record.leaseTransitions + 1;
       }
       this.setObserved(await this.opts.store.update(record, current.resourceVersion, timeoutMs));
+      this.renewedAt = now;
       return true;
     } catch (err) {
       if (isConflict(err) || (err instanceof KubeApiError && err.reason === 'AlreadyExists')) {

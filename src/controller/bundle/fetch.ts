@@ -10,7 +10,6 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Client as MinioClient } from 'minio';
 import {
   Reason,
   type ArtifactProvenance,
@@ -18,6 +17,8 @@ import {
   type OciSource,
   type S3Source,
 } from '../../api/v1alpha1/index.js';
+import { ObjectNotFoundError } from '../../storage/object-store.js';
+import { S3ObjectStore } from '../../storage/s3-store.js';
 import { StallingError, TransientError } from '../common/errors.js';
 import { fetchOci, type OciFetchOptions } from './fetch-oci.js';
 
@@ -36,7 +37,8 @@ export interface FetchRequest {
   signal: AbortSignal;
   /** ca: PEM CA bundle; cert/key: PEM client certificate for mutual TLS. */
   http?: { credentials?: HttpCredentials; ca?: string; cert?: string; key?: string };
-  s3?: { accessKey: string; secretKey: string };
+  /** ca: PEM CA bundle of a private S3 endpoint. */
+  s3?: { accessKey: string; secretKey: string; ca?: string };
   oci?: OciFetchOptions;
   /** Environment whose HTTPS_PROXY/HTTP_PROXY/NO_PROXY apply to http and OCI fetches (the controller's own). */
   proxyEnv?: NodeJS.ProcessEnv;
@@ -241,34 +243,39 @@ export class SourceFetcher implements ArtifactFetcher {
     });
   }
 
+  /**
+   * Through the same S3 client as the store: every call carries the fetch's signal (abort and timeout) and an idle
+   * socket timeout, the body streams into the hashed file under the same signal.
+   */
   private async fetchS3(
     source: S3Source,
     request: FetchRequest,
     signal: AbortSignal,
   ): Promise<FetchedArtifact> {
-    const endpoint = new URL(source.endpoint);
-    const client = new MinioClient({
-      endPoint: endpoint.hostname,
-      port: endpoint.port ? Number(endpoint.port) : endpoint.protocol === 'https:' ? 443 : 80,
-      useSSL: endpoint.protocol === 'https:',
-      accessKey: request.s3?.accessKey ?? '',
-      secretKey: request.s3?.secretKey ?? '',
-      pathStyle: true,
+    const store = new S3ObjectStore({
+      endpoint: new URL(source.endpoint).origin,
+      bucket: source.bucket,
       ...(source.region ? { region: source.region } : {}),
+      ...(request.s3 ? { accessKeyId: request.s3.accessKey, secretAccessKey: request.s3.secretKey } : {}),
+      ...(request.s3?.ca ? { ca: request.s3.ca } : {}),
+      timeoutMs: Math.min(request.timeoutMs, S3_IDLE_TIMEOUT_MS),
     });
     const shown = `s3://${source.bucket}/${source.key}`;
     try {
-      const stat = await client.statObject(source.bucket, source.key);
+      const stat = await store.stat(source.key, signal);
       if (stat.size > request.maxBytes) {
         throw new StallingError(
           Reason.ArtifactTooLarge,
           `${shown} is ${stat.size} bytes, more than the limit of ${request.maxBytes}`,
         );
       }
-      const body = await client.getObject(source.bucket, source.key);
-      return await writeHashed(body, request.destination, request.maxBytes, signal);
+      const got = await store.get(source.key, { signal });
+      if (!got) throw new TransientError(Reason.SourceUnavailable, `${shown}: the server returned no body`);
+      return await writeHashed(got.body, request.destination, request.maxBytes, signal);
     } catch (error) {
       throw s3Error(shown, error, signal);
+    } finally {
+      store.close();
     }
   }
 }
@@ -284,12 +291,22 @@ export function httpStatusError(url: string, status: number): Error {
   return new StallingError(Reason.SourceNotFound, `${url} answered HTTP ${status}`);
 }
 
+/** Socket idle timeout of S3 source calls (the fetch's own timeout bounds the whole). */
+const S3_IDLE_TIMEOUT_MS = 30_000;
 const S3_NOT_FOUND = new Set(['NoSuchKey', 'NotFound', 'NoSuchBucket']);
 const S3_DENIED = new Set(['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'Forbidden']);
 
 function s3Error(shown: string, error: unknown, signal: AbortSignal): Error {
-  const code = (error as { code?: string }).code ?? '';
+  if (error instanceof StallingError || error instanceof TransientError) return error;
+  if (error instanceof ObjectNotFoundError)
+    return new StallingError(Reason.SourceNotFound, `${shown}: NoSuchKey`);
+  // S3ObjectStore keeps the server's code on the cause (S3Error)
+  const cause = error instanceof Error ? error.cause : undefined;
+  const code = String(
+    (cause as { code?: unknown } | undefined)?.code ?? (error as { code?: unknown })?.code ?? '',
+  );
   if (S3_NOT_FOUND.has(code)) return new StallingError(Reason.SourceNotFound, `${shown}: ${code}`);
-  if (S3_DENIED.has(code)) return new StallingError(Reason.SourceUnauthorized, `${shown}: ${code}`);
+  if (S3_DENIED.has(code))
+    return new StallingError(Reason.SourceUnauthorized, `${shown}: ${code} (check spec.source.s3.secretRef)`);
   return networkError(`fetching ${shown}`, error, signal);
 }

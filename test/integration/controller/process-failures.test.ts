@@ -483,3 +483,98 @@ describe('SIGKILL of the leading controller with work pending', () => {
     TEST_TIMEOUT_MS,
   );
 });
+
+describe('SIGSTOP of the leading controller, resumed after a standby took over', () => {
+  const f = new Fixture();
+
+  beforeAll(async () => {
+    await f.setUp('stop-leader');
+  }, TEST_TIMEOUT_MS);
+
+  afterAll(async () => {
+    await f.tearDown();
+  }, TEST_TIMEOUT_MS);
+
+  /** Every LiveUpdate object's resourceVersion, the index and the root: what a zombie write would change. */
+  async function snapshot(): Promise<string> {
+    const { stack, namespace } = f;
+    const versions: string[] = [];
+    for (const type of [APP_RESOURCE, BUNDLE_RESOURCE, CHANNEL_RESOURCE]) {
+      for (const o of await stack.kube.list<KubeObject>(type, namespace))
+        versions.push(`${type.kind}/${o.metadata.name}@${o.metadata.resourceVersion}`);
+    }
+    const client = stack.s3Client();
+    const root = (await objectBytes(client, stack.bucket, f.layout.rootKey())).toString();
+    const index = (await objectBytes(client, stack.bucket, f.indexKey)).toString();
+    return JSON.stringify({ versions: versions.sort(), root, index });
+  }
+
+  it(
+    'the resumed process writes nothing and exits non-zero; the published index is the new leader’s',
+    () =>
+      withLogs(f, async () => {
+        const { stack, journey } = f;
+        const started = await Promise.all([f.startController('stop-a'), f.startController('stop-b')]);
+        const byName = new Map(started.map((c, i) => [['stop-a', 'stop-b'][i]!, c]));
+        const leaderName = await until('a Lease holder', 60_000, async () => {
+          const holder = await f.leaseHolder();
+          return byName.has(holder) ? holder : undefined;
+        });
+        const leader = byName.get(leaderName)!;
+        const [survivorName, survivor] = [...byName].find(([name]) => name !== leaderName)!;
+        stack.controller = leader;
+        await journey.packBuilds([FIRST_VERSION, SECOND_VERSION]);
+        await journey.createResources(FIRST_VERSION);
+        await journey.waitReady([
+          { type: APP_RESOURCE, name: journey.appName },
+          { type: BUNDLE_RESOURCE, name: journey.build(FIRST_VERSION).bundleName },
+          { type: CHANNEL_RESOURCE, name: journey.channelName },
+        ]);
+
+        // Frozen, not dead: its sockets stay open, its timers and in-flight work resume with SIGCONT.
+        leader.child.kill('SIGSTOP');
+        const second = journey.build(SECOND_VERSION);
+        await journey.createBundle(SECOND_VERSION);
+        await journey.setChannelBundle(SECOND_VERSION);
+        stack.controller = survivor;
+        await until('the survivor to hold the Lease', LEASE_DURATION_MS + 45_000, async () =>
+          (await f.leaseHolder()) === survivorName ? true : undefined,
+        );
+        await until('the new leader to publish the second bundle', 90_000, async () => {
+          const index = await f.readIndex();
+          return index?.channels.find((c) => c.name === journey.channelName)?.bundle === second.bundleName
+            ? true
+            : undefined;
+        });
+        await journey.waitReady([
+          { type: APP_RESOURCE, name: journey.appName },
+          { type: BUNDLE_RESOURCE, name: second.bundleName },
+          { type: CHANNEL_RESOURCE, name: journey.channelName },
+        ]);
+        // Quiet: two snapshots a few seconds apart agree, so any later change is the resumed process's.
+        const settled = await until('the new leader to go quiet', 60_000, async () => {
+          const a = await snapshot();
+          await sleep(3_000);
+          return a === (await snapshot()) ? a : undefined;
+        });
+
+        leader.child.kill('SIGCONT');
+        const exit = await Promise.race([
+          leader.exited,
+          sleep(60_000).then(() => {
+            throw new Error('the resumed leader did not exit within 60 s');
+          }),
+        ]);
+        expect(exit.code).not.toBe(0);
+        expect(exit.code).not.toBeNull();
+        expect(await leader.tail(20_000)).toContain('leader election lost');
+        expect(await snapshot()).toBe(settled);
+        expect(await f.leaseHolder()).toBe(survivorName);
+        const index = await f.readIndex();
+        expect(index?.channels.find((c) => c.name === journey.channelName)?.bundle).toBe(second.bundleName);
+        expect((await f.checkIndexIntegrity(index!)).get(second.bundleName)).toBe(second.sha256);
+        expect(survivor.running).toBe(true);
+      }),
+    TEST_TIMEOUT_MS,
+  );
+});
