@@ -51,7 +51,11 @@ export class StorageLayout {
    * setChannel (they expect the server to keep them), by hashed device id; written by the update service.
    */
   channelOverridesKey(app: AppRef, shard: string): string {
-    return this.appPrefix(app) + `overrides/${shard}.json`;
+    return this.channelOverridesPrefix(app) + `${shard}.json`;
+  }
+
+  channelOverridesPrefix(app: AppRef): string {
+    return this.appPrefix(app) + 'overrides/';
   }
 
   rootKey(): string {

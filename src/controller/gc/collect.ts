@@ -98,6 +98,7 @@ export async function collectGarbage(input: GcInput): Promise<GcResult> {
   const now = input.now.getTime();
   const indexKey = layout.indexKey(app);
   const statsPrefix = layout.statsPrefix(app);
+  const overridesPrefix = layout.channelOverridesPrefix(app);
   const grace = Math.max(input.unreferencedTtlMs, input.minGraceMs ?? MIN_GRACE_MS);
 
   // Mark: the published index first (with its ETag), then the bundles, then the listing.
@@ -132,6 +133,11 @@ export async function collectGarbage(input: GcInput): Promise<GcResult> {
     scanned++;
     if (live.has(info.key)) continue;
     const age = now - info.lastModified.getTime();
+    // Legacy plugins' channel overrides (ADR 0016): a shard nobody wrote for statsRetention holds only stale entries.
+    if (info.key.startsWith(overridesPrefix)) {
+      if (age > input.statsRetentionMs) candidates.push(info);
+      continue;
+    }
     if (info.key.startsWith(statsPrefix)) {
       if ((await rollupAge(store, info, now, signal)) > input.statsRetentionMs) candidates.push(info);
       continue;

@@ -176,6 +176,9 @@ describe('garbage collection on the real S3 server', () => {
       const staleRollup = `${layout.statsPrefix(app)}update-server-gone.json`;
       await store.put(liveRollup, rollup(new Date().toISOString()));
       await store.put(staleRollup, rollup(new Date(Date.now() - 40 * 24 * HOUR).toISOString()));
+      // Legacy plugins' channel overrides (ADR 0016) are kept while younger than statsRetention.
+      const overrides = layout.channelOverridesKey(app, 'ab');
+      await store.put(overrides, '{"apiVersion":"liveupdate.dev/channel-overrides/v1","entries":{}}');
 
       const published = await publishIndex(
         store,
@@ -210,7 +213,9 @@ describe('garbage collection on the real S3 server', () => {
       expect(result.bytes).toBe(result.deleted.reduce((n, d) => n + d.size, 0));
       const after = await keysUnder(layout.appPrefix(app));
       expect(after).toEqual(new Set([...before].filter((k) => !collectable.includes(k))));
-      expect(after).toEqual(new Set([published.indexKey, a, f1, f2, b, bManifest, f3, liveRollup]));
+      expect(after).toEqual(
+        new Set([published.indexKey, a, f1, f2, b, bManifest, f3, liveRollup, overrides]),
+      );
       for (const key of referencedKeys(published.index))
         expect((await store.getBuffer(key)).data.length).toBe(256);
       process.stdout.write(
