@@ -302,9 +302,11 @@ function s3Error(shown: string, error: unknown, signal: AbortSignal): Error {
     return new StallingError(Reason.SourceNotFound, `${shown}: NoSuchKey`);
   // S3ObjectStore keeps the server's code on the cause (S3Error)
   const cause = error instanceof Error ? error.cause : undefined;
-  const code = String(
-    (cause as { code?: unknown } | undefined)?.code ?? (error as { code?: unknown })?.code ?? '',
-  );
+  const codeOf = (value: unknown): string | undefined => {
+    const code = (value as { code?: unknown } | undefined)?.code;
+    return typeof code === 'string' ? code : undefined;
+  };
+  const code = codeOf(cause) ?? codeOf(error) ?? '';
   if (S3_NOT_FOUND.has(code)) return new StallingError(Reason.SourceNotFound, `${shown}: ${code}`);
   if (S3_DENIED.has(code))
     return new StallingError(Reason.SourceUnauthorized, `${shown}: ${code} (check spec.source.s3.secretRef)`);
