@@ -1,36 +1,47 @@
 /**
- * Update-service benchmark (`npm run bench -- update-server`), baselines measured in the same run:
- *   1. POST /updates with realistic §2.1 bodies over 100,000 device ids, 256 connections, against a bare node:http
- *      server answering a fixed JSON of the same size, in two regimes:
- *      a. saturated (closed loop, autocannon: every connection sends its next request as soon as the previous answer
- *         arrives): gives the maximum throughput and the throughput ratio (goal ≥ 0.7). Its latencies are NOT the
- *         service time: with 256 requests always in flight, a server doing N req/s answers each after ~256/N s of
- *         queueing (Little's law), whatever server it is, so its p99 only tells how long the queue is.
- *      b. open loop at a fixed rate below saturation (default 50 % of the bare server's measured maximum, same rate
- *         for both servers): requests start on a fixed schedule, whether or not earlier ones were answered, spread
- *         over 256 warm keep-alive connections. This is how a fleet of devices loads the service, and its p50/p99 are
- *         the latency the goal (p99 ≤ 5 ms at 256 connections) is about. autocannon's `overallRate` is not used for
- *         this: it sends each connection's per-second quota in a burst at the start of every second, which queues
- *         like saturation. Latency is measured from the scheduled start (no coordinated omission: a request delayed by
- *         a stalled load generator or a slow server counts its wait), so generator lag on a loaded machine shows up
- *         in both servers' figures alike.
- *   2. Download of a 100 MiB bundle through the service vs a direct (presigned) GET from the S3 server (versitygw of
- *      its own): throughput ratio (goal ≥ 0.8).
- *   3. RSS with 1,000 apps × 10 channels loaded, against the same process with no app.
- * Servers run in child processes on 127.0.0.1; the load generator runs here. Figures only, no assertions.
+ * Update-service benchmark (`npm run bench -- update-server`), every ratio against a baseline measured in the same
+ * run, with vegeta (test/bench/_vegeta.ts) as the load generator: multi-core, open loop, pinned to other cores than
+ * the server where `taskset` and two cores exist (the output says which applies).
+ *   1. POST /updates with realistic §2.1 bodies over 20,000 device ids, 256 connections, against a bare node:http
+ *      server answering a fixed JSON of the same size:
+ *      a. saturated (closed loop: 256 requests always in flight): maximum throughput, its ratio, and CPU per request
+ *         of each server (CPU time the server process used ÷ requests; robust when the machine is shared). Its
+ *         latencies are queueing (Little's law: 256 in flight at N req/s wait ~256/N s), so they are not reported.
+ *      b. open loop at fixed rates (2 k, 5 k, 10 k, 15 k req/s and 50 %/75 % of the bare maximum; rates above 1.2×
+ *         the bare maximum are skipped): requests start on vegeta's schedule whether or not earlier ones were
+ *         answered, as a fleet of devices loads the service. p50/p99/p99.9 latency and the achieved rate per server;
+ *         a server that cannot keep up falls behind (achieved < rate) and its latencies then measure the backlog.
+ *   2. GET of a bundle (BENCH_DL_MIB, default 4 MiB) through the service vs a direct (presigned) GET from the S3
+ *      server (versitygw of its own, pinned with the service): saturated MiB/s with 8 connections and CPU per MiB in
+ *      the service, then p50/p99/p99.9 at 50 % and 75 % of the direct maximum.
+ *   3. RSS with 1,000 apps × 10 channels loaded, against the same process with no app, and the index sizes.
+ * Servers run in child processes on 127.0.0.1 (compiled by tsc, as in the image). Figures only, no assertions.
+ * Knobs: BENCH_ONLY=throughput|download|rss, BENCH_DURATION (s per attack, default 5), BENCH_ROUNDS (saturated
+ * rounds, default 3), BENCH_RATES (comma-separated req/s, replaces the fixed list), BENCH_MODES (default
+ * bare,service; add `before` with BENCH_BEFORE_TARGET for a before/after comparison).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import http from 'node:http';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import autocannon from 'autocannon';
 import { S3ObjectStore } from '../../src/storage/s3-store.js';
 import { minioClientFor } from '../env/environment.js';
 import { startPrivateS3 } from '../integration/updateserver/private-s3.js';
+import {
+  attack,
+  median,
+  pinProcess,
+  pinned,
+  pinning,
+  targetLines,
+  vegeta,
+  type AttackResult,
+  type Pinning,
+} from './_vegeta.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 /**
@@ -59,17 +70,14 @@ function compile(): void {
   });
   if (r.status !== 0) throw new Error('tsc failed');
 }
-const DURATION = Number(process.env['BENCH_DURATION'] ?? 8);
-/** Open-loop phase: rate as a fraction of the bare server's saturated throughput, and length of a round (s). */
-const OPEN_FRACTION = Number(process.env['BENCH_OPEN_FRACTION'] ?? 0.5);
-const OPEN_DURATION = Number(process.env['BENCH_OPEN_DURATION'] ?? 8);
 
-function median(xs: number[]): number {
-  const v = [...xs].sort((x, y) => x - y);
-  return v[Math.floor(v.length / 2)]!;
-}
+const DURATION = Number(process.env['BENCH_DURATION'] ?? 5);
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 const CONNECTIONS = 256;
-const DEVICES = 100_000;
+/** Distinct device ids (bodies); the per-device rate limit stays on, so each id must not be reused too often. */
+const DEVICES = 20_000;
+const FIXED_RATES = [2_000, 5_000, 10_000, 15_000];
+const PIN: Pinning = pinning();
 
 interface Child {
   port: number;
@@ -104,7 +112,8 @@ function startTarget(args: string[], nodeFlags: string[] = []): Promise<Child> {
     args = ['download', ...args.slice(1)];
   }
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [...TARGET_FLAGS, ...nodeFlags, target, ...args], {
+    const argv = pinned(PIN.server, [process.execPath, ...TARGET_FLAGS, ...nodeFlags, target, ...args]);
+    const proc = spawn(argv[0]!, argv.slice(1), {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -199,256 +208,196 @@ function deviceBodies(): string[] {
   return bodies;
 }
 
-async function load(port: number, bodies: string[], duration: number): Promise<autocannon.Result> {
-  let i = 0;
-  return autocannon({
-    url: `http://127.0.0.1:${port}/updates`,
-    connections: CONNECTIONS,
-    duration,
-    method: 'POST',
-    headers: { 'content-type': 'application/json; charset=utf-8' },
-    requests: [
-      {
-        setupRequest: (req) => ({ ...req, body: bodies[i++ % bodies.length]! }),
-      },
-    ],
-  });
+/** A temp dir for targets and results, removed at the end. */
+async function scratch(): Promise<{ dir: string; done(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'lu-bench-'));
+  return { dir, done: () => rm(dir, { recursive: true, force: true }) };
 }
 
-interface OpenLoopResult {
-  rate: number;
-  sent: number;
-  answered: number;
-  non2xx: number;
-  errors: number;
-  p50: number;
-  p99: number;
-  p999: number;
-  /** Requests answered per second from the first scheduled start to the last answer. */
-  achieved: number;
-}
-
-/**
- * Open-loop load: `rate` requests per second on a fixed schedule for `seconds`, over `CONNECTIONS` keep-alive
- * connections (opened first, used least-recently-used first so that all of them carry traffic). Latency in ms from
- * each request's scheduled start to the end of its answer.
- */
-async function openLoop(
-  port: number,
-  bodies: string[],
-  rate: number,
-  seconds: number,
-  offset: number,
-): Promise<OpenLoopResult> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: CONNECTIONS, scheduling: 'fifo' });
-  let i = offset;
-  let errors = 0;
-  let non2xx = 0;
-  const send = (scheduled: number, onDone: (ms: number) => void): void => {
-    const body = bodies[i++ % bodies.length]!;
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/updates',
-        method: 'POST',
-        agent,
-        headers: {
-          'content-type': 'application/json; charset=utf-8',
-          'content-length': Buffer.byteLength(body),
-        },
-      },
-      (res) => {
-        if (res.statusCode === undefined || res.statusCode < 200 || res.statusCode > 299) non2xx++;
-        res.on('end', () => onDone(performance.now() - scheduled));
-        res.resume();
-      },
-    );
-    req.on('error', () => {
-      errors++;
-      onDone(NaN);
-    });
-    req.end(body);
-  };
-  // Open every connection (all at once, then answered before the measured phase).
-  await Promise.all(
-    Array.from({ length: CONNECTIONS }, () => new Promise<void>((r) => send(performance.now(), () => r()))),
+async function updateTargets(dir: string, mode: string, port: number, bodies: string[]): Promise<string> {
+  const file = join(dir, `targets-${mode}.jsonl`);
+  await writeFile(
+    file,
+    targetLines(
+      bodies.map((body) => ({
+        method: 'POST' as const,
+        url: `http://127.0.0.1:${port}/updates`,
+        body,
+        header: { 'Content-Type': ['application/json; charset=utf-8'] },
+      })),
+    ),
   );
-  const latencies: number[] = [];
-  let sent = 0;
-  let answered = 0;
-  const interval = 1000 / rate;
-  const start = performance.now();
-  const total = Math.floor(rate * seconds);
-  await new Promise<void>((resolve) => {
-    const finish = (): void => {
-      if (sent === total && answered === total) resolve();
-    };
-    const tick = (): void => {
-      const now = performance.now();
-      while (sent < total && start + sent * interval <= now) {
-        sent++;
-        send(start + (sent - 1) * interval, (ms) => {
-          answered++;
-          if (!Number.isNaN(ms)) latencies.push(ms);
-          finish();
-        });
-      }
-      if (sent < total)
-        setTimeout(tick, Math.max(0, Math.min(1, start + sent * interval - performance.now())));
-    };
-    tick();
-  });
-  const elapsed = (performance.now() - start) / 1000;
-  agent.destroy();
-  latencies.sort((a, b) => a - b);
-  const pct = (p: number): number =>
-    latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN;
-  return {
-    rate,
-    sent,
-    answered,
-    non2xx,
-    errors,
-    p50: pct(0.5),
-    p99: pct(0.99),
-    p999: pct(0.999),
-    achieved: answered / elapsed,
-  };
+  return file;
+}
+
+const ms = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : '-').padStart(7);
+
+function openLoopRow(r: AttackResult): string {
+  const behind = r.achieved < 0.95 * r.rate ? ' behind' : '';
+  return `${ms(r.p50)} ${ms(r.p99)} ${ms(r.p999)} ${r.achieved.toFixed(0).padStart(7)}${behind.padEnd(7)}`;
 }
 
 async function throughputBench(): Promise<void> {
   const bodies = deviceBodies();
   const modes = (process.env['BENCH_MODES'] ?? 'bare,service').split(',');
-  const rounds = Number(process.env['BENCH_ROUNDS'] ?? 3);
-  // Both servers stay up and are measured in alternation, so a load spike from other work on the machine hits both.
+  const tmp = await scratch();
   const children = new Map<string, Child>();
-  const segments = new Map<string, autocannon.Result[]>();
-  const open = new Map<string, OpenLoopResult[]>();
-  const cpu = new Map<string, number>();
+  const targets = new Map<string, string>();
+  const saturated = new Map<string, AttackResult[]>();
+  const cpuPerRequest = new Map<string, number>();
+  const open = new Map<number, Map<string, AttackResult & { cpuPerRequest: number }>>();
+  let n = 0;
+  const results = (): string => join(tmp.dir, `results-${n++}.bin`);
   try {
     for (const mode of modes) {
       const child = await startTarget([mode]);
       children.set(mode, child);
-      await load(child.port, bodies, 4); // warm-up (JIT, connection setup): not counted
-      await child.mark();
-      segments.set(mode, []);
+      targets.set(mode, await updateTargets(tmp.dir, mode, child.port, bodies));
+      // Warm-up (JIT, connections): not counted.
+      await attack({
+        targetsFile: targets.get(mode)!,
+        rate: 2000,
+        seconds: 2,
+        connections: CONNECTIONS,
+        resultsFile: results(),
+        pin: PIN,
+      });
+      saturated.set(mode, []);
     }
-    for (let round = 0; round < rounds; round++) {
-      for (const mode of modes)
-        segments.get(mode)!.push(await load(children.get(mode)!.port, bodies, DURATION));
+    // Saturated, alternating rounds: a load spike from other work on the machine hits every server alike.
+    const cpu = new Map<string, number>(modes.map((m) => [m, 0]));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const mode of modes) {
+        const child = children.get(mode)!;
+        const before = await child.cpuSinceMark();
+        const r = await attack({
+          targetsFile: targets.get(mode)!,
+          rate: 0,
+          seconds: DURATION,
+          connections: CONNECTIONS,
+          resultsFile: results(),
+          pin: PIN,
+        });
+        cpu.set(mode, cpu.get(mode)! + ((await child.cpuSinceMark()) - before) / r.requests);
+        saturated.get(mode)!.push(r);
+      }
     }
-    for (const [mode, child] of children) cpu.set(mode, await child.cpuSinceMark());
-    // Open loop, at a fraction of the bare server's measured maximum (or BENCH_OPEN_RATE req/s), same for both.
-    const bareMax = median(segments.get('bare')?.map((r) => r.requests.average) ?? [NaN]);
-    const rate = Math.round(Number(process.env['BENCH_OPEN_RATE'] ?? OPEN_FRACTION * bareMax));
-    if (Number.isFinite(rate) && rate > 0) {
-      for (const mode of modes) open.set(mode, []);
-      for (let round = 0; round < rounds; round++) {
-        for (const mode of modes) {
-          open
-            .get(mode)!
-            .push(await openLoop(children.get(mode)!.port, bodies, rate, OPEN_DURATION, round * 7919));
-        }
+    for (const mode of modes) cpuPerRequest.set(mode, cpu.get(mode)! / ROUNDS);
+    const bareMax = median(saturated.get('bare')?.map((r) => r.achieved) ?? [NaN]);
+    const rates = (
+      process.env['BENCH_RATES']
+        ? process.env['BENCH_RATES'].split(',').map(Number)
+        : [...FIXED_RATES, Math.round(bareMax * 0.5), Math.round(bareMax * 0.75)]
+    )
+      .filter((r) => Number.isFinite(r) && r > 0)
+      .sort((a, b) => a - b);
+    for (const rate of rates) {
+      if (!process.env['BENCH_RATES'] && rate > 1.2 * bareMax) continue;
+      const row = new Map<string, AttackResult & { cpuPerRequest: number }>();
+      open.set(rate, row);
+      for (const mode of modes) {
+        const child = children.get(mode)!;
+        const before = await child.cpuSinceMark();
+        const r = await attack({
+          targetsFile: targets.get(mode)!,
+          rate,
+          seconds: DURATION,
+          connections: CONNECTIONS,
+          resultsFile: results(),
+          pin: PIN,
+        });
+        row.set(mode, { ...r, cpuPerRequest: ((await child.cpuSinceMark()) - before) / r.requests });
       }
     }
   } finally {
     for (const child of children.values()) await child.stop();
+    await tmp.done();
   }
+
+  console.log(`\nPOST /updates — ${PIN.description}; ${DEVICES} device ids, ${CONNECTIONS} connections`);
   console.log(
-    `\nPOST /updates, SATURATED (closed loop), ${CONNECTIONS} connections, ${rounds} alternating rounds of ${DURATION} s, ${DEVICES} device ids (medians over rounds)`,
+    `SATURATED (closed loop, ${CONNECTIONS} in flight), ${ROUNDS} alternating rounds of ${DURATION} s, medians:`,
   );
-  console.log('server    req/s      p50 ms  p99 ms  non-2xx  errors  CPU µs/request');
-  const stats = new Map<string, { rps: number; p99: number; cpuPerRequest: number; perRound: number[] }>();
+  console.log('server     req/s   non-2xx  errors  CPU µs/req   per round req/s');
   for (const mode of modes) {
-    const segs = segments.get(mode)!;
-    const total = segs.reduce((a, r) => a + r.requests.total, 0);
-    const st = {
-      rps: median(segs.map((r) => r.requests.average)),
-      p99: median(segs.map((r) => r.latency.p99)),
-      cpuPerRequest: cpu.get(mode)! / total,
-      perRound: segs.map((r) => r.requests.average),
-    };
-    stats.set(mode, st);
-    const non2xx = segs.reduce((a, r) => a + r.non2xx, 0);
-    const errors = segs.reduce((a, r) => a + r.errors + r.timeouts, 0);
+    const rs = saturated.get(mode)!;
     console.log(
-      `${mode.padEnd(9)} ${st.rps.toFixed(0).padStart(8)}  ${String(median(segs.map((r) => r.latency.p50))).padStart(6)}  ${String(st.p99).padStart(6)}  ${String(non2xx).padStart(7)}  ${String(errors).padStart(6)}  ${st.cpuPerRequest.toFixed(0).padStart(14)}`,
-    );
-  }
-  const bare = stats.get('bare');
-  const svc = stats.get('service');
-  if (!bare || !svc) return;
-  const perRound = svc.perRound.map((v, i) => (v / bare.perRound[i]!).toFixed(2)).join(', ');
-  console.log(
-    `throughput ratio service/bare: ${(svc.rps / bare.rps).toFixed(2)} (per round: ${perRound}; goal ≥ 0.7)`,
-  );
-  const before = stats.get('before');
-  if (before) {
-    console.log(
-      `before (BENCH_BEFORE_TARGET): throughput ratio ${(before.rps / bare.rps).toFixed(2)}, CPU-bound ratio ${(bare.cpuPerRequest / before.cpuPerRequest).toFixed(2)}`,
-    );
-  }
-  console.log(
-    `CPU-bound throughput ratio (bare CPU ÷ service CPU per request): ${(bare.cpuPerRequest / svc.cpuPerRequest).toFixed(2)}`,
-  );
-  console.log(
-    `p99 latency of the service at ${CONNECTIONS} connections, saturated: ${svc.p99} ms (queueing, see the header comment)`,
-  );
-  const ob = open.get('bare');
-  const os = open.get('service');
-  if (!ob || !os || ob.length === 0) return;
-  const ms = (x: number): string => x.toFixed(2).padStart(7);
-  console.log(
-    `\nPOST /updates, OPEN LOOP at ${ob[0]!.rate} req/s (${OPEN_FRACTION * 100} % of the bare maximum), ${CONNECTIONS} connections, ${ob.length} alternating rounds of ${OPEN_DURATION} s (medians over rounds)`,
-  );
-  console.log(
-    'server     p50 ms  p99 ms  p99.9 ms  achieved req/s  answered  non-2xx  errors   p99 per round',
-  );
-  for (const [mode, rs] of open) {
-    console.log(
-      `${mode.padEnd(9)} ${ms(median(rs.map((r) => r.p50)))} ${ms(median(rs.map((r) => r.p99)))} ${ms(median(rs.map((r) => r.p999))).padStart(9)}  ${median(
-        rs.map((r) => r.achieved),
-      )
+      `${mode.padEnd(8)} ${median(rs.map((r) => r.achieved))
         .toFixed(0)
         .padStart(
-          14,
-        )}  ${String(rs.reduce((a, r) => a + r.answered, 0)).padStart(8)}  ${String(rs.reduce((a, r) => a + r.non2xx, 0)).padStart(7)}  ${String(rs.reduce((a, r) => a + r.errors, 0)).padStart(6)}   ${rs.map((r) => r.p99.toFixed(1)).join(', ')}`,
+          7,
+        )}  ${String(rs.reduce((a, r) => a + r.non2xx, 0)).padStart(8)}  ${String(rs.reduce((a, r) => a + r.errors, 0)).padStart(6)}  ${cpuPerRequest.get(mode)!.toFixed(1).padStart(10)}   ${rs.map((r) => r.achieved.toFixed(0)).join(', ')}`,
     );
   }
-  // A server that cannot keep up falls behind the schedule: its latencies then grow with the length of the round.
-  if (median(os.map((r) => r.achieved)) < 0.95 * ob[0]!.rate)
+  const bare = saturated.get('bare');
+  const svc = saturated.get('service');
+  if (bare && svc) {
+    const perRound = svc.map((r, i) => (r.achieved / bare[i]!.achieved).toFixed(2)).join(', ');
     console.log(
-      '(the service fell behind the schedule: overloaded at this rate on this machine, not a service time)',
+      `throughput ratio service/bare: ${median(svc.map((r, i) => r.achieved / bare[i]!.achieved)).toFixed(2)} (per round: ${perRound}; goal ≥ 0.9)`,
     );
+    console.log(
+      `CPU per request service/bare: ${(cpuPerRequest.get('service')! / cpuPerRequest.get('bare')!).toFixed(2)} (goal ≤ 1.3)`,
+    );
+  }
+  const before = saturated.get('before');
+  if (before && bare) {
+    console.log(
+      `before (BENCH_BEFORE_TARGET): throughput ratio ${median(before.map((r, i) => r.achieved / bare[i]!.achieved)).toFixed(2)}, CPU per request ratio ${(cpuPerRequest.get('before')! / cpuPerRequest.get('bare')!).toFixed(2)}`,
+    );
+  }
   console.log(
-    `p99 latency of the service at ${CONNECTIONS} connections, open loop at ${ob[0]!.rate} req/s: ${median(os.map((r) => r.p99)).toFixed(2)} ms (goal ≤ 5 ms)`,
+    `\nOPEN LOOP at fixed rates, ${DURATION} s each (servers alternate per rate); latency ms from each request's start; "behind": achieved < 95 % of the rate (overloaded: latencies measure the backlog)`,
   );
-}
-
-async function timedDownload(url: string): Promise<{ bytes: number; seconds: number }> {
-  const start = process.hrtime.bigint();
-  const res = await fetch(url);
-  if (res.status !== 200 || !res.body) throw new Error(`GET ${url} → ${res.status}`);
-  let bytes = 0;
-  for await (const chunk of res.body) bytes += (chunk as Uint8Array).length;
-  return { bytes, seconds: Number(process.hrtime.bigint() - start) / 1e9 };
+  console.log(
+    `rate req/s  ${modes.map((m) => `${m.padEnd(7)} p50     p99   p99.9 achieved       CPU µs/req`).join('   ')}   p99 ${modes
+      .slice(1)
+      .map((m) => `${m}/bare`)
+      .join(' ')}`,
+  );
+  for (const [rate, row] of open) {
+    const cells = modes.map((m) => {
+      const r = row.get(m)!;
+      return `${openLoopRow(r)} ${r.cpuPerRequest.toFixed(1).padStart(8)}`;
+    });
+    const ratios = modes.slice(1).map((m) => (row.get(m)!.p99 / row.get('bare')!.p99).toFixed(2));
+    console.log(`${String(rate).padStart(10)}  ${cells.join('   ')}   ${ratios.join(' ')}`);
+  }
+  const at75 = [...open.entries()].find(
+    ([rate]) => rate === Math.round(median(bare?.map((r) => r.achieved) ?? []) * 0.75),
+  );
+  if (at75) {
+    const [rate, row] = at75;
+    console.log(
+      `p99 at 75 % of the bare maximum (${rate} req/s): service ${row.get('service')!.p99.toFixed(2)} ms, bare ${row.get('bare')!.p99.toFixed(2)} ms, ratio ${(row.get('service')!.p99 / row.get('bare')!.p99).toFixed(2)} (goal ≤ 2)`,
+    );
+  }
 }
 
 async function downloadBench(): Promise<void> {
-  const SIZE = 100 * 1024 * 1024;
+  const MiB = 1024 * 1024;
+  const SIZE = Number(process.env['BENCH_DL_MIB'] ?? 4) * MiB;
+  const DL_CONNECTIONS = 8;
   const s3 = await startPrivateS3();
+  const tmp = await scratch();
+  const children: Child[] = [];
   try {
+    // The S3 server shares the service's core: the service's cost shows as lost throughput on the same CPU budget.
+    const s3Pid = execFileSync('pgrep', ['-P', String(process.pid), '-f', 'versitygw'], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .map(Number)[0];
+    if (s3Pid !== undefined && s3Pid > 0) pinProcess(PIN.server, s3Pid);
     const client = minioClientFor(s3);
     await client.makeBucket('bench', s3.region);
     const key = `lu/apps/example/bundles/${randomBytes(32).toString('hex')}.zip`;
-    const chunk = randomBytes(1024 * 1024);
+    const chunk = randomBytes(MiB);
     await client.putObject(
       'bench',
       key,
       Readable.from(
         (function* () {
-          for (let i = 0; i < 100; i++) yield chunk;
+          for (let i = 0; i < SIZE / MiB; i++) yield chunk;
         })(),
       ),
       SIZE,
@@ -462,57 +411,87 @@ async function downloadBench(): Promise<void> {
     const direct = await store.presignGet(key, 3600);
     store.close();
     const args = [s3.endpoint, 'bench', key, String(SIZE), s3.accessKey, s3.secretKey];
-    const series: { name: string; child?: Child; url: string; rates: number[]; cpu: number }[] = [
-      { name: 'direct S3', url: direct, rates: [], cpu: NaN },
-    ];
-    const rounds = Number(process.env['BENCH_DL_ROUNDS'] ?? 5);
-    try {
-      for (const [name, mode] of [
-        ['service', 'download'],
-        ...(BEFORE_TARGET !== undefined ? [['before', 'download-before']] : []),
-      ] as [string, string][]) {
-        const child = await startTarget([mode, ...args]);
-        series.push({
-          name,
-          child,
-          url: `http://127.0.0.1:${child.port}/bundles/${key}`,
-          rates: [],
-          cpu: NaN,
-        });
-      }
-      for (const s of series) await timedDownload(s.url); // warm-up
-      for (const s of series) await s.child?.mark();
-      // Alternating rounds: a load spike from other work on the machine hits every series alike.
-      for (let i = 0; i < rounds; i++) {
-        for (const s of series) {
-          const r = await timedDownload(s.url);
-          if (r.bytes !== SIZE) throw new Error('short download');
-          s.rates.push(SIZE / r.seconds);
-        }
-      }
-      for (const s of series) if (s.child) s.cpu = await s.child.stop();
-    } finally {
-      for (const s of series) await s.child?.stop();
+    const series: { name: string; child?: Child; targets: string }[] = [];
+    const directTargets = join(tmp.dir, 'direct.jsonl');
+    await writeFile(directTargets, targetLines([{ method: 'GET', url: direct }]));
+    series.push({ name: 'direct S3', targets: directTargets });
+    for (const [name, mode] of [
+      ['service', 'download'],
+      ...(BEFORE_TARGET !== undefined ? [['before', 'download-before']] : []),
+    ] as [string, string][]) {
+      const child = await startTarget([mode, ...args]);
+      children.push(child);
+      const file = join(tmp.dir, `${name}.jsonl`);
+      await writeFile(
+        file,
+        targetLines([{ method: 'GET', url: `http://127.0.0.1:${child.port}/bundles/${key}` }]),
+      );
+      series.push({ name, child, targets: file });
     }
-    const mib = (x: number): string => (x / 1024 / 1024).toFixed(0);
-    const directRates = series[0]!.rates;
+    let n = 0;
+    const results = (): string => join(tmp.dir, `dl-${n++}.bin`);
+    const run = (targetsFile: string, rate: number, connections: number): Promise<AttackResult> =>
+      attack({ targetsFile, rate, seconds: DURATION, connections, resultsFile: results(), pin: PIN });
+    for (const s of series) await run(s.targets, 5, 2); // warm-up
+    const sat = new Map<string, AttackResult[]>(series.map((s) => [s.name, []]));
+    const cpuPerMiB = new Map<string, number>();
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const s of series) {
+        const before = (await s.child?.cpuSinceMark()) ?? 0;
+        const r = await run(s.targets, 0, DL_CONNECTIONS);
+        if (s.child) {
+          const used = (await s.child.cpuSinceMark()) - before;
+          cpuPerMiB.set(
+            s.name,
+            (cpuPerMiB.get(s.name) ?? 0) +
+              used / (((r.requests - r.errors - r.non2xx) * SIZE) / MiB) / ROUNDS,
+          );
+        }
+        sat.get(s.name)!.push(r);
+      }
+    }
+    const directMax = median(sat.get('direct S3')!.map((r) => r.achieved));
+    const open = new Map<number, Map<string, AttackResult>>();
+    for (const fraction of [0.5, 0.75]) {
+      const rate = Math.max(1, Math.round(directMax * fraction));
+      const row = new Map<string, AttackResult>();
+      open.set(rate, row);
+      for (const s of series) row.set(s.name, await run(s.targets, rate, 64));
+    }
+    // vegeta reads every body to the end but keeps none (-max-body=0): bytes = answered × size.
+    const mibs = (r: AttackResult): number => ((r.requests - r.errors - r.non2xx) * SIZE) / MiB / r.seconds;
     console.log(
-      `\n100 MiB download, ${rounds} alternating rounds (medians; client: fetch in this process; on ${cpus().length} cores the S3 server, the service and the client share the CPU)`,
+      `\nGET ${SIZE / MiB} MiB bundle — ${PIN.description}; SATURATED (${DL_CONNECTIONS} in flight), ${ROUNDS} alternating rounds of ${DURATION} s, medians:`,
     );
-    console.log('series       MiB/s  ratio to direct (per round)             CPU µs/MiB in the service');
+    console.log('series        MiB/s   ratio to direct (per round)        errors  CPU µs/MiB in the service');
+    const directRounds = sat.get('direct S3')!;
     for (const s of series) {
-      const ratios = s.rates.map((r, i) => r / directRates[i]!);
+      const rs = sat.get(s.name)!;
+      const ratios = rs.map((r, i) => mibs(r) / mibs(directRounds[i]!));
       console.log(
-        `${s.name.padEnd(10)} ${mib(median(s.rates)).padStart(7)}  ${median(ratios).toFixed(2)} (${ratios.map((r) => r.toFixed(2)).join(', ')})`.padEnd(
-          73,
-        ) + (s.child ? (s.cpu / (rounds * 100)).toFixed(0) : ''),
+        `${s.name.padEnd(10)} ${median(rs.map(mibs)).toFixed(0).padStart(8)}   ${median(ratios).toFixed(2)} (${ratios.map((r) => r.toFixed(2)).join(', ')})`.padEnd(
+          60,
+        ) +
+          `${String(rs.reduce((a, r) => a + r.errors + r.non2xx, 0)).padStart(6)}  ${s.child ? cpuPerMiB.get(s.name)!.toFixed(0) : ''}`,
       );
     }
-    const svc = series[1]!;
+    const svc = sat.get('service')!;
     console.log(
-      `download ratio service/direct: ${median(svc.rates.map((r, i) => r / directRates[i]!)).toFixed(2)} (median of per-round ratios; goal ≥ 0.8)`,
+      `download ratio service/direct: ${median(svc.map((r, i) => mibs(r) / mibs(directRounds[i]!))).toFixed(2)} (median of per-round ratios; goal ≥ 0.8)`,
     );
+    console.log(
+      `OPEN LOOP at 50 % / 75 % of the direct maximum, ${DURATION} s each; latency ms to the last byte`,
+    );
+    console.log(
+      `rate req/s  ${series.map((s) => `${s.name.padEnd(9)} p50     p99   p99.9 achieved`).join('   ')}`,
+    );
+    for (const [rate, row] of open)
+      console.log(
+        `${String(rate).padStart(10)}  ${series.map((s) => openLoopRow(row.get(s.name)!)).join('   ')}`,
+      );
   } finally {
+    for (const c of children) await c.stop();
+    await tmp.done();
     await s3.destroy();
   }
 }
@@ -536,6 +515,7 @@ async function rssBench(): Promise<void> {
 }
 
 compile();
+await vegeta();
 const only = process.env['BENCH_ONLY'];
 if (!only || only === 'throughput') await throughputBench();
 if (!only || only === 'download') await downloadBench();

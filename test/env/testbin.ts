@@ -21,7 +21,8 @@ export type ToolName =
   | 'kubelet'
   | 'kube-scheduler'
   | 'kube-controller-manager'
-  | 'promtool';
+  | 'promtool'
+  | 'vegeta';
 
 export interface ToolSpec {
   readonly name: ToolName;
@@ -156,6 +157,17 @@ export const TOOLS: Readonly<Record<ToolName, ToolSpec>> = {
     ldflags: ['-X github.com/prometheus/common/version.Version=3.16.0'],
     versionArgs: ['--version'],
     versionPattern: /^promtool, version 3\.16\.0\b/m,
+  },
+  // Open-loop HTTP load generator of `npm run bench -- update-server` (MIT); built when the benchmark runs.
+  vegeta: {
+    name: 'vegeta',
+    version: 'v12.13.0',
+    moduleDir: 'test/infra/vegeta',
+    goPackage: 'github.com/tsenart/vegeta/v12',
+    ldflags: ['-X main.Version=v12.13.0'],
+    versionArgs: ['-version'],
+    versionPattern: /^Version: v12\.13\.0$/m,
+    onDemand: true,
   },
   ...nodeTools(),
 };
