@@ -20,6 +20,25 @@ export function canonicalJson(value: unknown): string {
   );
 }
 
+/**
+ * A copy without empty objects (a map or struct whose every key is gone is left out). Server-side apply turns an
+ * object that the apply emptied into null, which the CRD schema refuses (kubernetes/kubernetes#135841): a channel's
+ * `stats.rollout.failuresByAction` going from `{download_fail: 4}` to `{}` failed every later status write with 422.
+ * Leaving the field out is what the apply means anyway: this manager no longer sets it, so it is removed.
+ */
+export function withoutEmptyObjects<T>(value: T): T {
+  if (Array.isArray(value)) return value.map((v: unknown) => withoutEmptyObjects(v)) as T;
+  if (!value || typeof value !== 'object') return value;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .map(([k, v]) => [k, withoutEmptyObjects(v)] as const)
+    .filter(([, v]) => !isEmptyObject(v));
+  return Object.fromEntries(entries) as T;
+}
+
+function isEmptyObject(value: unknown): boolean {
+  return !!value && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).length === 0;
+}
+
 export function statusChanged(before: unknown, after: StatusBase): boolean {
   return canonicalJson(before ?? {}) !== canonicalJson(after);
 }
@@ -36,7 +55,8 @@ export async function patchStatusIfChanged<S extends StatusBase>(
   status: S,
 ): Promise<void> {
   status.conditions = sortConditions(status.conditions ?? []);
-  if (!statusChanged(obj.status, status)) return;
+  const applied = withoutEmptyObjects(status);
+  if (!statusChanged(obj.status, applied)) return;
   await client.applyStatus(type, {
     apiVersion: API_VERSION,
     kind: type.kind,
@@ -44,6 +64,6 @@ export async function patchStatusIfChanged<S extends StatusBase>(
       name: obj.metadata.name,
       ...(obj.metadata.namespace ? { namespace: obj.metadata.namespace } : {}),
     },
-    status,
+    status: applied,
   });
 }

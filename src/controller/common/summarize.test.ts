@@ -2,7 +2,7 @@ import { StallingError, TransientError, WaitingError } from './errors.js';
 import { setCondition } from './conditions.js';
 import { summarize } from './summarize.js';
 import type { StatusBase } from './status.js';
-import { statusChanged } from './status.js';
+import { statusChanged, withoutEmptyObjects } from './status.js';
 
 const t0 = new Date('2026-11-29T10:00:00Z');
 const t1 = new Date('2026-11-29T10:05:00Z');
@@ -49,5 +49,17 @@ describe('summarize (kstatus)', () => {
     setCondition(conditions, { type: 'Ready', status: 'False', reason: 'X', message: 'b' }, t1);
     expect(conditions[0]!.lastTransitionTime).toBe('2026-11-29T10:05:00Z');
     expect(statusChanged(before, { conditions })).toBe(true);
+  });
+
+  it('status writes leave out emptied objects (server-side apply would turn them into null) and keep arrays', () => {
+    const status = {
+      conditions: [],
+      stats: { rollout: { version: '1.2.0', failures: 0, failuresByAction: {} }, stable: { extra: {} } },
+    };
+    expect(withoutEmptyObjects(status)).toEqual({
+      conditions: [],
+      stats: { rollout: { version: '1.2.0', failures: 0 } },
+    });
+    expect(statusChanged({ conditions: [] }, withoutEmptyObjects({ conditions: [], stats: {} }))).toBe(false);
   });
 });
