@@ -216,7 +216,9 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
       this.opts.metrics?.rolloutHalted(labels, false);
       return;
     }
-    const counts = status.stats?.rollout;
+    // Only the figures of the spec's rollout version: until the app publishes a new rollout bundle, status.stats
+    // shows the published one, whose failures must not halt its replacement.
+    const counts = status.stats?.rollout?.version === rollout.version ? status.stats.rollout : undefined;
     const samplesNow = (counts?.installs ?? 0) + pendingSamples(counts);
     const failuresNow = counts?.failures ?? 0;
     let halted = prior?.halted;

@@ -48,6 +48,7 @@ async function setup(thresholds?: LiveUpdateChannelSpecRolloutFailureThresholds)
   for (const [name, version] of [
     ['demo-1-0-0', '1.0.0'],
     ['demo-1-1-0', '1.1.0'],
+    ['demo-1-2-0', '1.2.0'],
   ] as const) {
     seedBundle(client, name, { version });
     await client.applyStatus(BUNDLE_RESOURCE, {
@@ -83,7 +84,7 @@ async function setup(thresholds?: LiveUpdateChannelSpecRolloutFailureThresholds)
 }
 
 /** What the app reconciler publishes for the channel, in the state the channel asks for. */
-async function publish(client: FakeObjectClient) {
+async function publish(client: FakeObjectClient, rollout = { bundle: 'demo-1-1-0', version: '1.1.0' }) {
   const state = rolloutStateOf(channelOf(client));
   await client.applyStatus(APP_RESOURCE, {
     apiVersion: 'liveupdate.dev/v1alpha1',
@@ -95,8 +96,8 @@ async function publish(client: FakeObjectClient) {
           name: 'production',
           bundle: 'demo-1-0-0',
           version: '1.0.0',
-          rolloutBundle: 'demo-1-1-0',
-          rolloutVersion: '1.1.0',
+          rolloutBundle: rollout.bundle,
+          rolloutVersion: rollout.version,
           rolloutPercentage: 20,
           rolloutState: state,
         },
@@ -331,5 +332,31 @@ describe('failure thresholds', () => {
     expect(rolloutStateOf(channelOf(client))).toBe('Paused');
     await client.mergePatch(CHANNEL_RESOURCE, key, { spec: { rollout: { percentage: 5 } } });
     expect(rolloutStateOf(channelOf(client))).toBe('Active');
+  });
+
+  it('a new rollout bundle is not halted by the failures of the one before it, published or not', async () => {
+    const { client, store, recorder, reconciler } = await setup({ ...thresholds, onFailure: 'Rollback' });
+    await publish(client);
+    await writeRollup(
+      store,
+      'a',
+      [
+        ['1.1.0', 'set', 280],
+        ['1.1.0', 'decrypt_fail', 120],
+      ],
+      [['1.1.0', 400]],
+    );
+    await reconciler.reconcile(key, ctx());
+    expect(rolloutStateOf(channelOf(client))).toBe('RolledBack');
+    // The fix goes out as a new rollout bundle; the app still serves the halted 1.1.0 rollout until it publishes.
+    await client.mergePatch(CHANNEL_RESOURCE, key, { spec: { rollout: { bundle: 'demo-1-2-0' } } });
+    await reconciler.reconcile(key, ctx());
+    expect(halted(client)).toBeUndefined();
+    expect(rolloutStateOf(channelOf(client))).toBe('Active');
+    await publish(client, { bundle: 'demo-1-2-0', version: '1.2.0' });
+    await reconciler.reconcile(key, ctx());
+    expect(halted(client)).toBeUndefined();
+    expect(channelOf(client).status?.stats?.rollout).toMatchObject({ version: '1.2.0', failures: 0 });
+    expect(recorder.reasons().filter((r) => r === 'RolloutHalted')).toHaveLength(1);
   });
 });
