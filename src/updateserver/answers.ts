@@ -7,7 +7,7 @@ import type { Logger } from '../observability/logger.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import type { CompiledApp, CompiledBundle } from './compiled-index.js';
 import type { IndexSource, ServicePaths, UpdateServerOptions } from './options.js';
-import type { Decision, ErrorAnswer, UpdatePlan } from './policy.js';
+import { isSharedAnswer, type Decision, type ErrorAnswer, type UpdatePlan } from './policy.js';
 import type { RequestMetrics } from './request-metrics.js';
 import { sendJson } from './respond.js';
 
@@ -19,8 +19,16 @@ const APP_UNAVAILABLE_RETRY_SECONDS = 60;
 
 const encodeKey = (key: string): string => key.split('/').map(encodeURIComponent).join('/');
 
-const variantOf = (plan: UpdatePlan): string =>
-  `${plan.checksum === plan.bundle.bundle.checksum ? 'v3' : 'v2'}|${plan.includeManifest ? 'm' : ''}|${plan.includeNotes ? 'n' : ''}`;
+/** Which of the (at most 8) answers of a bundle a plan needs: V2 checksum, delta manifest, notes. */
+const variantOf = (plan: UpdatePlan): number =>
+  (plan.checksum === plan.bundle.bundle.checksum ? 0 : 1) |
+  (plan.includeManifest ? 2 : 0) |
+  (plan.includeNotes ? 4 : 0);
+
+interface RenderedAnswer {
+  json: Buffer;
+  expiresAt: number;
+}
 
 export function errorBody(d: ErrorAnswer): JsonObject {
   return { error: d.error, message: d.message, kind: d.kind, ...d.extra };
@@ -29,7 +37,9 @@ export function errorBody(d: ErrorAnswer): JsonObject {
 export class Answers {
   private readonly publicBase: string;
   /** Rendered success bodies per bundle and variant; bundles are immutable per index revision. */
-  private readonly cache = new WeakMap<CompiledBundle, Map<string, { json: Buffer; expiresAt: number }>>();
+  private readonly cache = new WeakMap<CompiledBundle, (RenderedAnswer | undefined)[]>();
+  /** Serialized bodies of the decisions that are shared constants (e.g. no_new_version_available). */
+  private readonly constantErrors = new WeakMap<ErrorAnswer, Buffer>();
 
   constructor(
     private readonly options: UpdateServerOptions,
@@ -51,7 +61,7 @@ export class Answers {
   answer(res: ServerResponse, app: CompiledApp, d: Decision): void | Promise<void> {
     if (d.type === 'error') {
       this.requests.countAnswer(app.appId, d.error);
-      sendJson(res, d.status, errorBody(d));
+      sendJson(res, d.status, isSharedAnswer(d) ? this.constantError(d) : errorBody(d));
       return;
     }
     this.requests.countAnswer(app.appId, 'new_version');
@@ -94,8 +104,20 @@ export class Answers {
   }
 
   private cached(plan: UpdatePlan): Buffer | undefined {
-    const cached = this.cache.get(plan.bundle)?.get(variantOf(plan));
-    return cached && cached.expiresAt > Date.now() ? cached.json : undefined;
+    const cached = this.cache.get(plan.bundle)?.[variantOf(plan)];
+    if (!cached) return undefined;
+    return cached.expiresAt === Number.POSITIVE_INFINITY || cached.expiresAt > Date.now()
+      ? cached.json
+      : undefined;
+  }
+
+  private constantError(d: ErrorAnswer): Buffer {
+    let json = this.constantErrors.get(d);
+    if (!json) {
+      json = Buffer.from(JSON.stringify(errorBody(d)));
+      this.constantErrors.set(d, json);
+    }
+    return json;
   }
 
   private async render(plan: UpdatePlan): Promise<Buffer> {
@@ -126,14 +148,14 @@ export class Answers {
     if (b.breaking === true) body['breaking'] = true;
     const text = Buffer.from(JSON.stringify(body));
     if (!perBundle) {
-      perBundle = new Map();
+      perBundle = [];
       this.cache.set(plan.bundle, perBundle);
     }
     // Presigned URLs are reused for half their validity; service URLs never expire.
     const ttl = this.options.presignDownloads
       ? (this.options.presignExpirySeconds * 1000) / 2
       : Number.POSITIVE_INFINITY;
-    perBundle.set(variant, { json: text, expiresAt: now + ttl });
+    perBundle[variant] = { json: text, expiresAt: now + ttl };
     return text;
   }
 }

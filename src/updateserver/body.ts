@@ -34,6 +34,9 @@ export class BodyError extends Error {
   }
 }
 
+/** What devices send as Content-Type (no charset parsing needed for these). */
+const UTF8_JSON_TYPES = new Set(['application/json', 'application/json; charset=utf-8']);
+
 /** Reads a JSON body (object or array only), bounded by `limit` bytes and `maxDepth` nesting. */
 export function readJsonBody(
   req: IncomingMessage,
@@ -41,14 +44,15 @@ export function readJsonBody(
   maxDepth: number,
   next: (err: Error | undefined, body?: unknown) => void,
 ): void {
-  const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
-  if (encoding !== 'identity')
+  const encoding = req.headers['content-encoding'];
+  if (encoding !== undefined && encoding.toLowerCase() !== 'identity')
     return next(new BodyError(415, 'encoding.unsupported', 'unsupported content encoding'));
-  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i
-    .exec(req.headers['content-type'] ?? '')?.[1]
-    ?.toLowerCase();
-  if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
-    return next(new BodyError(415, 'charset.unsupported', 'unsupported charset'));
+  const type = req.headers['content-type'];
+  if (type === undefined || !UTF8_JSON_TYPES.has(type)) {
+    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(type ?? '')?.[1]?.toLowerCase();
+    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+      return next(new BodyError(415, 'charset.unsupported', 'unsupported charset'));
+    }
   }
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit)

@@ -14,7 +14,7 @@
  *    stats `version_os` and `custom_id` ≤ 36. JSON `null` is not a string.
  */
 import { PLATFORMS, type Platform } from '../storage/release-index.js';
-import { parseSemver } from './semver.js';
+import { memoizeBounded, parseSemver } from './semver.js';
 
 export interface DeviceInfo {
   platform: Platform;
@@ -77,13 +77,13 @@ function isEmpty(o: Record<string, unknown>): boolean {
 }
 
 /** Capgo's `fixSemver` + parse: `"1"` → 1.0.0, `"1.2"` → 1.2.0, `builtin`/`unknown` → 0.0.0. */
-export function coerceVersionBuild(v: string): string | undefined {
+export const coerceVersionBuild: (v: string) => string | undefined = memoizeBounded((v) => {
   if (v === 'builtin' || v === 'unknown') return '0.0.0';
   const s = parseSemver(v);
   if (!s) return undefined;
   const pre = s.prerelease.length > 0 ? `-${s.prerelease.join('.')}` : '';
   return `${s.major}.${s.minor}.${s.patch}${pre}`;
-}
+});
 
 /** True when `v` is a version `plugin_version` may carry (x.y.z with optional prerelease/build). */
 export function isPluginVersion(v: string): boolean {

@@ -18,6 +18,8 @@ export class UpdateServerMetrics {
   readonly rateLimited: Counter<'scope'>;
   readonly downloadBytes: Counter;
   private ageSource: () => Array<{ app: string; seconds: number }> = () => [];
+  /** Counts kept outside prom-client on the hot path, added to the counters when they are collected. */
+  private readonly pending: Array<() => void> = [];
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -68,17 +70,22 @@ export class UpdateServerMetrics {
       help: 'Failed writes of stats rollups to the object store',
       registers,
     });
+    const flushPending = (): void => {
+      for (const flush of self.pending) flush();
+    };
     this.requests = new Counter({
       name: 'liveupdate_http_requests_total',
       help: 'Device API requests by route and HTTP status',
       labelNames: ['route', 'code'],
       registers,
+      collect: flushPending,
     });
     this.updateAnswers = new Counter({
       name: 'liveupdate_update_answers_total',
       help: 'Update-check answers by app and answer (new_version, builtin, or the error code)',
       labelNames: ['app_id', 'answer'],
       registers,
+      collect: flushPending,
     });
     this.requestDuration = new Histogram({
       name: 'liveupdate_http_request_duration_seconds',
@@ -98,6 +105,15 @@ export class UpdateServerMetrics {
       help: 'Bytes of bundles and delta files sent to devices',
       registers,
     });
+  }
+
+  /**
+   * Registers a function that adds counts kept outside prom-client (plain numbers on the hot path: prom-client hashes
+   * the labels of every `inc`) to the counters; it runs whenever `liveupdate_http_requests_total` or
+   * `liveupdate_update_answers_total` is collected.
+   */
+  onCollect(flush: () => void): void {
+    this.pending.push(flush);
   }
 
   setIndexAgeSource(source: () => Array<{ app: string; seconds: number }>): void {

@@ -8,7 +8,7 @@ import { hashPinnedId } from '../storage/release-index.js';
 import type { CompiledApp, CompiledBundle, CompiledChannel } from './compiled-index.js';
 import { ROLLOUT_BUCKETS, rolloutBucket } from './compiled-index.js';
 import type { DeviceInfo } from './device-request.js';
-import { atLeast, compareSemver, parseSemver, type SemVer } from './semver.js';
+import { atLeast, compareSemver, parseSemverCached, type SemVer } from './semver.js';
 
 export type Kind = 'up_to_date' | 'blocked' | 'failed';
 
@@ -46,6 +46,14 @@ export function errorAnswer(
     : { type: 'error', status, error, message, kind };
 }
 
+const KEY_ID_CHECK_AFTER: SemVer = Object.freeze({
+  major: 8,
+  minor: 40,
+  patch: 7,
+  prerelease: [],
+  build: '',
+});
+
 /**
  * Plugin-version gates (§2.5, §6.4). A prerelease sorts below its release (8.35.0-beta.1 is older than 8.35.0), as in
  * Capgo's `isDeprecatedPluginVersion`. Majors above 8 keep 8.x behaviour.
@@ -71,7 +79,7 @@ export const pluginGates = {
   },
   /** key_id comparison: only plugins newer than 8.40.7 send a reliable key_id. */
   keyIdCheck(p: SemVer): boolean {
-    return compareSemver(p, { major: 8, minor: 40, patch: 7, prerelease: [], build: '' }) > 0;
+    return compareSemver(p, KEY_ID_CHECK_AFTER) > 0;
   },
   /** Resetting to the builtin bundle (`{"version":"builtin"}`) needs 6.2.0. */
   builtinRevert(p: SemVer): boolean {
@@ -90,7 +98,7 @@ export const pluginGates = {
 
 /** Plugins older than 5.34 / 6.34 / 7.34 (or without a plugin_version) expect the server to keep setChannel. */
 export function keepsChannelOnServer(pluginVersion: string): boolean {
-  return !pluginGates.localChannelStorage(pluginVersion === '' ? null : parseSemver(pluginVersion));
+  return !pluginGates.localChannelStorage(pluginVersion === '' ? null : parseSemverCached(pluginVersion));
 }
 
 export interface ResolvedChannel {
@@ -163,15 +171,27 @@ function keyIdsDiffer(device: string, bundle: string): boolean {
   return device.slice(0, n) !== bundle.slice(0, n);
 }
 
-const NO_CHANNEL = errorAnswer('no_channel', 'no default channel or override', 'failed');
+/** The answers that do not depend on the request: allocated once, and their serialized body can be cached. */
+const sharedAnswers = new WeakSet<ErrorAnswer>();
+const shared = (d: ErrorAnswer): ErrorAnswer => {
+  sharedAnswers.add(Object.freeze(d));
+  return d;
+};
+/** True for an answer every request that gets it shares (see {@link decideUpdate}). */
+export const isSharedAnswer = (d: ErrorAnswer): boolean => sharedAnswers.has(d);
+const NO_CHANNEL = shared(errorAnswer('no_channel', 'no default channel or override', 'failed'));
+const NO_NEW_VERSION = shared(
+  errorAnswer('no_new_version_available', 'No new version available', 'up_to_date'),
+);
+const ALREADY_ON_BUILTIN = shared(errorAnswer('already_on_builtin', 'Already on builtin', 'up_to_date'));
 
 /**
  * The update decision, check for check in the order of Capgo's `update.ts`. `device` comes from
  * {@link parseDeviceInfo} (validated, `version_build` coerced to semver).
  */
 export function decideUpdate(app: CompiledApp, device: DeviceInfo, stored?: string): Decision {
-  const plugin = parseSemver(device.pluginVersion);
-  const build = parseSemver(device.versionBuild);
+  const plugin = parseSemverCached(device.pluginVersion);
+  const build = parseSemverCached(device.versionBuild);
   if (!plugin || !build) {
     return errorAnswer(
       'semver_error',
@@ -209,9 +229,7 @@ export function decideUpdate(app: CompiledApp, device: DeviceInfo, stored?: stri
       }
     }
   }
-  if (current === targetVersion) {
-    return errorAnswer('no_new_version_available', 'No new version available', 'up_to_date');
-  }
+  if (current === targetVersion) return NO_NEW_VERSION;
   const extra = { version: targetVersion, old: current };
   if (!policy.platforms.includes(device.platform)) {
     return errorAnswer(
@@ -291,7 +309,7 @@ export function decideUpdate(app: CompiledApp, device: DeviceInfo, stored?: stri
       );
     }
     return device.versionName === 'builtin' || device.versionName === device.versionBuild
-      ? errorAnswer('already_on_builtin', 'Already on builtin', 'up_to_date')
+      ? ALREADY_ON_BUILTIN
       : errorAnswer('already_on_builtin', 'Already on builtin', 'up_to_date', { version: 'builtin' });
   }
 

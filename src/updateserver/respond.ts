@@ -17,12 +17,12 @@ export function sendJson(
     ? body
     : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
   // writeHead with a plain object (merged over any setHeader done before) is the cheapest path through node:http.
-  res.writeHead(status, {
+  const head = {
     'Content-Type': 'application/json; charset=utf-8',
     'Cache-Control': 'no-store',
     'Content-Length': payload.length,
-    ...headers,
-  });
+  };
+  res.writeHead(status, headers ? Object.assign(head, headers) : head);
   res.end(payload);
 }
 

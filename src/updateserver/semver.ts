@@ -56,5 +56,29 @@ export function compareSemver(a: SemVer, b: SemVer): number {
 
 /** True when `v` is at least `major.minor.patch` (prerelease of that exact version counts as lower). */
 export function atLeast(v: SemVer, major: number, minor: number, patch: number): boolean {
-  return compareSemver(v, { major, minor, patch, prerelease: [], build: '' }) >= 0;
+  if (v.major !== major) return v.major > major;
+  if (v.minor !== minor) return v.minor > minor;
+  if (v.patch !== patch) return v.patch > patch;
+  return v.prerelease.length === 0;
 }
+
+/**
+ * A bounded memo of a function of one device-sent string (versions: a fleet sends few distinct ones), for the update
+ * check's hot path. It starts over when full, so device input cannot grow it without limit.
+ */
+export function memoizeBounded<T>(fn: (input: string) => T, limit = 4096): (input: string) => T {
+  const cache = new Map<string, T>();
+  return (input) => {
+    if (cache.has(input)) return cache.get(input) as T;
+    const v = fn(input);
+    if (cache.size >= limit) cache.clear();
+    cache.set(input, v);
+    return v;
+  };
+}
+
+/** {@link parseSemver}, memoized; the result is frozen because requests share it. */
+export const parseSemverCached: (input: string) => Readonly<SemVer> | null = memoizeBounded((input) => {
+  const parsed = parseSemver(input);
+  return parsed && Object.freeze(parsed);
+});

@@ -7,7 +7,8 @@ import { keyFromPath, parseRange } from './downloads.js';
 import { openApiDocument } from './openapi.js';
 import { pluginGates } from './policy.js';
 import { TokenBucketLimiter } from './rate-limit.js';
-import { compareSemver, parseSemver } from './semver.js';
+import { atLeast, compareSemver, memoizeBounded, parseSemver, parseSemverCached } from './semver.js';
+import { rolloutBucket } from './compiled-index.js';
 
 describe('semver', () => {
   it.each([
@@ -35,6 +36,58 @@ describe('semver', () => {
   ])('orders %s vs %s', (a, b, sign) => {
     expect(Math.sign(compareSemver(parseSemver(a)!, parseSemver(b)!))).toBe(sign);
     expect(Math.sign(compareSemver(parseSemver(b)!, parseSemver(a)!))).toBe(-sign || 0);
+  });
+});
+
+describe('hot-path shortcuts agree with the plain forms', () => {
+  const versions = [
+    '1.0.0',
+    '1.0.0-alpha',
+    '1.0.1',
+    '0.9.9',
+    '2.0.0',
+    '1.1.0',
+    '1.0.0+b',
+    '8.35.0-beta.1',
+    '8.35.0',
+  ];
+  it.each(versions)('atLeast(%s, …) is compareSemver ≥ 0', (raw) => {
+    for (const [major, minor, patch] of [
+      [1, 0, 0],
+      [1, 0, 1],
+      [0, 9, 9],
+      [8, 35, 0],
+      [2, 0, 0],
+    ] as const) {
+      const expected =
+        compareSemver(parseSemver(raw)!, { major, minor, patch, prerelease: [], build: '' }) >= 0;
+      expect(atLeast(parseSemver(raw)!, major, minor, patch)).toBe(expected);
+    }
+  });
+
+  it('parseSemverCached returns the parse, frozen, and null for garbage', () => {
+    expect(parseSemverCached('8.51.23')).toEqual(parseSemver('8.51.23'));
+    expect(Object.isFrozen(parseSemverCached('8.51.23'))).toBe(true);
+    expect(parseSemverCached('not a version')).toBeNull();
+  });
+
+  it('memoizeBounded calls the function once per input and starts over when full', () => {
+    const seen: string[] = [];
+    const f = memoizeBounded((s) => {
+      seen.push(s);
+      return s.length;
+    }, 2);
+    expect([f('a'), f('a'), f('bb'), f('a')]).toEqual([1, 1, 2, 1]);
+    expect(seen).toEqual(['a', 'bb']);
+    f('ccc'); // full: starts over
+    f('a');
+    expect(seen).toEqual(['a', 'bb', 'ccc', 'a']);
+  });
+
+  it('rollout buckets are the ones the Buffer-based computation gave (devices keep their bucket)', () => {
+    // Values computed with the previous implementation (first 6 bytes of the SHA-256 digest as a Buffer).
+    expect(rolloutBucket('rollout-1', '5C0E3A2E-8D43-4A63-9C52-1B1F0F2C9E11')).toBe(6965);
+    expect(rolloutBucket('r2', '9a1d4e1c-7b7e-4c77-8f2e-0d9d0f6f3a21')).toBe(7569);
   });
 });
 
