@@ -2,8 +2,9 @@
 // names, artifact URL, digest), Ready, an update check with a real §2.1 body, download and verification exactly as
 // the plugin does it, a 50 % rollout over simulated devices, promotion and rollback. Every step returns figures;
 // `npm run demo` prints them, test/integration/e2e/device-journey.test.ts asserts them.
-import { createHash } from 'node:crypto';
-import { cp, readFile, stat, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { cp, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse as parseYaml } from 'yaml';
@@ -27,7 +28,8 @@ import {
   type SigningKey,
 } from '../../src/bundle/index.js';
 import type { Condition, KubeObject, ResourceType } from '../../src/kube/types.js';
-import { REPO, StepError, type Stack } from './stack.js';
+import type { EnvironmentInfo } from '../../test/env/environment.js';
+import { REPO, Stack, StepError, withComponentLogs, type StackOptions } from './stack.js';
 
 export const PLUGIN_VERSION = '8.51.23';
 /**
@@ -518,6 +520,73 @@ export class Journey {
 
   async waitChannelReady(): Promise<number> {
     return this.waitReady([{ type: CHANNEL_RESOURCE, name: this.channelName }]);
+  }
+}
+
+export interface ProcessJourneyOptions {
+  readonly env: EnvironmentInfo;
+  /** The test's own namespace and bucket (the caller creates and removes them). */
+  readonly namespace: string;
+  readonly bucket: string;
+  /** Per component 'process' (default) or 'container'; container mode needs `containers`. */
+  readonly run?: StackOptions['run'];
+  readonly containers?: StackOptions['containers'];
+  readonly waitMs?: number;
+}
+
+/** A started stack with its journey; `stop()` stops the components and removes the work dir. */
+export interface ProcessJourney {
+  readonly stack: Stack;
+  readonly journey: Journey;
+  readonly workDir: string;
+  /** Runs a step; a failure carries the end of the component logs that explain it. */
+  withLogs<T>(fn: () => Promise<T>): Promise<T>;
+  /** How each component ended (`exit code 0` after a graceful SIGTERM). */
+  stop(): Promise<Record<string, string>>;
+}
+
+/**
+ * What every end-to-end test starts with: a work dir `liveupdate-<prefix>-*`, the CRDs, the artifact server, the
+ * controller and the update service (processes, or containers of the image), a Journey with a unique appId
+ * `com.example.<prefix><hex>` and both versions packed. On a failure everything started is stopped again.
+ */
+export async function startProcessJourney(
+  prefix: string,
+  options: ProcessJourneyOptions,
+): Promise<ProcessJourney> {
+  const workDir = await mkdtemp(join(tmpdir(), `liveupdate-${prefix}-`));
+  const stack = new Stack({
+    env: options.env,
+    logDir: join(workDir, 'logs'),
+    namespace: options.namespace,
+    bucket: options.bucket,
+    ...(options.run ? { run: options.run } : {}),
+    ...(options.containers ? { containers: options.containers } : {}),
+  });
+  const withLogs = <T>(fn: () => Promise<T>): Promise<T> => withComponentLogs(stack, fn);
+  const stop = async (): Promise<Record<string, string>> => {
+    const stopped = await stack.stop();
+    await rm(workDir, { recursive: true, force: true });
+    return stopped;
+  };
+  try {
+    await withLogs(async () => {
+      await stack.installCrds();
+      await stack.artifacts.start();
+      await Promise.all([stack.startController(), stack.startUpdateServer()]);
+    });
+    const journey = new Journey({
+      stack,
+      namespace: options.namespace,
+      workDir,
+      appId: `com.example.${prefix.replace(/[^a-z0-9]/gi, '')}${randomBytes(3).toString('hex')}`,
+      waitMs: options.waitMs ?? 60_000,
+    });
+    await journey.packBuilds([FIRST_VERSION, SECOND_VERSION]);
+    return { stack, journey, workDir, withLogs, stop };
+  } catch (error) {
+    await stop().catch(() => undefined);
+    throw error;
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * `liveupdate-operator update-server`: builds the update service from its configuration and runs it until the
- * signal aborts, then shuts down gracefully: readiness fails first (so endpoints drop the pod), the listener stops
- * accepting after the shutdown delay, in-flight requests (downloads) drain up to the timeout, and the stats
+ * signal aborts, then shuts down gracefully: readiness fails first (so endpoints drop the pod) and every answer closes
+ * its keep-alive connection (clients reconnect to a ready replica), the listener stops accepting after the shutdown
+ * delay, in-flight requests (downloads) drain up to the timeout, and the stats
  * counters are flushed one last time. No Kubernetes API access and no private key in this process.
  */
 import http from 'node:http';
@@ -118,7 +119,12 @@ export async function serve(
       trustProxy: config.trustProxy,
     },
   });
-  const server = http.createServer(app.requestListener);
+  const server = http.createServer((req, res) => {
+    // Draining: a keep-alive client would stay on this replica after its endpoint is gone and fail when the
+    // connection is finally closed; `Connection: close` sends its next request through the Service to a ready one.
+    if (!accepting) res.setHeader('Connection', 'close');
+    app.requestListener(req, res);
+  });
   // Longer than typical load-balancer idle timeouts, so the proxy closes first; bounded header/request time.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 20_000;

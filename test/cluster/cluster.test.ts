@@ -1,8 +1,10 @@
 // `npm run test:cluster`: the chart on a real node. The image built from the Dockerfile is imported into containerd,
 // `helm install --wait` deploys the chart (values adapted only where the loopback node forces it:
-// test/cluster/hostnet-postrender.ts), the kubelet runs the Pods and their probes, the device journey runs against
-// them, the controller's leader Pod is deleted and its replacement takes over, and a rolling upgrade of the chart runs
-// while a device keeps checking for updates. Not part of `npm test` (see docs/adr/0020).
+// test/cluster/hostnet-postrender.ts), the kubelet runs the Pods and their probes, devices reach the update service
+// through its Service (test/cluster/service-proxy.ts stands in for kube-proxy and follows the EndpointSlices), the
+// device journey runs, the controller's leader Pod is deleted and its replacement takes over, and a rolling upgrade of
+// the chart runs while devices keep checking for updates, none of whose requests may fail. Not part of `npm test`
+// (docs/adr/0020, docs/adr/0029).
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,6 +20,7 @@ import { freePort, repoRoot } from '../env/process-utils.js';
 import { ensureTool } from '../env/testbin.js';
 import type { PostRenderSettings } from './hostnet-postrender.js';
 import { NODE_NAME, SingleNodeCluster } from './node.js';
+import { ServiceProxy } from './service-proxy.js';
 
 const SETUP_TIMEOUT_MS = 40 * 60_000;
 const STEP_TIMEOUT_MS = 5 * 60_000;
@@ -25,7 +28,10 @@ const RELEASE = 'lu';
 const RELEASE_NAMESPACE = 'liveupdate-system';
 const APP_NAMESPACE = 'demo';
 const S3_SECRET = 'liveupdate-s3';
+const UPDATE_SERVICE = `${RELEASE}-liveupdate-operator-update-server`;
 const device = deviceIds(1, 'cluster-device')[0]!;
+/** Devices checking during the rolling upgrade: many, each asking rarely, as a fleet does (per-device rate limit). */
+const fleet = deviceIds(200, 'cluster-fleet');
 const progress = (message: string) => process.stderr.write(`[cluster] ${message}\n`);
 
 let env: TestEnvironment | undefined;
@@ -33,10 +39,18 @@ let cluster: SingleNodeCluster | undefined;
 let image: BuiltImage;
 let work: string;
 let helm: string;
-let helmEnv: NodeJS.ProcessEnv;
 let stack: Stack;
 let journey: Journey;
-let ports: { update: number; updateAdmin: number; controllerAdmin: number };
+let proxy: ServiceProxy;
+let postRenderer: string;
+/** The loopback ports of the current helm revision (every install/upgrade picks new ones: see hostnet-postrender). */
+let ports: RevisionPorts;
+
+interface RevisionPorts {
+  readonly update: number;
+  readonly updateAdmin: number;
+  readonly controllerAdmin: number;
+}
 
 interface PodList {
   items: {
@@ -137,8 +151,37 @@ async function rolledOut(): Promise<void> {
   }
 }
 
-function helmRun(args: readonly string[]): Promise<string> {
-  return run(helm, args, { env: helmEnv });
+/** New ports for the next helm revision; the admin URLs the test reads follow them. */
+async function nextRevisionPorts(): Promise<RevisionPorts> {
+  ports = { update: await freePort(), updateAdmin: await freePort(), controllerAdmin: await freePort() };
+  stack.updateAdminUrl = `http://127.0.0.1:${ports.updateAdmin}`;
+  stack.controllerAdminUrl = `http://127.0.0.1:${ports.controllerAdmin}`;
+  return ports;
+}
+
+/** helm with its own home dirs; with `revision`, through the post-renderer with that revision's ports. */
+function helmRun(args: readonly string[], revision?: RevisionPorts): Promise<string> {
+  const api = new URL(env!.apiServerUrl);
+  const settings: PostRenderSettings | undefined = revision && {
+    apiServer: { host: api.hostname, port: api.port },
+    ports: {
+      controller: { admin: ['LIVEUPDATE_ADMIN_ADDR', revision.controllerAdmin] },
+      'update-server': {
+        http: ['LIVEUPDATE_LISTEN_ADDR', revision.update],
+        admin: ['LIVEUPDATE_ADMIN_ADDR', revision.updateAdmin],
+      },
+    },
+  };
+  return run(helm, [...args, ...(settings ? ['--post-renderer', postRenderer] : [])], {
+    env: {
+      ...process.env,
+      KUBECONFIG: env!.kubeconfigPath,
+      HELM_CACHE_HOME: join(work, 'helm', 'cache'),
+      HELM_CONFIG_HOME: join(work, 'helm', 'config'),
+      HELM_DATA_HOME: join(work, 'helm', 'data'),
+      ...(settings ? { LIVEUPDATE_POSTRENDER: JSON.stringify(settings) } : {}),
+    },
+  });
 }
 
 beforeAll(async () => {
@@ -163,37 +206,24 @@ beforeAll(async () => {
     `--from-literal=accessKeyId=${env.s3.accessKey}`,
     `--from-literal=secretAccessKey=${env.s3.secretKey}`,
   ]);
-  ports = { update: await freePort(), updateAdmin: await freePort(), controllerAdmin: await freePort() };
-  stack.publicUrl = `http://127.0.0.1:${ports.update}`;
-  stack.updateAdminUrl = `http://127.0.0.1:${ports.updateAdmin}`;
-  stack.controllerAdminUrl = `http://127.0.0.1:${ports.controllerAdmin}`;
+  // Devices and download URLs go through the update service's Service, as in a cluster.
+  proxy = new ServiceProxy({
+    kube: stack.kube,
+    namespace: RELEASE_NAMESPACE,
+    service: UPDATE_SERVICE,
+    portName: 'http',
+    listenPort: await freePort(),
+  });
+  await proxy.start();
+  stack.publicUrl = `http://127.0.0.1:${proxy.options.listenPort}`;
   await stack.artifacts.start();
 
-  const api = new URL(env.apiServerUrl);
-  const settings: PostRenderSettings = {
-    apiServer: { host: api.hostname, port: api.port },
-    ports: {
-      controller: { admin: ['LIVEUPDATE_ADMIN_ADDR', ports.controllerAdmin] },
-      'update-server': {
-        http: ['LIVEUPDATE_LISTEN_ADDR', ports.update],
-        admin: ['LIVEUPDATE_ADMIN_ADDR', ports.updateAdmin],
-      },
-    },
-  };
-  const postRenderer = join(work, 'postrender.sh');
+  postRenderer = join(work, 'postrender.sh');
   await writeFile(
     postRenderer,
     `#!/bin/sh\nexec "${process.execPath}" --import tsx "${join(repoRoot(), 'test', 'cluster', 'hostnet-postrender.ts')}"\n`,
   );
   await chmod(postRenderer, 0o755);
-  helmEnv = {
-    ...process.env,
-    KUBECONFIG: env.kubeconfigPath,
-    HELM_CACHE_HOME: join(work, 'helm', 'cache'),
-    HELM_CONFIG_HOME: join(work, 'helm', 'config'),
-    HELM_DATA_HOME: join(work, 'helm', 'data'),
-    LIVEUPDATE_POSTRENDER: JSON.stringify(settings),
-  };
   const values = {
     image: { pullPolicy: 'Never' },
     s3: {
@@ -213,20 +243,21 @@ beforeAll(async () => {
   };
   await writeFile(join(work, 'values.json'), JSON.stringify(values));
   const started = Date.now();
-  await helmRun([
-    'install',
-    RELEASE,
-    join(repoRoot(), 'charts', 'liveupdate-operator'),
-    '-n',
-    RELEASE_NAMESPACE,
-    '-f',
-    join(work, 'values.json'),
-    '--post-renderer',
-    postRenderer,
-    '--wait',
-    '--timeout',
-    '5m',
-  ]);
+  await helmRun(
+    [
+      'install',
+      RELEASE,
+      join(repoRoot(), 'charts', 'liveupdate-operator'),
+      '-n',
+      RELEASE_NAMESPACE,
+      '-f',
+      join(work, 'values.json'),
+      '--wait',
+      '--timeout',
+      '5m',
+    ],
+    await nextRevisionPorts(),
+  );
   await rolledOut();
   progress(`helm install --wait + rollout status took ${Date.now() - started} ms`);
 
@@ -253,6 +284,7 @@ afterAll(async () => {
       120_000,
     ).catch(() => undefined);
   }
+  await proxy?.stop();
   await stack?.stop();
   await cluster?.stop();
   await env?.stop();
@@ -270,6 +302,9 @@ describe('the chart on a real single-node cluster', () => {
         expect(list[0]!.status.containerStatuses?.[0]?.ready).toBe(true);
       }
       expect((await fetch(`${stack.controllerAdminUrl}/readyz`)).status).toBe(200);
+      // The Service routes to the update server Pod: its EndpointSlice says ready, as the kubelet's probe does.
+      const [updatePod] = await pods('update-server');
+      expect(proxy.backends()).toEqual([{ pod: updatePod!.metadata.name, port: ports.update }]);
       expect((await fetch(`${stack.publicUrl}/healthz`)).status).toBe(200);
     },
     STEP_TIMEOUT_MS,
@@ -312,60 +347,79 @@ describe('the chart on a real single-node cluster', () => {
   );
 
   it(
-    'rolling upgrade of the chart while a device keeps checking: the new Pods serve it',
+    'rolling upgrade of the chart while devices keep checking: no request fails, old and new Pods both answer',
     async () => {
       const oldPods = (await pods('update-server')).map((p) => p.metadata.name);
+      proxy.routed.clear();
       let stop = false;
-      const outcomes = { ok: 0, failed: 0, firstFailure: '' };
-      const checking = (async () => {
+      const outcomes = { ok: 0, failed: new Map<string, number>() };
+      let next = 0;
+      // A few devices at a time, each running 1.0.1 and expecting the channel's 1.1.0.
+      const checking = Array.from({ length: 4 }, async () => {
         while (!stop) {
-          const outcome = await journey.checkUpdate(device, FIRST_VERSION).then(
+          const id = fleet[next++ % fleet.length]!;
+          const outcome = await journey.checkUpdate(id, FIRST_VERSION).then(
             (a) => (a.status === 200 && a.body['version'] === SECOND_VERSION ? 'ok' : `HTTP ${a.status}`),
             (error: unknown) => String(error).slice(0, 200),
           );
           if (outcome === 'ok') outcomes.ok++;
-          else {
-            outcomes.failed++;
-            outcomes.firstFailure ||= outcome;
-          }
-          await sleep(100);
+          else outcomes.failed.set(outcome, (outcomes.failed.get(outcome) ?? 0) + 1);
+          await sleep(50);
         }
-      })();
+      });
       const started = Date.now();
-      await helmRun([
-        'upgrade',
-        RELEASE,
-        join(repoRoot(), 'charts', 'liveupdate-operator'),
-        '-n',
-        RELEASE_NAMESPACE,
-        '--reuse-values',
-        '--set-string',
-        'updateServer.podAnnotations.liveupdate\\.dev/rollout=2',
-        '--set-string',
-        'controller.podAnnotations.liveupdate\\.dev/rollout=2',
-        '--post-renderer',
-        join(work, 'postrender.sh'),
-        '--wait',
-        '--timeout',
-        '5m',
-      ]);
-      await rolledOut();
-      const upgradeMs = Date.now() - started;
-      // A few more checks against the new Pods.
-      await sleep(2000);
-      stop = true;
-      await checking;
-      progress(
-        `rolling upgrade took ${upgradeMs} ms; device checks during it: ${outcomes.ok} ok, ${outcomes.failed} failed` +
-          (outcomes.failed ? ` (first: ${outcomes.firstFailure})` : ''),
+      await helmRun(
+        [
+          'upgrade',
+          RELEASE,
+          join(repoRoot(), 'charts', 'liveupdate-operator'),
+          '-n',
+          RELEASE_NAMESPACE,
+          '--reuse-values',
+          '--set-string',
+          'updateServer.podAnnotations.liveupdate\\.dev/rollout=2',
+          '--set-string',
+          'controller.podAnnotations.liveupdate\\.dev/rollout=2',
+          '--wait',
+          '--timeout',
+          '5m',
+        ],
+        await nextRevisionPorts(),
       );
-      const newPods = (await pods('update-server')).filter((p) => !p.metadata.deletionTimestamp);
-      expect(newPods.map((p) => p.metadata.name).some((n) => oldPods.includes(n))).toBe(false);
+      await rolledOut();
+      // Until the old Pod has drained and exited: its shutdown is part of what devices live through.
+      await waitFor('the old update server Pod to be gone', async () =>
+        (await pods('update-server')).some((p) => oldPods.includes(p.metadata.name)) ? undefined : true,
+      );
+      const upgradeMs = Date.now() - started;
+      // More checks, all answered by the new Pod.
+      const checked = () => outcomes.ok + total(outcomes.failed);
+      const checkedBefore = checked();
+      await waitFor('more checks after the upgrade', () =>
+        Promise.resolve(checked() - checkedBefore >= 20 ? true : undefined),
+      );
+      stop = true;
+      await Promise.all(checking);
+      const failed = total(outcomes.failed);
+      progress(
+        `rolling upgrade took ${upgradeMs} ms; device checks: ${outcomes.ok} ok, ${failed} failed` +
+          (failed ? ` (${[...outcomes.failed].map(([what, n]) => `${n}× ${what}`).join('; ')})` : '') +
+          `; connections per Pod:port ${JSON.stringify(Object.fromEntries(proxy.routed))}, refused ${proxy.refused}`,
+      );
+      const newPods = (await pods('update-server')).map((p) => p.metadata.name);
+      expect(newPods).toHaveLength(1);
+      expect(oldPods).not.toContain(newPods[0]);
+      // Both revisions answered devices during the upgrade, and not one request failed.
+      const routedTo = [...proxy.routed.keys()].map((key) => key.slice(0, key.lastIndexOf(':')));
+      expect(routedTo).toEqual(expect.arrayContaining([...oldPods, newPods[0]]));
+      expect(proxy.refused).toBe(0);
+      expect(Object.fromEntries(outcomes.failed)).toEqual({});
       expect(outcomes.ok).toBeGreaterThan(0);
-      // The last checks, after the upgrade, were answered by the new Pod.
-      const answer = await journey.checkUpdate(device, FIRST_VERSION);
-      expect(answer.body).toMatchObject({ version: SECOND_VERSION });
     },
     STEP_TIMEOUT_MS,
   );
 });
+
+function total(counts: Map<string, number>): number {
+  return [...counts.values()].reduce((a, b) => a + b, 0);
+}

@@ -3,10 +3,10 @@
 //   Pod is reachable only on the host's network;
 // - probes sent to 127.0.0.1 (the kubelet would use the node's address as the Pod IP);
 // - every listener on 127.0.0.1 with distinct ports (both components would bind 8081 on one host network), with the
-//   containerPorts moved along so the probes follow;
-// - the API server at its loopback address (no kube-proxy routes the kubernetes Service's IP);
-// - rolling updates replace before they surge: a surge Pod would need the same host ports on the same node and would
-//   never be scheduled.
+//   containerPorts moved along so the probes and the Service's named targetPorts follow. The caller picks new ports for
+//   every helm install/upgrade, so a surge Pod of the next revision binds other ports than the Pod it replaces and the
+//   chart's own rolling-update strategy (the update server's maxUnavailable 0) works unchanged;
+// - the API server at its loopback address (no kube-proxy routes the kubernetes Service's IP).
 // Reads the rendered manifests on stdin, writes them on stdout; the settings come in LIVEUPDATE_POSTRENDER (JSON).
 import { parseAllDocuments, stringify } from 'yaml';
 
@@ -31,7 +31,6 @@ interface Container {
 interface Manifest {
   kind?: string;
   spec?: {
-    strategy?: unknown;
     template: {
       metadata: { labels: Record<string, string> };
       spec: { hostNetwork?: boolean; containers: Container[] };
@@ -50,7 +49,6 @@ export function postRender(manifests: string, settings: PostRenderSettings): str
       const ports = settings.ports[component];
       if (!ports) throw new Error(`no ports for component ${component}`);
       template.spec.hostNetwork = true;
-      object.spec.strategy = { type: 'RollingUpdate', rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } };
       const container = template.spec.containers[0];
       if (!container) throw new Error(`${component}: no container`);
       for (const port of container.ports ?? []) {

@@ -351,7 +351,7 @@ async function stopAll(procs: readonly Proc[]): Promise<void> {
       if (p.child.exitCode !== null || p.child.signalCode !== null) return;
       const exited = new Promise((resolve) => p.child.once('exit', resolve));
       p.child.kill('SIGTERM');
-      if (!(await Promise.race([exited.then(() => true), sleep(15_000, false)]))) {
+      if (!(await Promise.race([exited.then(() => true), sleep(15_000, false, { ref: false })]))) {
         p.child.kill('SIGKILL');
         await exited;
       }

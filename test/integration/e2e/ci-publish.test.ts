@@ -3,14 +3,19 @@
 // cosign-compatibly and applies the emitted LiveUpdateBundle. The real cosign verifies that signature; the controller
 // process verifies it again before storing, and a device gets the bundle from the update service and decrypts it.
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { BUNDLE_RESOURCE, SECRET_RESOURCE, type LiveUpdateBundle } from '../../../src/api/v1alpha1/index.js';
-import { FIRST_VERSION, Journey, SECOND_VERSION, deviceIds } from '../../../scripts/demo/journey.js';
-import { REPO, Stack, StepError } from '../../../scripts/demo/stack.js';
+import {
+  FIRST_VERSION,
+  SECOND_VERSION,
+  deviceIds,
+  startProcessJourney,
+  type Journey,
+  type ProcessJourney,
+} from '../../../scripts/demo/journey.js';
+import { REPO, type Stack } from '../../../scripts/demo/stack.js';
 import {
   INTEGRATION_TEST_TIMEOUT_MS,
   cleanupTestResources,
@@ -23,8 +28,9 @@ import { startTestRegistry, type TestRegistry } from '../../env/oci-registry.js'
 const device = deviceIds(1, 'ci-publish-device')[0]!;
 const CLI = `${process.execPath} --import tsx ${join(REPO, 'src/cli/main.ts')}`;
 
+let started: ProcessJourney | undefined;
 let workDir: string;
-let stack: Stack | undefined;
+let stack: Stack;
 let registry: TestRegistry | undefined;
 let journey: Journey;
 let namespace: string;
@@ -47,53 +53,24 @@ function run(
   });
 }
 
-async function withLogs<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (error) {
-    const name = error instanceof StepError ? error.component : undefined;
-    const components = [stack?.controller, stack?.updateServer].filter(
-      (c) => c && (!name || c.name === name),
-    );
-    const tails = await Promise.all(
-      components.map(async (c) => `--- ${c!.name} ---\n${await c!.tail(2500)}`),
-    );
-    if (error instanceof Error) error.message = `${error.message}\n${tails.join('\n')}`;
-    throw error;
-  }
-}
+/** Runs a step; a failure carries the end of the component logs that explain it. */
+const withLogs = <T>(fn: () => Promise<T>): Promise<T> => started!.withLogs(fn);
 
 beforeAll(async () => {
-  workDir = await mkdtemp(join(tmpdir(), 'liveupdate-ci-'));
   namespace = await newNamespace('ci-publish');
   registry = await startTestRegistry();
-  stack = new Stack({
+  started = await startProcessJourney('ci', {
     env: testEnvironment(),
-    logDir: join(workDir, 'logs'),
     namespace,
     bucket: await newBucket('ci-publish'),
   });
-  const s = stack;
-  await withLogs(async () => {
-    await s.installCrds();
-    await s.artifacts.start();
-    await Promise.all([s.startController(), s.startUpdateServer()]);
-  });
-  journey = new Journey({
-    stack: s,
-    namespace,
-    workDir,
-    appId: `com.example.ci${randomBytes(3).toString('hex')}`,
-    waitMs: 60_000,
-  });
-  await journey.packBuilds([FIRST_VERSION, SECOND_VERSION]);
+  ({ stack, journey, workDir } = started);
   await journey.createResources(FIRST_VERSION);
 }, INTEGRATION_TEST_TIMEOUT_MS);
 
 afterAll(async () => {
-  if (stack) await stack.stop();
+  await started?.stop();
   await registry?.stop();
-  await rm(workDir, { recursive: true, force: true });
   await cleanupTestResources();
 }, INTEGRATION_TEST_TIMEOUT_MS);
 
@@ -121,7 +98,7 @@ describe('liveupdate bundle publish in a CI step → registry → controller →
         ) as { privateKeyPath: string; publicKeyPath: string; keyId: string };
         const signerPub = await readFile(created.publicKeyPath, 'utf8');
         const secret = (name: string, data: Record<string, string>, type?: string) =>
-          stack!.kube.create(SECRET_RESOURCE, {
+          stack.kube.create(SECRET_RESOURCE, {
             apiVersion: 'v1',
             kind: 'Secret',
             metadata: { name, namespace },
@@ -200,7 +177,7 @@ describe('liveupdate bundle publish in a CI step → registry → controller →
         // The controller process verified and stored it; the provenance chain is in status and the index.
         const bundleName = journey.build(SECOND_VERSION).bundleName;
         await journey.waitReady([{ type: BUNDLE_RESOURCE, name: bundleName }]);
-        const bundle = await stack!.kube.get<LiveUpdateBundle>(BUNDLE_RESOURCE, {
+        const bundle = await stack.kube.get<LiveUpdateBundle>(BUNDLE_RESOURCE, {
           namespace,
           name: bundleName,
         });

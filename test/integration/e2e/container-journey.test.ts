@@ -3,13 +3,18 @@
 // chart's env, args, uid/gid, read-only root, dropped capabilities, limits, /tmp emptyDir and, for the controller, a
 // ServiceAccount token bound to the chart's RBAC. Changes are awaited by polling with deadlines, never by timing.
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { APP_RESOURCE, BUNDLE_RESOURCE, CHANNEL_RESOURCE } from '../../../src/api/v1alpha1/index.js';
-import { FIRST_VERSION, Journey, SECOND_VERSION, deviceIds } from '../../../scripts/demo/journey.js';
-import { Stack, withComponentLogs } from '../../../scripts/demo/stack.js';
+import {
+  FIRST_VERSION,
+  Journey,
+  SECOND_VERSION,
+  deviceIds,
+  startProcessJourney,
+  type ProcessJourney,
+} from '../../../scripts/demo/journey.js';
+import type { Stack } from '../../../scripts/demo/stack.js';
 import { podmanFlags } from '../../../scripts/image/containers.js';
 import {
   buildImage,
@@ -32,9 +37,9 @@ import { repoRoot } from '../../env/process-utils.js';
 const IMAGE_BUILD_TIMEOUT_MS = 20 * 60_000;
 const device = deviceIds(1, 'container-device')[0]!;
 
-let workDir: string;
 let image: BuiltImage;
-let stack: Stack | undefined;
+let started: ProcessJourney | undefined;
+let stack: Stack;
 let journey: Journey;
 let namespace: string;
 
@@ -50,41 +55,24 @@ function podmanExec(container: string, script: string): Promise<string> {
 }
 
 /** Runs a step; a failure carries the end of the component logs that explain it. */
-const withLogs = <T>(fn: () => Promise<T>): Promise<T> => withComponentLogs(stack, fn);
+const withLogs = <T>(fn: () => Promise<T>): Promise<T> => started!.withLogs(fn);
 
 beforeAll(async () => {
   image = await buildImage({ repo: repoRoot(), log: () => undefined });
-  workDir = await mkdtemp(join(tmpdir(), 'liveupdate-containers-'));
   namespace = await newNamespace('containers');
-  stack = new Stack({
+  started = await startProcessJourney('containers', {
     env: testEnvironment(),
-    logDir: join(workDir, 'logs'),
     namespace,
     bucket: await newBucket('containers'),
     run: { controller: 'container', 'update-server': 'container' },
     containers: { image: image.imageId, helm: toolBinary('helm'), kubectl: KUBECTL },
   });
-  const s = stack;
-  await withLogs(async () => {
-    await s.installCrds();
-    await s.artifacts.start();
-    await s.startController();
-    await s.startUpdateServer();
-  });
-  journey = new Journey({
-    stack: s,
-    namespace,
-    workDir,
-    appId: `com.example.containers${randomBytes(3).toString('hex')}`,
-    waitMs: 60_000,
-  });
-  await journey.packBuilds([FIRST_VERSION, SECOND_VERSION]);
+  ({ stack, journey } = started);
   await journey.createKey();
 }, IMAGE_BUILD_TIMEOUT_MS);
 
 afterAll(async () => {
-  const stopped = stack ? await stack.stop() : {};
-  await rm(workDir, { recursive: true, force: true });
+  const stopped = started ? await started.stop() : {};
   await cleanupTestResources();
   // Both containers shut down gracefully on SIGTERM (forwarded by `podman run` to node, PID 1).
   expect(stopped).toEqual({ controller: 'exit code 0', 'update-server': 'exit code 0' });
@@ -105,7 +93,7 @@ describe('device journey against the image, run as the chart configures its Pods
     async () => {
       const report = JSON.parse(
         await podmanExec(
-          stack!.controller!.container!,
+          stack.controller!.container!,
           `import { readFileSync, writeFileSync } from 'node:fs';
            const status = readFileSync('/proc/1/status', 'utf8');
            const field = (name) => new RegExp('^' + name + ':\\\\s*(\\\\S+)', 'm').exec(status)[1];
@@ -180,6 +168,6 @@ describe('device journey against the image, run as the chart configures its Pods
     const holders = (JSON.parse(lease) as { items: { spec: { holderIdentity?: string } }[] }).items.map(
       (item) => item.spec.holderIdentity,
     );
-    expect(holders).toContain(stack!.controller!.container);
+    expect(holders).toContain(stack.controller!.container);
   });
 });

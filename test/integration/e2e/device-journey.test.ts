@@ -2,19 +2,19 @@
 // service as processes against the real apiserver and S3; resources from deploy/examples; a device's update check,
 // download and verification as the plugin does it, and as Capgo's own CLI does it; a 50 % rollout over 4,000 device
 // ids; promotion and rollback. Changes are awaited by polling with deadlines, never by timing assertions.
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
 import { APP_RESOURCE, BUNDLE_RESOURCE, CHANNEL_RESOURCE } from '../../../src/api/v1alpha1/index.js';
 import {
   FIRST_VERSION,
   Journey,
   SECOND_VERSION,
   deviceIds,
+  startProcessJourney,
+  type ProcessJourney,
   type UpdateAnswer,
 } from '../../../scripts/demo/journey.js';
-import { Stack, withComponentLogs } from '../../../scripts/demo/stack.js';
+import type { Stack } from '../../../scripts/demo/stack.js';
 import {
   INTEGRATION_TEST_TIMEOUT_MS,
   cleanupTestResources,
@@ -29,46 +29,29 @@ const ids = deviceIds(DEVICES, 'e2e');
 const probe = ids.slice(0, 16);
 const device = deviceIds(1, 'e2e-device')[0]!;
 
-let workDir: string;
-let stack: Stack | undefined;
+let started: ProcessJourney | undefined;
+let stack: Stack;
 let journey: Journey;
 let capgoProject: string | undefined;
 let answer: UpdateAnswer;
 let downloaded: string;
 
 /** Runs a step; a failure carries the end of the component logs that explain it. */
-const withLogs = <T>(fn: () => Promise<T>): Promise<T> => withComponentLogs(stack, fn);
+const withLogs = <T>(fn: () => Promise<T>): Promise<T> => started!.withLogs(fn);
 
 beforeAll(async () => {
-  workDir = await mkdtemp(join(tmpdir(), 'liveupdate-e2e-'));
-  const namespace = await newNamespace('e2e');
-  stack = new Stack({
+  started = await startProcessJourney('e2e', {
     env: testEnvironment(),
-    logDir: join(workDir, 'logs'),
-    namespace,
+    namespace: await newNamespace('e2e'),
     bucket: await newBucket('e2e'),
   });
-  const s = stack;
-  await withLogs(async () => {
-    await s.installCrds();
-    await s.artifacts.start();
-    await Promise.all([s.startController(), s.startUpdateServer()]);
-  });
-  journey = new Journey({
-    stack: s,
-    namespace,
-    workDir,
-    appId: `com.example.e2e${randomBytes(3).toString('hex')}`,
-    waitMs: 60_000,
-  });
-  await journey.packBuilds([FIRST_VERSION, SECOND_VERSION]);
+  ({ stack, journey } = started);
   await journey.createKey();
 }, INTEGRATION_TEST_TIMEOUT_MS);
 
 afterAll(async () => {
-  const stopped = stack ? await stack.stop() : {};
+  const stopped = started ? await started.stop() : {};
   if (capgoProject) await rm(capgoProject, { recursive: true, force: true });
-  await rm(workDir, { recursive: true, force: true });
   await cleanupTestResources();
   // Both components shut down gracefully on SIGTERM.
   expect(stopped).toEqual({ controller: 'exit code 0', 'update-server': 'exit code 0' });
@@ -106,7 +89,7 @@ describe('device journey against the controller and update service processes', (
         expect(b).not.toHaveProperty('error');
         expect(b).not.toHaveProperty('kind');
         expect(b).not.toHaveProperty('message');
-        expect(String(b['url'])).toMatch(new RegExp(`^${stack!.publicUrl}/bundles/`));
+        expect(String(b['url'])).toMatch(new RegExp(`^${stack.publicUrl}/bundles/`));
         expect(b['checksum']).toMatch(/^[0-9a-f]{512}$/);
         expect(b['session_key']).toMatch(/^[A-Za-z0-9+/]{22}==:[A-Za-z0-9+/]{342}==$/);
       }),
