@@ -8,7 +8,9 @@ import {
   APP_RESOURCE,
   BUNDLE_RESOURCE,
   CHANNEL_RESOURCE,
+  ConditionType,
   FIELD_MANAGER,
+  type LiveUpdateApp,
   type LiveUpdateBundle,
   type LiveUpdateChannel,
 } from '../api/v1alpha1/index.js';
@@ -32,7 +34,8 @@ import { ChannelReconciler, appKeyForChannel, channelKeysForBundle } from './cha
 import { RootPublisher } from './publishing/root-document.js';
 import { FleetTelemetry } from './telemetry/fleet-stats.js';
 import { fencedClient, fencedStore } from './fencing.js';
-import { Manager, type ControllerSpec } from './manager.js';
+import { Manager, generationChanged, type ControllerSpec } from './manager.js';
+import { findCondition } from './common/conditions.js';
 import { createControllerDomainMetrics, type ControllerDomainMetrics } from './metrics.js';
 import { registerObjectMetrics } from './object-metrics.js';
 
@@ -132,18 +135,21 @@ export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
         ...metrics,
       }),
       watches: [
-        // an app becoming ready (key, storage) unblocks its bundles
+        // an app becoming ready (key, storage) unblocks its bundles; its other status writes (every publish) do not
+        // concern them and must not cut short a bundle's backoff
         {
           type: APP_RESOURCE,
+          updatePredicate: appReadinessChanged,
           mapFn: (o, cache) =>
             cache
               .list<LiveUpdateBundle>(BUNDLE_RESOURCE, o.metadata.namespace)
               .filter((b) => b.spec.app === o.metadata.name)
               .map(keyOf),
         },
-        // a channel letting go of a bundle may unblock the bundle's deletion
+        // a channel letting go of a bundle may unblock the bundle's deletion (a spec change, never a status one)
         {
           type: CHANNEL_RESOURCE,
+          updatePredicate: generationChanged,
           mapFn: (o) => {
             const ch = o as LiveUpdateChannel;
             const ns = ch.metadata.namespace ?? '';
@@ -154,6 +160,16 @@ export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
       ],
     },
   ];
+}
+
+/** What a bundle reads of its app: the spec, and whether the app validated its key and is ready. */
+export function appReadinessChanged(oldObj: KubeObject, newObj: KubeObject): boolean {
+  if (generationChanged(oldObj, newObj)) return true;
+  const statusOf = (obj: KubeObject, type: string) =>
+    findCondition((obj as LiveUpdateApp).status?.conditions, type)?.status;
+  return [ConditionType.KeyValid, ConditionType.Ready].some(
+    (type) => statusOf(oldObj, type) !== statusOf(newObj, type),
+  );
 }
 
 export async function run(argv: string[], signal: AbortSignal): Promise<number> {

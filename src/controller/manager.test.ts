@@ -1,11 +1,11 @@
 import { FakeClock, flushPromises } from '../kube/clock.js';
 import { FakeLeaseBackend, FakeSource, FakeStore } from '../kube/testing.js';
 import { LeaseLostError } from '../kube/leader-election.js';
-import type { ObjectClient, ObjectKey, ResourceType } from '../kube/types.js';
+import type { KubeObject, ObjectClient, ObjectKey, ResourceType } from '../kube/types.js';
 import { ItemExponentialFailureRateLimiter } from '../kube/workqueue.js';
 import { silentLogger } from '../observability/logger.js';
 import { createRegistry, createRuntimeMetrics } from '../observability/metrics.js';
-import { Manager } from './manager.js';
+import { Manager, generationChanged } from './manager.js';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './reconciler.js';
 
 const CM: ResourceType = {
@@ -359,6 +359,109 @@ describe('Manager', () => {
     expect(apiLists).toHaveLength(2);
     expect(source.scopes.length).toBeGreaterThan(0);
     expect(source.scopes.filter((ns) => ns !== 'ns' && ns !== 'team-b')).toEqual([]);
+    stop.abort();
+    await done;
+  });
+
+  it('a status-only update of its own type (its own status write) neither re-queues the key nor cuts its backoff short', async () => {
+    const { clock, source, reconciler, stop, done } = setup();
+    let writes = 0;
+    // every failure "writes" a status with a different message, as an error carrying a random path did
+    reconciler.behaviour = () => {
+      if (writes >= 500) return Promise.reject(new Error('enough')); // bounds the loop this test guards against
+      const current = source.objects.get('a')!;
+      const updated: KubeObject = {
+        ...current,
+        metadata: { ...current.metadata, resourceVersion: String(++source.rv) },
+        status: { message: `failed in /tmp/work-${++writes}` },
+      } as KubeObject;
+      source.objects.set('a', updated);
+      source.current().emit({ type: 'MODIFIED', object: updated });
+      return Promise.reject(new Error(`failed in /tmp/work-${writes}`));
+    };
+    for (let t = 0; t < 1_000; t += 10) await clock.advance(10);
+    // backoff 5 ms · 2^n: at most log2(1000 / 5 + 1) ≈ 7.7 failures fit into a second
+    expect(reconciler.count('ns/a')).toBeLessThanOrEqual(8);
+    expect(writes).toBe(reconciler.count('ns/a'));
+    stop.abort();
+    await done;
+  });
+
+  it('an annotation or generation change still reconciles at once while the key backs off', async () => {
+    const { clock, source, reconciler, stop, done } = setup();
+    reconciler.behaviour = () => Promise.reject(new Error('transient'));
+    await clock.advance(60_000); // backoff now well beyond a minute
+    const before = reconciler.count('ns/a');
+    source.put('a', 'liveupdate.dev/reconcile-requested-at', undefined, true);
+    await clock.advance(0);
+    expect(reconciler.count('ns/a')).toBe(before + 1);
+    const current = source.objects.get('a')!;
+    const bumped = {
+      ...current,
+      metadata: { ...current.metadata, generation: 2, resourceVersion: String(++source.rv) },
+    };
+    source.current().emit({ type: 'MODIFIED', object: bumped });
+    await clock.advance(0);
+    expect(reconciler.count('ns/a')).toBe(before + 2);
+    stop.abort();
+    await done;
+  });
+
+  it('a watched kind enqueues on updates only when its predicate says so; a resync skips keys that back off', async () => {
+    const clock = new FakeClock();
+    const source = new FakeSource();
+    source.put('a');
+    source.put('s1', 'a', SECRET);
+    const reconciler = new RecordingReconciler(clock);
+    const manager = new Manager({
+      source,
+      log: silentLogger(),
+      metrics: createRuntimeMetrics(createRegistry({ defaultMetrics: false })),
+      clock,
+      informer: { resyncMs: 10_000, watchdogMs: 10_000_000 },
+      rateLimiter: () => new ItemExponentialFailureRateLimiter(5, 1_000_000),
+    });
+    manager.add({
+      name: 'configmap',
+      forType: CM,
+      reconciler,
+      watches: [
+        {
+          type: SECRET,
+          mapFn: (s) => ({ namespace: 'ns', name: s.metadata.annotations?.['data'] ?? '' }),
+          updatePredicate: generationChanged,
+        },
+      ],
+    });
+    const stop = new AbortController();
+    const done = manager.run(stop.signal);
+    await clock.advance(0);
+    expect(reconciler.count('ns/a')).toBe(1);
+    const secret = source.bucket('secrets').get('s1')!;
+    source.current('secrets').emit({
+      type: 'MODIFIED',
+      object: { ...secret, metadata: { ...secret.metadata, resourceVersion: String(++source.rv) } },
+    });
+    await clock.advance(0);
+    expect(reconciler.count('ns/a')).toBe(1); // metadata-only change of the watched object
+    source.current('secrets').emit({
+      type: 'MODIFIED',
+      object: {
+        ...secret,
+        metadata: { ...secret.metadata, generation: 5, resourceVersion: String(++source.rv) },
+      },
+    });
+    await clock.advance(0);
+    const afterChange = reconciler.count('ns/a');
+    expect(afterChange).toBeGreaterThan(1);
+    await clock.advance(10_000); // a resync of a healthy key reconciles it
+    expect(reconciler.count('ns/a')).toBeGreaterThan(afterChange);
+    reconciler.behaviour = () => Promise.reject(new Error('transient'));
+    source.put('a', 'x', undefined, true);
+    const before = reconciler.count('ns/a');
+    for (let t = 0; t < 200_000; t += 1_000) await clock.advance(1_000); // 20 resyncs
+    // backoff 5 ms · 2^n alone allows log2(200 s / 5 ms + 1) + 1 ≈ 16.3 attempts; each resync would add one
+    expect(reconciler.count('ns/a') - before).toBeLessThanOrEqual(17);
     stop.abort();
     await done;
   });

@@ -4,8 +4,13 @@
  * queue and N workers. A reconcile gets a fresh `reconcileID`, a child logger carrying it and an AbortSignal.
  *
  * Result handling (as controller-runtime): a thrown error → `addRateLimited` (per-item exponential backoff);
- * `requeueAfterMs` → `forget` + `addAfter`; otherwise `forget`. Every update enqueues (so a changed
- * `liveupdate.dev/reconcile-requested-at` annotation triggers a reconcile), as do periodic resyncs.
+ * `requeueAfterMs` → `forget` + `addAfter`; otherwise `forget`.
+ *
+ * Events never bypass a backoff the object caused itself (ADR 0026): an update of a controller's own type enqueues
+ * only when something besides status changed ({@link changedBeyondStatus}: generation, labels, annotations such as
+ * `liveupdate.dev/reconcile-requested-at`, finalizers, deletion) — the controller's own status writes, and with them
+ * an error message that differs each time, never re-queue the object; watched types may filter their updates with a
+ * predicate; a resync (the same resourceVersion delivered again) enqueues only keys that are not backing off.
  *
  * With leader election, informers and workers run only while this process leads. Losing the lease aborts in-flight
  * reconciles at once and ends `run` with {@link LeaseLostError} (the process exits non-zero, as controller-runtime
@@ -27,6 +32,7 @@ import {
 } from '../kube/types.js';
 import { WorkQueue, type RateLimiter } from '../kube/workqueue.js';
 import type { RuntimeMetrics } from '../observability/metrics.js';
+import { canonicalJson } from './common/status.js';
 import { isProgrammingError, type Reconciler } from './reconciler.js';
 
 /** Read access to the manager's informer caches (only types some controller is for or watches). */
@@ -39,6 +45,42 @@ export interface WatchSpec {
   type: ResourceType;
   /** Keys of the controller's own type to reconcile when an object of `type` changes. */
   mapFn(obj: KubeObject, cache: CacheReader): ObjectKey | ObjectKey[] | null | undefined;
+  /** Whether an update of the watched object matters to this controller (default: every update does). */
+  updatePredicate?(oldObj: KubeObject, newObj: KubeObject): boolean;
+}
+
+/**
+ * controller-runtime's GenerationChangedPredicate or'ed with its label and annotation predicates, plus finalizers and
+ * deletion: true unless only status (or server-maintained metadata) changed.
+ */
+export function changedBeyondStatus(oldObj: KubeObject, newObj: KubeObject): boolean {
+  const o = oldObj.metadata;
+  const n = newObj.metadata;
+  return (
+    o.generation !== n.generation ||
+    o.deletionTimestamp !== n.deletionTimestamp ||
+    !sameJson(o.labels, n.labels) ||
+    !sameJson(o.annotations, n.annotations) ||
+    !sameJson(o.finalizers, n.finalizers)
+  );
+}
+
+/** Only a generation change: for watched kinds whose status a controller does not read. */
+export function generationChanged(oldObj: KubeObject, newObj: KubeObject): boolean {
+  return (
+    oldObj.metadata.generation !== newObj.metadata.generation ||
+    oldObj.metadata.deletionTimestamp !== newObj.metadata.deletionTimestamp
+  );
+}
+
+/** A periodic relist delivers the cached object again: same resourceVersion, nothing changed. */
+function isResync(oldObj: KubeObject, newObj: KubeObject): boolean {
+  const rv = newObj.metadata.resourceVersion;
+  return rv !== undefined && rv === oldObj.metadata.resourceVersion;
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return canonicalJson(a ?? null) === canonicalJson(b ?? null);
 }
 
 export interface ControllerSpec {
@@ -297,11 +339,14 @@ export class Manager {
       const enqueue = (obj: KubeObject): void => queue.add(keyString(obj.metadata));
       informerFor(c.forType).addHandlers({
         onAdd: enqueue,
-        onUpdate: (_o, n) => enqueue(n),
+        onUpdate: (o, n) => {
+          if (isResync(o, n)) queue.addUnlessBackingOff(keyString(n.metadata));
+          else if (changedBeyondStatus(o, n)) enqueue(n);
+        },
         onDelete: enqueue,
       });
       for (const w of c.watches ?? []) {
-        const enqueueMapped = (obj: KubeObject): void => {
+        const enqueueMapped = (obj: KubeObject, resync = false): void => {
           let keys: ObjectKey | ObjectKey[] | null | undefined;
           try {
             keys = w.mapFn(obj, cache);
@@ -309,15 +354,23 @@ export class Manager {
             this.log.error({ err, controller: c.name, kind: w.type.kind }, 'watch map function failed');
             return;
           }
-          for (const k of Array.isArray(keys) ? keys : keys ? [keys] : []) queue.add(keyString(k));
+          for (const k of Array.isArray(keys) ? keys : keys ? [keys] : []) {
+            if (resync) queue.addUnlessBackingOff(keyString(k));
+            else queue.add(keyString(k));
+          }
         };
         informerFor(w.type).addHandlers({
-          onAdd: enqueueMapped,
+          onAdd: (obj) => enqueueMapped(obj),
           onUpdate: (o, n) => {
+            if (isResync(o, n)) {
+              enqueueMapped(n, true);
+              return;
+            }
+            if (w.updatePredicate && !w.updatePredicate(o, n)) return;
             enqueueMapped(o);
             enqueueMapped(n);
           },
-          onDelete: enqueueMapped,
+          onDelete: (obj) => enqueueMapped(obj),
         });
       }
     }

@@ -177,6 +177,15 @@ export class WorkQueue {
     this.waiting.set(item, { readyAt, timer });
   }
 
+  /**
+   * Adds the key unless it is backing off after failures (a rate-limited retry is already scheduled): for resyncs,
+   * which must not turn a growing backoff into a fixed period.
+   */
+  addUnlessBackingOff(item: string): void {
+    if (this.rateLimiter.numRequeues(item) > 0) return;
+    this.add(item);
+  }
+
   addRateLimited(item: string): void {
     this.metrics?.retries.inc({ name: this.name });
     this.addAfter(item, this.rateLimiter.when(item));

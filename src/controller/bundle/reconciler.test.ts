@@ -345,6 +345,29 @@ describe('BundleReconciler', () => {
     expect(bundle.status?.observedGeneration ?? -1).toBe(-1);
   });
 
+  it('names the work directory by its pattern, not its random name, so a repeating local error writes status once', async () => {
+    const { client, fetcher, reconciler } = setup();
+    const failing: ArtifactFetcher = {
+      fetch: (request) =>
+        Promise.reject(
+          Object.assign(new Error(`EACCES: permission denied, open '${request.destination}'`), {
+            code: 'EACCES',
+            syscall: 'open',
+            path: request.destination,
+          }),
+        ),
+    };
+    fetcher.fetch = (request) => failing.fetch(request);
+    seedBundle(client, 'demo-1-0-0');
+    await expect(reconciler.reconcile(key, ctx())).rejects.toThrow('EACCES');
+    const first = bundleOf(client).metadata.resourceVersion;
+    const message = condition(bundleOf(client), 'Ready')?.message;
+    await expect(reconciler.reconcile(key, ctx())).rejects.toThrow('EACCES');
+    expect(condition(bundleOf(client), 'Ready')?.message).toBe(message);
+    expect(bundleOf(client).metadata.resourceVersion).toBe(first);
+    expect(message).toContain('liveupdate-bundle-*');
+  });
+
   it('retries when the store is unavailable during upload', async () => {
     const { client, store, fetcher, reconciler } = setup();
     fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', await webZip());

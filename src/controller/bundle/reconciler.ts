@@ -281,53 +281,68 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
     revision: string,
     ctx: StepContext,
   ): Promise<Artifact> {
-    const work = await mkdtemp(join(this.opts.tmpDir ?? tmpdir(), 'liveupdate-bundle-'));
+    const parent = this.opts.tmpDir ?? tmpdir();
+    const work = await mkdtemp(join(parent, WORK_DIR_PREFIX));
     try {
-      const fetched = await this.track(status, bundle, ctx, 'fetch', () => this.fetch(bundle, work, ctx));
-      const prepared = await this.track(status, bundle, ctx, 'verify', async () => {
-        checkDigest(bundle, fetched.sha256);
-        return prepareArtifact({
-          fetchedPath: fetched.path,
-          workDir: work,
-          key,
-          delta: bundle.spec.delta ?? false,
-          buildId: buildId(bundle, revision, fetched.sha256),
-          signal: ctx.signal,
-        });
-      });
-      const layout = layoutForApp(app, this.opts.storagePrefix);
-      const appRef = { namespace: bundle.metadata.namespace ?? '', name: app.metadata.name };
-      const stored = await storeArtifact(this.opts.store, layout, appRef, prepared, ctx.signal).catch(
-        (error: unknown) => {
-          if (error instanceof StoreUnavailableError)
-            throw new TransientError(Reason.StorageUnavailable, error.message, { cause: error });
-          throw error;
-        },
-      );
-      this.opts.metrics?.artifactStored(appRef.namespace, appRef.name, prepared.storedSize);
-      const artifact: Artifact = {
-        revision,
-        objectKey: stored.objectKey,
-        size: prepared.storedSize,
-        sha256: prepared.sha256,
-        storedSha256: prepared.storedSha256,
-        sourceDigest: `sha256:${fetched.sha256}`,
-        encrypted: prepared.encrypted,
-        checksum: prepared.checksum,
-        ...(prepared.checksumV2 ? { checksumV2: prepared.checksumV2 } : {}),
-        ...(prepared.sessionKey ? { sessionKey: prepared.sessionKey } : {}),
-        ...(prepared.keyId ? { keyId: prepared.keyId } : {}),
-        ...(stored.manifestKey
-          ? { manifestKey: stored.manifestKey, manifestFiles: stored.manifestFiles ?? 0 }
-          : {}),
-        ...(fetched.provenance ? { provenance: fetched.provenance } : {}),
-        lastUpdateTime: rfc3339(ctx.now()),
-      };
-      this.markStored(bundle, status, ctx, stored.objectKey);
-      return artifact;
+      return await this.buildIn(work, bundle, app, status, key, revision, ctx);
+    } catch (error) {
+      throw withoutWorkDir(error, work, join(parent, `${WORK_DIR_PREFIX}*`));
     } finally {
       await rm(work, { recursive: true, force: true });
     }
+  }
+
+  private async buildIn(
+    work: string,
+    bundle: LiveUpdateBundle,
+    app: LiveUpdateApp,
+    status: LiveUpdateBundleStatus,
+    key: SigningKey | undefined,
+    revision: string,
+    ctx: StepContext,
+  ): Promise<Artifact> {
+    const fetched = await this.track(status, bundle, ctx, 'fetch', () => this.fetch(bundle, work, ctx));
+    const prepared = await this.track(status, bundle, ctx, 'verify', async () => {
+      checkDigest(bundle, fetched.sha256);
+      return prepareArtifact({
+        fetchedPath: fetched.path,
+        workDir: work,
+        key,
+        delta: bundle.spec.delta ?? false,
+        buildId: buildId(bundle, revision, fetched.sha256),
+        signal: ctx.signal,
+      });
+    });
+    const layout = layoutForApp(app, this.opts.storagePrefix);
+    const appRef = { namespace: bundle.metadata.namespace ?? '', name: app.metadata.name };
+    const stored = await storeArtifact(this.opts.store, layout, appRef, prepared, ctx.signal).catch(
+      (error: unknown) => {
+        if (error instanceof StoreUnavailableError)
+          throw new TransientError(Reason.StorageUnavailable, error.message, { cause: error });
+        throw error;
+      },
+    );
+    this.opts.metrics?.artifactStored(appRef.namespace, appRef.name, prepared.storedSize);
+    const artifact: Artifact = {
+      revision,
+      objectKey: stored.objectKey,
+      size: prepared.storedSize,
+      sha256: prepared.sha256,
+      storedSha256: prepared.storedSha256,
+      sourceDigest: `sha256:${fetched.sha256}`,
+      encrypted: prepared.encrypted,
+      checksum: prepared.checksum,
+      ...(prepared.checksumV2 ? { checksumV2: prepared.checksumV2 } : {}),
+      ...(prepared.sessionKey ? { sessionKey: prepared.sessionKey } : {}),
+      ...(prepared.keyId ? { keyId: prepared.keyId } : {}),
+      ...(stored.manifestKey
+        ? { manifestKey: stored.manifestKey, manifestFiles: stored.manifestFiles ?? 0 }
+        : {}),
+      ...(fetched.provenance ? { provenance: fetched.provenance } : {}),
+      lastUpdateTime: rfc3339(ctx.now()),
+    };
+    this.markStored(bundle, status, ctx, stored.objectKey);
+    return artifact;
   }
 
   /**
@@ -557,6 +572,22 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
       )
       .map((c) => `channel ${c.name} in the published index`);
   }
+}
+
+const WORK_DIR_PREFIX = 'liveupdate-bundle-';
+
+/**
+ * An error whose message names the per-build work directory, with that random name replaced by its pattern: a
+ * repeating local failure (an unwritable or full /tmp) then gives the same message, and the same status, each time.
+ */
+function withoutWorkDir(error: unknown, work: string, pattern: string): unknown {
+  if (!(error instanceof Error) || error instanceof ReconcileError || !error.message.includes(work))
+    return error;
+  const { code } = error as NodeJS.ErrnoException;
+  return Object.assign(
+    new Error(error.message.replaceAll(work, pattern), { cause: error }),
+    code ? { code } : {},
+  );
 }
 
 function checkDigest(bundle: LiveUpdateBundle, sha256: string): void {
