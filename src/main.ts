@@ -18,6 +18,10 @@ const COMMANDS: Record<string, { describe: string; load: () => Promise<CommandMo
       "serve Capgo's device protocol (updates, stats, channel_self, downloads) from the release index",
     load: () => import('./updateserver/command.js'),
   },
+  's3-credentials': {
+    describe: "create the in-cluster S3 store's credential Secrets that are missing (the chart's hook Job)",
+    load: () => import('./provision/command.js'),
+  },
 };
 
 function usage(): string {

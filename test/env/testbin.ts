@@ -22,7 +22,8 @@ export type ToolName =
   | 'kube-scheduler'
   | 'kube-controller-manager'
   | 'promtool'
-  | 'vegeta';
+  | 'vegeta'
+  | 'argocd-lua';
 
 export interface ToolSpec {
   readonly name: ToolName;
@@ -168,6 +169,16 @@ export const TOOLS: Readonly<Record<ToolName, ToolSpec>> = {
     versionArgs: ['-version'],
     versionPattern: /^Version: v12\.13\.0$/m,
     onDemand: true,
+  },
+  // deploy/argocd/health.lua in gopher-lua, set up as Argo CD runs health scripts (our harness: test/infra/argocd-lua).
+  'argocd-lua': {
+    name: 'argocd-lua',
+    version: 'v1',
+    moduleDir: 'test/infra/argocd-lua',
+    goPackage: '.',
+    ldflags: [],
+    versionArgs: ['--version'],
+    versionPattern: /^argocd-lua v1 \(gopher-lua v1\.1\.1\)$/m,
   },
   ...nodeTools(),
 };

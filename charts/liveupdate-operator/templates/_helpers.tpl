@@ -29,7 +29,42 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: liveupdate-operator
-{{- with .Values.global.commonLabels }}
+{{- with (merge (dict) .Values.commonLabels .Values.global.commonLabels) }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- /*
+Labels of objects the chart does not own but creates at run time (the S3 credential Secrets): no instance,
+managed-by or chart label, so that neither Helm nor Argo CD (label tracking) takes them for part of the release.
+*/}}
+{{- define "liveupdate.runtimeLabels" -}}
+app.kubernetes.io/name: {{ include "liveupdate.name" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/part-of: liveupdate-operator
+{{- with (merge (dict) .ctx.Values.commonLabels .ctx.Values.global.commonLabels) }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- /*
+The `annotations:` block of an object's metadata: commonAnnotations merged under the object's own
+(dict "ctx" $ "annotations" <map or nil>); nothing when both are empty.
+*/}}
+{{- define "liveupdate.annotations" -}}
+{{- $merged := merge (dict) (.annotations | default dict) .ctx.Values.commonAnnotations }}
+{{- with $merged -}}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{- /* Hook annotations of the credentials Job and its RBAC: (dict "ctx" $ "weight" "-20"). */}}
+{{- define "liveupdate.keygenHook" -}}
+helm.sh/hook: pre-install,pre-upgrade
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- with .ctx.Values.commonAnnotations }}
 {{ toYaml . }}
 {{- end }}
 {{- end }}
@@ -177,9 +212,14 @@ the private address ranges ingress controller Pods run in; otherwise none (the c
 {{- define "liveupdate.publicUrl" -}}
 {{- if .Values.updateServer.publicUrl }}
 {{- trimSuffix "/" .Values.updateServer.publicUrl }}
-{{- else if and .Values.updateServer.ingress.enabled .Values.updateServer.ingress.host }}
-{{- $scheme := ternary "https" "http" .Values.updateServer.ingress.tls.enabled }}
-{{- printf "%s://%s%s" $scheme .Values.updateServer.ingress.host (trimSuffix "/" .Values.updateServer.ingress.path) }}
+{{- else if and .Values.updateServer.ingress.enabled .Values.updateServer.ingress.hosts }}
+{{- /* The first host and its first path; https when a tls entry lists that host. */}}
+{{- $first := first .Values.updateServer.ingress.hosts }}
+{{- $path := "/" }}
+{{- with $first.paths }}{{ $path = (first .).path | default "/" }}{{ end }}
+{{- $scheme := "http" }}
+{{- range .Values.updateServer.ingress.tls }}{{ if has $first.host (.hosts | default list) }}{{ $scheme = "https" }}{{ end }}{{ end }}
+{{- printf "%s://%s%s" $scheme $first.host (trimSuffix "/" $path) }}
 {{- else }}
 {{- printf "http://%s.%s.svc:%d" (include "liveupdate.updateServer.fullname" .) .Release.Namespace (int .Values.updateServer.service.port) }}
 {{- end }}
@@ -314,6 +354,22 @@ topologySpreadConstraints:
     {{- end }}
   {{- end }}
 {{- end }}
+{{- end }}
+
+{{/* Egress rule to the Kubernetes API server (controller and the credentials hook). */}}
+{{- define "liveupdate.networkPolicy.apiServerEgress" -}}
+- ports:
+    {{- range .Values.controller.networkPolicy.apiServerPorts }}
+    - protocol: TCP
+      port: {{ . }}
+    {{- end }}
+  {{- with .Values.controller.networkPolicy.apiServerCidrs }}
+  to:
+    {{- range . }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  {{- end }}
 {{- end }}
 
 {{- define "liveupdate.networkPolicy.dnsEgress" -}}

@@ -7,7 +7,7 @@
 import { jest } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -30,7 +30,14 @@ import {
   testEnvironment,
   toolBinary,
 } from '../../env/fixtures.js';
-import { chartPath, containerEnv, findObject, helm, kubectlOk, parseManifests } from './chart-helpers.js';
+import {
+  chartPath,
+  containerEnv,
+  findObject,
+  helm,
+  parseManifests,
+  serviceAccountKubeconfig,
+} from './chart-helpers.js';
 
 jest.setTimeout(600_000);
 
@@ -62,15 +69,6 @@ function controllerEnv(manifest: string, releaseNamespace: string): NodeJS.Proce
     ...Object.fromEntries(keep.map((name) => [name, env[name]])),
     LIVEUPDATE_LEASE_NAMESPACE: releaseNamespace,
   };
-}
-
-/** A kubeconfig for the test apiserver that authenticates with the ServiceAccount's token instead of admin's. */
-async function serviceAccountKubeconfig(namespace: string, dir: string): Promise<string> {
-  const token = (await kubectlOk(['create', 'token', SA, '-n', namespace, '--duration=2h'])).trim();
-  const admin = await readFile(testEnvironment().kubeconfigPath, 'utf8');
-  const path = join(dir, `kubeconfig-${namespace}`);
-  await writeFile(path, admin.replace(/token: .*/, `token: ${token}`), { mode: 0o600 });
-  return path;
 }
 
 /** A user of the test's S3 server with the update server's policy from the chart, as a bucket policy. */
@@ -146,14 +144,16 @@ describe.each([
     });
     await stack.installCrds();
     await stack.artifacts.start();
-    const values = ['--set', 'crds.enabled=false', '--set', `s3.bucket=${bucket}`];
+    // --no-hooks: the credentials hook Job would never run without a controller-manager (s3-credentials-hook.test.ts
+    // runs its command with its ServiceAccount instead); this test gives each component its credentials itself.
+    const values = ['--no-hooks', '--set', 'crds.enabled=false', '--set', `s3.bucket=${bucket}`];
     if (scoped) values.push('--set', `controller.watchNamespaces={${appNamespace},${otherNamespace}}`);
     const install = await helm(['install', RELEASE, chartPath, '--namespace', releaseNamespace, ...values], {
       timeoutMs: 180_000,
     });
     if (install.code !== 0) throw new Error(`helm install failed:\n${install.stderr}`);
     manifest = (await helm(['get', 'manifest', RELEASE, '-n', releaseNamespace])).stdout;
-    const kubeconfig = await serviceAccountKubeconfig(releaseNamespace, workDir);
+    const kubeconfig = await serviceAccountKubeconfig(SA, releaseNamespace, workDir);
     credentials = await updateServerCredentials(manifest, bucket);
     await stack.explainFailures(async () => {
       await stack!.startController({

@@ -1,5 +1,6 @@
 // Shared helpers of the chart, manifest and image tests: run helm/kubectl/kubeconform against the test environment.
 import { spawn } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { KUBECTL, testEnvironment, toolBinary } from '../../env/fixtures.js';
@@ -7,7 +8,8 @@ import { repoRoot } from '../../env/process-utils.js';
 
 export const chartPath = join(repoRoot(), 'charts', 'liveupdate-operator');
 export const ciValues = (name: string): string => join(chartPath, 'ci', `${name}-values.yaml`);
-export const VALUE_SETS = ['default', 'external-s3', 'airgapped'] as const;
+/** Every value set under ci/: lint, render and kubeconform run over all of them. */
+export const VALUE_SETS = ['default', 'external-s3', 'airgapped', 'monitoring', 'subchart'] as const;
 /** Offline rendering assumes Kubernetes 1.20 unless told otherwise; the chart requires 1.30+. */
 export const KUBE_VERSION = ['--kube-version', '1.34.4'] as const;
 
@@ -84,6 +86,21 @@ export function kubectl(args: readonly string[], options: RunOptions = {}): Prom
 
 export async function kubectlOk(args: readonly string[], options: RunOptions = {}): Promise<string> {
   return runOk(KUBECTL, ['--kubeconfig', testEnvironment().kubeconfigPath, ...args], options);
+}
+
+/** A kubeconfig for the test apiserver that authenticates with a ServiceAccount's token instead of admin's. */
+export async function serviceAccountKubeconfig(
+  serviceAccount: string,
+  namespace: string,
+  dir: string,
+): Promise<string> {
+  const token = (
+    await kubectlOk(['create', 'token', serviceAccount, '-n', namespace, '--duration=2h'])
+  ).trim();
+  const admin = await readFile(testEnvironment().kubeconfigPath, 'utf8');
+  const path = join(dir, `kubeconfig-${serviceAccount}-${namespace}`);
+  await writeFile(path, admin.replace(/token: .*/, `token: ${token}`), { mode: 0o600 });
+  return path;
 }
 
 /** `helm template` of the chart with the given values files and `--set` pairs. */

@@ -105,8 +105,20 @@ describe('helm install into a restricted namespace', () => {
   beforeAll(async () => {
     namespace = await restrictedNamespace('chart-install');
     // --take-ownership: the shared test apiserver may already hold the CRDs (applied by other tests from crds/).
+    // --no-hooks: without a controller-manager the credentials hook Job never runs (s3-credentials-hook.test.ts runs
+    // its command with the hook's ServiceAccount instead).
     const result = await helm(
-      ['install', RELEASE, chartPath, '--namespace', namespace, '--take-ownership', '--timeout', '2m'],
+      [
+        'install',
+        RELEASE,
+        chartPath,
+        '--namespace',
+        namespace,
+        '--take-ownership',
+        '--no-hooks',
+        '--timeout',
+        '2m',
+      ],
       { timeoutMs: 180_000 },
     );
     installOutput = result.stdout + result.stderr;
@@ -147,12 +159,12 @@ describe('helm install into a restricted namespace', () => {
     expect(installOutput).toContain('updateUrl:');
   });
 
-  test('every Pod of the chart (operator, S3 store, chart test) is admitted under restricted enforcement', async () => {
+  test('every Pod of the chart (operator, S3 store, credentials hook, chart test) is admitted under restricted enforcement', async () => {
     const rendered = parseManifests(await helmTemplate([], [], ['--namespace', namespace]));
     const result = await dryRunPods(rendered, namespace);
     expect(result.out).not.toMatch(/forbidden|violate/i);
     expect(result.code).toBe(0);
-    expect(result.out.match(/created \(server dry run\)/g)?.length).toBe(4);
+    expect(result.out.match(/created \(server dry run\)/g)?.length).toBe(5);
   });
 
   test('the restricted enforcement is real: a Pod allowing privilege escalation is refused', async () => {
@@ -286,7 +298,18 @@ describe('helm install into a restricted namespace', () => {
     expect(granted).toEqual([]);
   });
 
-  test('an upgrade keeps the generated S3 credentials', async () => {
+  test('the S3 credential Secrets are not part of the release: an upgrade leaves them alone', async () => {
+    // What the hook Job creates at install time (s3-credentials-hook.test.ts runs it for real).
+    await kubectlOk([
+      'create',
+      'secret',
+      'generic',
+      'liveupdate-operator-s3-credentials',
+      '-n',
+      namespace,
+      '--from-literal=accessKeyId=liveupdate-root-abc',
+      '--from-literal=secretAccessKey=kept-across-upgrades',
+    ]);
     const read = async () =>
       kubectlOk([
         'get',
@@ -298,7 +321,6 @@ describe('helm install into a restricted namespace', () => {
         'jsonpath={.data}',
       ]);
     const before = await read();
-    expect(before).toContain('secretAccessKey');
     const upgrade = await helm(
       [
         'upgrade',
@@ -307,6 +329,7 @@ describe('helm install into a restricted namespace', () => {
         '--namespace',
         namespace,
         '--take-ownership',
+        '--no-hooks',
         '--set',
         'logLevel=debug',
       ],
@@ -314,6 +337,8 @@ describe('helm install into a restricted namespace', () => {
     );
     expect({ code: upgrade.code, stderr: upgrade.stderr }).toMatchObject({ code: 0 });
     expect(await read()).toBe(before);
+    const manifest = (await helm(['get', 'manifest', RELEASE, '-n', namespace])).stdout;
+    expect(parseManifests(manifest).filter((o) => o.kind === 'Secret')).toEqual([]);
   });
 
   test('uninstall keeps the CRDs (crds.keep) and removes the workloads', async () => {

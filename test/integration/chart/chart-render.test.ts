@@ -304,9 +304,17 @@ describe('chart rendering', () => {
       );
     expect(secretOf('liveupdate-operator-controller')).toContain('liveupdate-operator-s3-controller');
     expect(secretOf('liveupdate-operator-update-server')).toContain('liveupdate-operator-s3-update-server');
-    for (const name of ['credentials', 'controller', 'update-server']) {
-      expect(findObject(defaults, 'Secret', `liveupdate-operator-s3-${name}`)).toBeDefined();
-    }
+    // The Secrets are created at run time by the hook Job (gitops.test.ts, s3-credentials-hook.test.ts).
+    expect(defaults.filter((o) => o.kind === 'Secret')).toEqual([]);
+    expect(
+      envOf(findObject(defaults, 'Job', 'liveupdate-operator-s3-keygen')).get(
+        'LIVEUPDATE_S3_CREDENTIAL_SECRETS',
+      )?.value,
+    ).toBe(
+      ['credentials=root', 'controller=controller', 'update-server=update-server']
+        .map((s) => `liveupdate-operator-s3-${s}`)
+        .join(','),
+    );
     const store = findObject(defaults, 'StatefulSet', 'liveupdate-operator-s3');
     const provision = podSpec(store).containers.find((c) => c.name === 'provision');
     expect(JSON.stringify(provision)).toContain('liveupdate-operator-s3-update-server');
@@ -365,13 +373,14 @@ describe('chart rendering', () => {
     expect(external.stderr).toContain('s3.external.endpoint');
   });
 
-  test('in-cluster S3 store: StatefulSet with a claim, generated credentials, NetworkPolicy without egress', () => {
+  test('in-cluster S3 store: StatefulSet with a claim, credentials from the hook, NetworkPolicy without egress', () => {
     const statefulSet = findObject(defaults, 'StatefulSet', 'liveupdate-operator-s3');
     const claims = (statefulSet['spec'] as { volumeClaimTemplates: { spec: unknown }[] })
       .volumeClaimTemplates;
     expect(claims[0]?.spec).toMatchObject({ resources: { requests: { storage: '20Gi' } } });
-    const secret = findObject(defaults, 'Secret', 'liveupdate-operator-s3-credentials');
-    expect(Object.keys(secret['data'] as object).sort()).toEqual(['accessKeyId', 'secretAccessKey']);
+    const job = findObject(defaults, 'Job', 'liveupdate-operator-s3-keygen');
+    expect(envOf(job).get('LIVEUPDATE_S3_ACCESS_KEY_ID_KEY')?.value).toBe('accessKeyId');
+    expect(envOf(job).get('LIVEUPDATE_S3_SECRET_ACCESS_KEY_KEY')?.value).toBe('secretAccessKey');
     const policy = findObject(defaults, 'NetworkPolicy', 'liveupdate-operator-s3');
     expect(policy['spec']).toMatchObject({ policyTypes: ['Ingress', 'Egress'], egress: [] });
   });

@@ -85,7 +85,10 @@ afterAll(async () => {
 });
 
 test('with the Ingress enabled the chart trusts the in-cluster proxy ranges; without it, nobody', async () => {
-  const ingress = ['updateServer.ingress.enabled=true', 'updateServer.ingress.host=updates.example.com'];
+  const ingress = [
+    'updateServer.ingress.enabled=true',
+    'updateServer.ingress.hosts[0].host=updates.example.com',
+  ];
   expect((await chartEnv(ingress))['LIVEUPDATE_TRUST_PROXY']).toBe('uniquelocal');
   expect((await chartEnv([]))['LIVEUPDATE_TRUST_PROXY']).toBe('false');
   expect(
@@ -99,7 +102,7 @@ test('behind a reverse proxy, one noisy client is limited and other devices are 
   const env = await chartEnv(
     [
       'updateServer.ingress.enabled=true',
-      'updateServer.ingress.host=updates.example.com',
+      'updateServer.ingress.hosts[0].host=updates.example.com',
       // The ingress controller of this test is the local proxy on 127.0.0.1.
       'updateServer.trustProxy={127.0.0.1/32}',
       `updateServer.extraEnv[0].name=LIVEUPDATE_RATE_LIMIT_PER_ADDRESS`,
