@@ -3,8 +3,11 @@
 // extraVolumeMounts, commonLabels and commonAnnotations land where they should (lint and kubeconform of every value
 // set: chart-render.test.ts and manifests-validate.test.ts). No cluster needed, except helm's environment.
 import { jest } from '@jest/globals';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { repoRoot } from '../../env/process-utils.js';
 import {
   chartPath,
   ciValues,
@@ -207,5 +210,32 @@ describe('the chart under GitOps', () => {
     expect(JSON.parse(env.find((e) => e.name === 'LIVEUPDATE_SECRET_ANNOTATIONS')!.value!)).toMatchObject({
       owner: 'platform@example.com',
     });
+  });
+
+  test('the example Argo CD Applications: the chart path, valid values that render, the operator synced first', async () => {
+    const file = join(repoRoot(), 'deploy', 'argocd', 'application.yaml');
+    const apps = parseAllDocuments(await readFile(file, 'utf8')).map(
+      (d) =>
+        d.toJS() as {
+          kind: string;
+          metadata: { name: string; annotations: Record<string, string> };
+          spec: { source: { path: string; helm?: { valuesObject: object } } };
+        },
+    );
+    expect(apps.map((a) => a.kind)).toEqual(['Application', 'Application']);
+    const [operator, team] = apps as [(typeof apps)[0], (typeof apps)[0]];
+    expect(join(repoRoot(), operator.spec.source.path)).toBe(chartPath);
+    const wave = (a: (typeof apps)[0]) => Number(a.metadata.annotations['argocd.argoproj.io/sync-wave']);
+    expect(wave(operator)).toBeLessThan(wave(team));
+    const dir = await mkdtemp(join(tmpdir(), 'argocd-app-'));
+    try {
+      const values = join(dir, 'values.json');
+      await writeFile(values, JSON.stringify(operator.spec.source.helm!.valuesObject));
+      const objects = parseManifests(await helmTemplate([values]));
+      const ingress = findObject(objects, 'Ingress', 'liveupdate-operator-update-server');
+      expect(JSON.stringify(ingress['spec'])).toContain('updates.factory.internal');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
