@@ -1,24 +1,33 @@
 // `npm run demo [-- --keep]`: the whole product on this machine in one command. Starts a real kube-apiserver, etcd and
 // S3 server (building the Go tools on first use), installs the CRDs, runs the controller and the update service as
 // processes, publishes the sample web build from deploy/examples' manifests, then plays devices: update check,
-// download, verification as the plugin does it, a 50 % rollout over 4,000 devices, promotion and rollback.
+// download, verification as the plugin does it, a 50 % rollout over 4,000 devices, promotion and rollback, and a bad
+// bundle that halts itself (its devices report decrypt_fail, the failure threshold pauses the rollout).
 // With --keep it stays up after setup and prints the URLs and paths to drive it by hand, until Ctrl-C.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { APP_RESOURCE, BUNDLE_RESOURCE, CHANNEL_RESOURCE } from '../src/api/v1alpha1/index.js';
+import { EVENT_TYPE } from '../src/kube/events.js';
+import type { KubeObject } from '../src/kube/types.js';
 import { startEnvironment, type TestEnvironment } from '../test/env/environment.js';
 import {
   FIRST_VERSION,
   Journey,
   NATIVE_VERSION,
   SECOND_VERSION,
+  THIRD_VERSION,
   deviceIds,
   formatCounts,
+  installOutcomes,
+  rolloutHaltedCondition,
+  sendInstallStats,
 } from './demo/journey.js';
 import { Stack, StepError } from './demo/stack.js';
 
 const DEVICES = 4000;
 const NAMESPACE = 'demo';
+/** How often the controller reads fleet telemetry (the default is 30 s; short so the halt shows up quickly). */
+const TELEMETRY_SECONDS = 3;
 
 const keep = process.argv.includes('--keep');
 if (process.argv.some((a) => a === '--help' || a === '-h')) {
@@ -98,8 +107,9 @@ async function main(): Promise<void> {
   );
   await step(
     'controller running (leader-elected)',
-    () => s.startController(),
-    () => `admin ${s.controllerAdminUrl}, log ${s.controller!.logPath}`,
+    () => s.startController({ env: { LIVEUPDATE_TELEMETRY_INTERVAL_SECONDS: String(TELEMETRY_SECONDS) } }),
+    () =>
+      `admin ${s.controllerAdminUrl}, telemetry every ${TELEMETRY_SECONDS} s, log ${s.controller!.logPath}`,
   );
   await step(
     'update service running',
@@ -269,9 +279,87 @@ async function main(): Promise<void> {
   );
   if (back.sha256 !== v1.sha256) throw new StepError(`the rollback download is not v${v1.version}`);
 
+  await badBundleHaltsItself(journey, ids);
+
   stopping = shutdown();
   await stopping;
   out('\ndemo complete');
+}
+
+/**
+ * A bad bundle halts itself: v1.2.0 goes to 20 % with a failure threshold (10 %, judged on ≥ 100 devices with a 95 %
+ * confidence bound, onFailure: Pause); 30 % of its devices report decrypt_fail over /stats as the plugin does; the
+ * controller pauses the rollout by itself: condition, Warning event, metric, and devices served accordingly.
+ */
+async function badBundleHaltsItself(journey: Journey, ids: readonly string[]): Promise<void> {
+  const [v1, v3] = [journey.build(FIRST_VERSION), (await journey.packBuilds([THIRD_VERSION]))[0]!];
+  await step(
+    `bad bundle v${v3.version} published`,
+    async () => {
+      await journey.createBundle(v3.version);
+      return journey.waitReady([{ type: BUNDLE_RESOURCE, name: v3.bundleName }]);
+    },
+    () => `${v3.bundleName} Ready`,
+  );
+  const probe = ids.slice(0, 32);
+  await step(
+    `rollout of v${v3.version} to 20 % with failureThresholds {maxFailurePercent: 10, minSamples: 100, onFailure: Pause}`,
+    async () => {
+      await journey.startRollout(v3.version, 20, {
+        maxFailurePercent: 10,
+        minSamples: 100,
+        onFailure: 'Pause',
+      });
+      await journey.waitChannelReady();
+      return journey.waitUntilServed(probe, 'builtin', (o) => o.includes(v3.version), 'the rollout');
+    },
+    (ms) => `visible to devices ${secs(ms)} after the channel was Ready`,
+  );
+  const assigned = await journey.assignments(ids);
+  const members = ids.filter((id) => assigned.get(id) === v3.version);
+  const reports = installOutcomes(
+    ids,
+    members,
+    { stable: v1.version, rollout: v3.version },
+    30,
+    'decrypt_fail',
+  );
+  await step(
+    `${DEVICES} devices report over POST /stats: the ${members.length} on v${v3.version} fail to decrypt 30 % of the time`,
+    () => sendInstallStats(journey, reports),
+    (events) => `${events} events accepted`,
+  );
+  const { channel } = await step(
+    'the rollout halts by itself',
+    () => journey.waitRolloutHalted(),
+    (h) => `RolloutHalted ${secs(h.ms)} after the last stats were accepted`,
+  );
+  const condition = rolloutHaltedCondition(channel)!;
+  out(`    condition  RolloutHalted=True (${condition.reason}): ${condition.message}`);
+  const r = channel.status?.stats?.rollout;
+  out(
+    `    stats      rollout ${r?.version ?? '?'}: ${r?.devices ?? 0} devices, ${r?.installs ?? 0} installs, failures ${JSON.stringify(r?.failuresByAction ?? {})} (${r?.failurePercent ?? 0} %)`,
+  );
+  const events = await journey.stack.kube.list<
+    KubeObject & { reason?: string; type?: string; note?: string }
+  >(EVENT_TYPE, journey.namespace);
+  for (const e of events.filter((e) => e.reason === 'RolloutHalted'))
+    out(`    event      ${e.type ?? '?'} ${e.reason ?? '?'}: ${e.note ?? ''}`);
+  const metrics = await (await fetch(`${journey.stack.controllerAdminUrl}/metrics`)).text();
+  for (const line of metrics.split('\n').filter((l) => /^liveupdate_rollout_halt/.test(l)))
+    out(`    metric     ${line}`);
+  const installed = members.filter((_, i) => i % 100 >= 30);
+  await step(
+    'devices once the paused index is served',
+    async () => {
+      await journey.waitUntilServed(probe, 'builtin', (o) => !o.includes(v3.version), 'the paused rollout');
+      const kept = await journey.split(installed, v3.version);
+      const others = await journey.split(ids);
+      return { kept, others };
+    },
+    ({ kept, others }) =>
+      `the ${installed.length} that installed v${v3.version} keep it (${formatCounts(kept)}); asking from builtin: ${formatCounts(others)} — nobody downgraded, nobody new enters`,
+  );
 }
 
 async function fail(error: unknown): Promise<void> {

@@ -17,6 +17,7 @@ import {
   type LiveUpdateApp,
   type LiveUpdateBundle,
   type LiveUpdateChannel,
+  type LiveUpdateChannelSpecRolloutFailureThresholds,
 } from '../../src/api/v1alpha1/index.js';
 import {
   PUBLIC_KEY_FILE,
@@ -39,6 +40,9 @@ export const PLUGIN_VERSION = '8.51.23';
 export const NATIVE_VERSION = '1.0.0';
 export const FIRST_VERSION = '1.0.1';
 export const SECOND_VERSION = '1.1.0';
+/** Further live versions for journeys with several rollouts in a row (the self-halting rollout). */
+export const THIRD_VERSION = '1.2.0';
+export const FOURTH_VERSION = '1.3.0';
 const WEBAPP = join(REPO, 'test/fixtures/webapp');
 const EXAMPLES = join(REPO, 'deploy/examples');
 
@@ -496,15 +500,45 @@ export class Journey {
     }
   }
 
-  /** Adds `spec.rollout` (the new bundle to `percentage` % of devices, sticky) to the channel. */
-  async startRollout(version: string, percentage: number): Promise<void> {
+  /**
+   * Adds `spec.rollout` (the new bundle to `percentage` % of devices, sticky) to the channel, with failure
+   * thresholds when given (otherwise the channel's are kept).
+   */
+  async startRollout(
+    version: string,
+    percentage: number,
+    failureThresholds?: LiveUpdateChannelSpecRolloutFailureThresholds,
+  ): Promise<void> {
     await this.stack.kube.mergePatch(
       CHANNEL_RESOURCE,
       { namespace: this.namespace, name: this.channelName },
       {
-        spec: { rollout: { bundle: this.build(version).bundleName, percentage } },
+        spec: {
+          rollout: {
+            bundle: this.build(version).bundleName,
+            percentage,
+            ...(failureThresholds ? { failureThresholds } : {}),
+          },
+        },
       },
     );
+  }
+
+  /** Polls the channel until its rollout is halted (RolloutHalted=True); returns the channel and the time it took. */
+  async waitRolloutHalted(): Promise<{ channel: LiveUpdateChannel; ms: number }> {
+    const started = Date.now();
+    for (;;) {
+      this.stack.assertRunning();
+      const channel = await this.channel();
+      if (rolloutHaltedCondition(channel)) return { channel, ms: Date.now() - started };
+      if (Date.now() - started > this.waitMs) {
+        throw new StepError(
+          `the rollout was not halted after ${this.waitMs / 1000} s (stats: ${JSON.stringify(channel.status?.stats?.rollout ?? {})})`,
+          'controller',
+        );
+      }
+      await sleep(200);
+    }
   }
 
   /** `channel.bundle = <version>` and the rollout removed (what a promotion pull request changes). */
@@ -532,6 +566,9 @@ export interface ProcessJourneyOptions {
   readonly run?: StackOptions['run'];
   readonly containers?: StackOptions['containers'];
   readonly waitMs?: number;
+  /** Extra environment of the controller and the update service (e.g. short telemetry intervals). */
+  readonly controllerEnv?: NodeJS.ProcessEnv;
+  readonly updateServerEnv?: NodeJS.ProcessEnv;
 }
 
 /** A started stack with its journey; `stop()` stops the components and removes the work dir. */
@@ -573,7 +610,10 @@ export async function startProcessJourney(
     await withLogs(async () => {
       await stack.installCrds();
       await stack.artifacts.start();
-      await Promise.all([stack.startController(), stack.startUpdateServer()]);
+      await Promise.all([
+        stack.startController(options.controllerEnv ? { env: options.controllerEnv } : {}),
+        stack.startUpdateServer(options.updateServerEnv ? { env: options.updateServerEnv } : {}),
+      ]);
     });
     const journey = new Journey({
       stack,
@@ -590,6 +630,31 @@ export async function startProcessJourney(
   }
 }
 
+/** The channel's RolloutHalted condition while it is True. */
+export function rolloutHaltedCondition(channel: LiveUpdateChannel): Condition | undefined {
+  return channel.status?.conditions?.find((c) => c.type === 'RolloutHalted' && c.status === 'True');
+}
+
+/**
+ * What every device of `ids` reports after an update: `members` (those in the rollout) installed the rollout version,
+ * those whose position among them modulo 100 is below `failPercent` failing with `action`; the others installed stable.
+ */
+export function installOutcomes(
+  ids: readonly string[],
+  members: readonly string[],
+  versions: { stable: string; rollout: string },
+  failPercent: number,
+  action: InstallOutcome,
+): Array<{ id: string; version: string; outcome: InstallOutcome }> {
+  const inRollout = new Set(members);
+  let n = 0;
+  return ids.map((id) => {
+    if (!inRollout.has(id)) return { id, version: versions.stable, outcome: 'set' };
+    const fails = n++ % 100 < failPercent;
+    return { id, version: versions.rollout, outcome: fails ? action : 'set' };
+  });
+}
+
 /** `{ '1.0.0': 2004, '1.1.0': 1996 }` → "1.0.0: 2004 (50.1 %), 1.1.0: 1996 (49.9 %)". */
 export function formatCounts(counts: Map<string, number>): string {
   const total = [...counts.values()].reduce((a, b) => a + b, 0);
@@ -597,4 +662,58 @@ export function formatCounts(counts: Map<string, number>): string {
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([version, n]) => `${version}: ${n} (${((100 * n) / total).toFixed(1)} %)`)
     .join(', ');
+}
+
+/** Which stats action a simulated device sends after installing an update (CAPGO-PROTOCOL.md §3). */
+export type InstallOutcome = 'set' | 'decrypt_fail' | 'download_fail' | 'update_fail';
+
+/**
+ * Every device posts its stats batch exactly as the plugin does (a JSON array of §2.1 info objects with `action`,
+ * `version_name`, `old_version_name` and `timestamp`): an `app_moved_to_foreground`, then the outcome of installing
+ * `version`. Returns the number of events sent, once every POST was answered 200.
+ */
+export async function sendInstallStats(
+  journey: Journey,
+  devices: ReadonlyArray<{ id: string; version: string; outcome: InstallOutcome }>,
+  concurrency = 32,
+): Promise<number> {
+  let next = 0;
+  let sent = 0;
+  const worker = async () => {
+    while (next < devices.length) {
+      const d = devices[next++]!;
+      const info = journey.deviceBody(d.id, 'builtin');
+      const now = Date.now();
+      const batch = [
+        {
+          ...info,
+          action: 'app_moved_to_foreground',
+          version_name: 'builtin',
+          old_version_name: '',
+          timestamp: now,
+        },
+        {
+          ...info,
+          action: d.outcome,
+          version_name: d.version,
+          old_version_name: 'builtin',
+          timestamp: now + 1,
+        },
+      ];
+      const response = await fetch(journey.stack.statsUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json; charset=utf-8' },
+        body: JSON.stringify(batch),
+      });
+      const text = await response.text();
+      if (response.status !== 200)
+        throw new StepError(
+          `POST /stats answered ${response.status}: ${text.slice(0, 200)}`,
+          'update-server',
+        );
+      sent += batch.length;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return sent;
 }
