@@ -1,10 +1,18 @@
-import { constants, createDecipheriv, createHash, publicDecrypt, randomBytes } from 'node:crypto';
+import {
+  constants,
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  publicDecrypt,
+  randomBytes,
+} from 'node:crypto';
 import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { encryptBundle, hashBundle } from './encrypt.js';
+import { OFFTHREAD_HASH_MIN_BYTES } from './offthread-hash.js';
 import { generateSigningKey, loadPublicKey } from './keys.js';
 import { sessionFromMaterial } from './session.js';
 import { verifyBundle } from './verify.js';
@@ -55,6 +63,29 @@ describe('encryptBundle', () => {
     expect(rsaRecover(Buffer.from(result.checksumV2, 'base64'))).toEqual(
       Buffer.from(digest.toString('hex'), 'base64'),
     );
+  });
+
+  it('hashes large files on a worker thread with the same bytes and digest as inline', async () => {
+    // Above OFFTHREAD_HASH_MIN_BYTES, with a tail that does not fill the ring's last slot.
+    const big = randomBytes(OFFTHREAD_HASH_MIN_BYTES + 3 * 256 * 1024 + 12_345);
+    const bigPath = join(work, 'big.zip');
+    await writeFile(bigPath, big);
+    const session = sessionFromMaterial(key, randomBytes(16), randomBytes(16));
+    const out = join(work, 'big.enc');
+    const result = await encryptBundle({ input: bigPath, output: out, key, session });
+    const expectedDigest = createHash('sha256').update(big).digest();
+    expect(result.sha256).toBe(expectedDigest.toString('hex'));
+    expect(rsaRecover(Buffer.from(result.checksum, 'hex'))).toEqual(expectedDigest);
+    const cipher = createCipheriv('aes-128-cbc', session.aesKey, session.iv);
+    expect((await readFile(out)).equals(Buffer.concat([cipher.update(big), cipher.final()]))).toBe(true);
+    // Inline (a stream input) gives the same answer for the same session.
+    const inline = await encryptBundle({
+      input: Readable.from([big]),
+      output: join(work, 'big2.enc'),
+      key,
+      session,
+    });
+    expect(inline).toEqual(result);
   });
 
   it('uses a fresh key and IV per bundle', async () => {

@@ -1,5 +1,7 @@
 import { createCipheriv, createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import { openWriter, progressReporter, readChunks } from './io.js';
+import { OFFTHREAD_HASH_MIN_BYTES, offThreadSha256 } from './offthread-hash.js';
 import type { ByteSink, ByteSource } from './io.js';
 import type { SigningKey } from './keys.js';
 import { AES_ALGORITHM, createSession, signDigest } from './session.js';
@@ -48,14 +50,16 @@ export interface HashBundleResult {
  */
 export async function encryptBundle(options: EncryptBundleOptions): Promise<EncryptBundleResult> {
   const session = options.session ?? createSession(options.key);
-  const hash = createHash('sha256');
+  const hash = await plainHasher(options.input);
   const cipher = createCipheriv(AES_ALGORITHM, session.aesKey, session.iv);
   const progress = progressReporter(options.onProgress);
   let encryptedSize = 0;
+  let digest: Buffer;
   const writer = await openWriter(options.output);
   try {
     for await (const chunk of readChunks(options.input, options.signal)) {
-      hash.update(chunk);
+      // Copied to the hash thread (when there is one) before the next read reuses the buffer.
+      await hash.update(chunk);
       progress.add(chunk.length);
       const out = cipher.update(chunk);
       encryptedSize += out.length;
@@ -65,11 +69,12 @@ export async function encryptBundle(options: EncryptBundleOptions): Promise<Encr
     encryptedSize += last.length;
     await writer.write(last);
     await writer.close();
+    digest = await hash.digest();
   } catch (err) {
+    await hash.destroy();
     await writer.abort(err);
     throw err;
   }
-  const digest = hash.digest();
   return {
     ...signDigest(options.key, digest),
     sessionKey: session.sessionKey,
@@ -77,6 +82,27 @@ export async function encryptBundle(options: EncryptBundleOptions): Promise<Encr
     sha256: digest.toString('hex'),
     size: progress.done(),
     encryptedSize,
+  };
+}
+
+interface PlainHasher {
+  update(chunk: Uint8Array): void | Promise<void>;
+  digest(): Buffer | Promise<Buffer>;
+  destroy(): void | Promise<void>;
+}
+
+/**
+ * The SHA-256 of the plain bytes: on a worker thread for large files, so that hashing overlaps the (serial) AES-CBC
+ * on another core; inline for small files and streams (a worker costs tens of milliseconds to start).
+ */
+async function plainHasher(input: ByteSource): Promise<PlainHasher> {
+  if (typeof input === 'string' && (await stat(input)).size >= OFFTHREAD_HASH_MIN_BYTES)
+    return offThreadSha256();
+  const hash = createHash('sha256');
+  return {
+    update: (chunk) => void hash.update(chunk),
+    digest: () => hash.digest(),
+    destroy: () => undefined,
   };
 }
 
