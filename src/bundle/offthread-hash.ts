@@ -23,6 +23,7 @@ const CONTROL_BYTES = (LENGTHS + SLOTS) * 4;
 const waitAsync = (
   Atomics as unknown as {
     waitAsync(
+      this: void,
       array: Int32Array,
       index: number,
       value: number,
@@ -71,7 +72,7 @@ export function offThreadSha256(): OffThreadHash {
   let failure: Error | undefined;
   const result = new Promise<Buffer>((resolve, reject) => {
     worker.once('message', (digest: Uint8Array) => resolve(Buffer.from(digest)));
-    worker.once('error', (err) => reject((failure = err)));
+    worker.once('error', (err: Error) => reject((failure = err)));
     worker.once('exit', (code) => reject((failure ??= new Error(`hash worker exited with ${code}`))));
   });
   result.catch(() => undefined);
