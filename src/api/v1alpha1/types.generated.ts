@@ -907,6 +907,28 @@ export interface LiveUpdateBundleSpec {
 }
 
 /**
+ * The artifact the controller fetched and refused (digest mismatch, not a valid zip or build) for the current inputs. While the inputs' revision is unchanged it is not fetched again, whatever else happens (app changes, a new leader); setting the liveupdate.dev/reconcile-requested-at annotation fetches it again.
+ */
+export interface LiveUpdateBundleStatusRefusedArtifact {
+  /**
+   * Fingerprint of the inputs (the same as status.artifact.revision) the refusal holds for.
+   */
+  revision: string;
+  /**
+   * sha256 of the refused bytes (sha256:<hex>).
+   */
+  digest?: string;
+  /**
+   * CamelCase reason of the refusal (as in the Stalled condition).
+   */
+  reason: string;
+  /**
+   * Why the artifact was refused.
+   */
+  message: string;
+}
+
+/**
  * Where the artifact came from and who signed it (OCI sources).
  */
 export interface LiveUpdateBundleStatusArtifactProvenance {
@@ -1011,6 +1033,10 @@ export interface LiveUpdateBundleStatus {
    * Ready, Reconciling, Stalled and domain conditions (ArtifactFetched, Verified, ArtifactInStorage, FetchFailed, VerificationFailed, DeletionBlocked).
    */
   conditions?: Condition[];
+  /**
+   * The artifact the controller fetched and refused (digest mismatch, not a valid zip or build) for the current inputs. While the inputs' revision is unchanged it is not fetched again, whatever else happens (app changes, a new leader); setting the liveupdate.dev/reconcile-requested-at annotation fetches it again.
+   */
+  refusedArtifact?: LiveUpdateBundleStatusRefusedArtifact;
   /**
    * The stored artifact devices download. Absent until the bundle was stored and verified.
    */

@@ -327,6 +327,33 @@ describe('BundleReconciler', () => {
     expect(recorder.events).toContainEqual(expect.objectContaining({ type: 'Warning', reason }));
   });
 
+  it('does not fetch a refused artifact again for the same inputs, until a reconcile is requested or the inputs change', async () => {
+    const { client, fetcher, reconciler } = setup();
+    const url = 'https://artifacts.example/demo-1-0-0.zip';
+    fetcher.bodies.set(url, await webZip({ 'main.js': 'x' }));
+    seedBundle(client, 'demo-1-0-0');
+    expect(await reconciler.reconcile(key, ctx())).toEqual({ terminalError: 'MissingIndexHtml' });
+    expect(bundleOf(client).status?.refusedArtifact).toMatchObject({
+      reason: 'MissingIndexHtml',
+      digest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) as unknown,
+    });
+    const stalled = bundleOf(client).metadata.resourceVersion;
+    // an app change or a new leader reconciles it again: no fetch, no status write, the same stall
+    for (let i = 0; i < 3; i++)
+      expect(await reconciler.reconcile(key, ctx())).toEqual({ terminalError: 'MissingIndexHtml' });
+    expect(fetcher.fetched).toEqual([url]);
+    expect(bundleOf(client).metadata.resourceVersion).toBe(stalled);
+    // a reconcile request fetches again
+    await client.mergePatch(BUNDLE_RESOURCE, key, {
+      metadata: { annotations: { [RECONCILE_REQUESTED_AT_ANNOTATION]: 'retry-1' } },
+    });
+    fetcher.bodies.set(url, await webZip());
+    expect(await reconciler.reconcile(key, ctx())).toEqual({});
+    expect(fetcher.fetched).toEqual([url, url]);
+    expect(bundleOf(client).status?.refusedArtifact).toBeUndefined();
+    expect(condition(bundleOf(client), 'Ready')).toMatchObject({ status: 'True' });
+  });
+
   it('retries transient failures with backoff and reports ProgressingWithRetry', async () => {
     const { client, fetcher, reconciler } = setup();
     fetcher.bodies.set(

@@ -147,6 +147,7 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
     if (await this.artifactUpToDate(bundle, app, status, revision, ctx)) {
       return { reason: Reason.Succeeded, message: readyMessage(bundle, status.artifact!) };
     }
+    this.checkRefused(status, revision, ctx);
     const artifact = await this.buildArtifact(bundle, app, status, key, revision, ctx);
     status.artifact = artifact;
     this.opts.recorder.event(
@@ -232,6 +233,25 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
     );
   }
 
+  /**
+   * An artifact refused for these very inputs is not fetched again (an app change or a new leader changes nothing
+   * about its bytes): the bundle stays stalled with the recorded reason until the inputs change or a reconcile is
+   * requested.
+   */
+  private checkRefused(status: LiveUpdateBundleStatus, revision: string, ctx: StepContext): void {
+    const refused = status.refusedArtifact;
+    if (!refused) return;
+    if (refused.revision !== revision || ctx.forced) {
+      delete status.refusedArtifact;
+      return;
+    }
+    ctx.log.debug(
+      { digest: refused.digest },
+      'artifact refused before for these inputs, not fetching it again',
+    );
+    throw new StallingError(refused.reason, refused.message);
+  }
+
   /** Same inputs and the stored object still there with its size (or its full digest, when a reconcile was requested). */
   private async artifactUpToDate(
     bundle: LiveUpdateBundle,
@@ -312,6 +332,16 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
         buildId: buildId(bundle, revision, fetched.sha256),
         signal: ctx.signal,
       });
+    }).catch((error: unknown) => {
+      if (error instanceof StallingError) {
+        status.refusedArtifact = {
+          revision,
+          digest: `sha256:${fetched.sha256}`,
+          reason: error.reason,
+          message: error.message,
+        };
+      }
+      throw error;
     });
     const layout = layoutForApp(app, this.opts.storagePrefix);
     const appRef = { namespace: bundle.metadata.namespace ?? '', name: app.metadata.name };
