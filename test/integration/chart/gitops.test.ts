@@ -74,6 +74,35 @@ describe('the chart under GitOps', () => {
     expect(offenders).toEqual([]);
   });
 
+  test('the credentials hook ensures only the Secrets the chart would otherwise lack', async () => {
+    const hookOf = async (sets: string[]) => {
+      const objects = parseManifests(await helmTemplate([], sets));
+      return objects.filter((o) => o.metadata.name === 'liveupdate-operator-s3-keygen');
+    };
+    const own = await hookOf([
+      'controller.s3CredentialsSecret=ctl-s3',
+      'updateServer.s3CredentialsSecret=us-s3',
+    ]);
+    const job = findObject(own, 'Job', 'liveupdate-operator-s3-keygen');
+    const env = (podSpec(job).containers[0] as unknown as { env: { name: string; value?: string }[] }).env;
+    expect(env.find((e) => e.name === 'LIVEUPDATE_S3_CREDENTIAL_SECRETS')?.value).toBe(
+      'liveupdate-operator-s3-credentials=root',
+    );
+    expect(findObject(own, 'Role', 'liveupdate-operator-s3-keygen')['rules']).toContainEqual({
+      apiGroups: [''],
+      resources: ['secrets'],
+      resourceNames: ['liveupdate-operator-s3-credentials'],
+      verbs: ['get'],
+    });
+    expect((await hookOf(['s3.existingSecret=my-s3'])).map((o) => o.kind)).toEqual([]);
+    expect((await hookOf(['networkPolicy.enabled=false'])).map((o) => o.kind).sort()).toEqual([
+      'Job',
+      'Role',
+      'RoleBinding',
+      'ServiceAccount',
+    ]);
+  });
+
   test('Ingress: every host with its paths, TLS entries as listed, publicUrl from the first host', async () => {
     const objects = parseManifests(await helmTemplate([ciValues('external-s3')]));
     const ingress = findObject(objects, 'Ingress', 'liveupdate-operator-update-server');
