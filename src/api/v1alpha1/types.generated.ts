@@ -677,6 +677,21 @@ export interface LiveUpdateBundleSpecSourceS3SecretRef {
 }
 
 /**
+ * Secret (same namespace) holding a PEM CA bundle to trust for an https endpoint signed by a private CA. Without it, only the controller's default CAs are trusted.
+ */
+export interface LiveUpdateBundleSpecSourceS3CaSecretRef {
+  /**
+   * Name of the Secret.
+   */
+  name: string;
+  /**
+   * Key in the Secret holding the PEM CA bundle.
+   * Defaulted by the API server to `"ca.crt"`.
+   */
+  key?: string;
+}
+
+/**
  * Fetch the artifact from an S3-compatible bucket.
  */
 export interface LiveUpdateBundleSpecSourceS3 {
@@ -700,6 +715,10 @@ export interface LiveUpdateBundleSpecSourceS3 {
    * Secret (same namespace) with keys accessKeyID and secretAccessKey. Anonymous access when omitted.
    */
   secretRef?: LiveUpdateBundleSpecSourceS3SecretRef;
+  /**
+   * Secret (same namespace) holding a PEM CA bundle to trust for an https endpoint signed by a private CA. Without it, only the controller's default CAs are trusted.
+   */
+  caSecretRef?: LiveUpdateBundleSpecSourceS3CaSecretRef;
 }
 
 /**

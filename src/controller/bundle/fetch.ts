@@ -37,8 +37,8 @@ export interface FetchRequest {
   signal: AbortSignal;
   /** ca: PEM CA bundle; cert/key: PEM client certificate for mutual TLS. */
   http?: { credentials?: HttpCredentials; ca?: string; cert?: string; key?: string };
-  /** ca: PEM CA bundle of a private S3 endpoint. */
-  s3?: { accessKey: string; secretKey: string; ca?: string };
+  /** credentials: anonymous when absent; ca: PEM CA bundle of an endpoint signed by a private CA. */
+  s3?: { credentials?: { accessKey: string; secretKey: string }; ca?: string };
   oci?: OciFetchOptions;
   /** Environment whose HTTPS_PROXY/HTTP_PROXY/NO_PROXY apply to http and OCI fetches (the controller's own). */
   proxyEnv?: NodeJS.ProcessEnv;
@@ -122,6 +122,20 @@ const CERTIFICATE_ERRORS = new Set([
 const CLIENT_CERTIFICATE_REFUSED =
   /alert[ _](certificate[ _]required|bad[ _]certificate|certificate[ _]unknown|unknown[ _]ca)/i;
 
+/**
+ * The first string `code` in the cause chain (the store wraps the socket's error). Duck-typed: errors from Node's
+ * internals are not `instanceof Error` in another realm (a test runner's VM context).
+ */
+function errnoCode(error: unknown): string | undefined {
+  let e: unknown = error;
+  for (let depth = 0; typeof e === 'object' && e !== null && depth < 5; depth++) {
+    const { code, cause } = e as { code?: unknown; cause?: unknown };
+    if (typeof code === 'string') return code;
+    e = cause;
+  }
+  return undefined;
+}
+
 function networkError(
   what: string,
   error: unknown,
@@ -129,7 +143,7 @@ function networkError(
   sourceType: 'http' | 's3' | 'oci' = 'http',
 ): Error {
   if (error instanceof StallingError || error instanceof TransientError) return error;
-  const code = (error as NodeJS.ErrnoException).code;
+  const code = errnoCode(error);
   if (code && CERTIFICATE_ERRORS.has(code)) {
     return new StallingError(
       Reason.SourceCertificateInvalid,
@@ -256,7 +270,9 @@ export class SourceFetcher implements ArtifactFetcher {
       endpoint: new URL(source.endpoint).origin,
       bucket: source.bucket,
       ...(source.region ? { region: source.region } : {}),
-      ...(request.s3 ? { accessKeyId: request.s3.accessKey, secretAccessKey: request.s3.secretKey } : {}),
+      ...(request.s3?.credentials
+        ? { accessKeyId: request.s3.credentials.accessKey, secretAccessKey: request.s3.credentials.secretKey }
+        : {}),
       ...(request.s3?.ca ? { ca: request.s3.ca } : {}),
       timeoutMs: Math.min(request.timeoutMs, S3_IDLE_TIMEOUT_MS),
     });
@@ -310,5 +326,5 @@ function s3Error(shown: string, error: unknown, signal: AbortSignal): Error {
   if (S3_NOT_FOUND.has(code)) return new StallingError(Reason.SourceNotFound, `${shown}: ${code}`);
   if (S3_DENIED.has(code))
     return new StallingError(Reason.SourceUnauthorized, `${shown}: ${code} (check spec.source.s3.secretRef)`);
-  return networkError(`fetching ${shown}`, error, signal);
+  return networkError(`fetching ${shown}`, error, signal, 's3');
 }

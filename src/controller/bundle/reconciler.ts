@@ -41,14 +41,14 @@ import {
   type StepsResult,
 } from '../common/reconcile.js';
 import type { LabelRequirement } from '../../config/controller.js';
-import { readSecret, readSigningKey } from '../common/secrets.js';
+import { readSigningKey } from '../common/secrets.js';
 import { layoutForApp } from '../common/layout.js';
 import { readIndex } from '../publishing/index-document.js';
 import type { ControllerDomainMetrics } from '../metrics.js';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler.js';
 import { prepareArtifact, storeArtifact, verifyStored } from './artifact.js';
 import { SourceFetcher, type ArtifactFetcher, type FetchRequest } from './fetch.js';
-import { clientCertificate, ociFetchOptions } from './fetch-oci.js';
+import { sourceCredentials } from './source-credentials.js';
 
 export interface BundleReconcilerOptions {
   client: ObjectClient;
@@ -459,7 +459,7 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
       ),
       signal: ctx.signal,
       proxyEnv: this.opts.proxyEnv ?? process.env,
-      ...(await this.sourceCredentials(bundle)),
+      ...(await sourceCredentials(this.opts.client, bundle, this.opts.sourceSecretLabel)),
     };
     const started = performance.now();
     const source = bundle.spec.source.s3 ? 's3' : bundle.spec.source.oci ? 'oci' : 'http';
@@ -471,70 +471,6 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
       this.opts.metrics?.artifactFetched(source, 'error', (performance.now() - started) / 1000);
       throw error;
     }
-  }
-
-  /** Credentials and CA from the Secrets the source names; a missing Secret or key stalls. */
-  private async sourceCredentials(
-    bundle: LiveUpdateBundle,
-  ): Promise<Pick<FetchRequest, 'http' | 's3' | 'oci'>> {
-    const namespace = bundle.metadata.namespace ?? '';
-    const { http, s3, oci } = bundle.spec.source;
-    const secret = (name: string) => this.requireSecret(namespace, name);
-    if (http) {
-      const result: NonNullable<FetchRequest['http']> = {};
-      if (http.secretRef) {
-        const data = await secret(http.secretRef.name);
-        const text = (k: string) => data.get(k)?.toString('utf8');
-        const token = text('token');
-        const username = text('username');
-        if (!token && username === undefined) {
-          throw new StallingError(
-            Reason.SourceSecretInvalid,
-            `Secret ${namespace}/${http.secretRef.name} has neither token nor username`,
-          );
-        }
-        result.credentials = token
-          ? { token }
-          : { username: username ?? '', password: text('password') ?? '' };
-      }
-      if (http.caSecretRef) {
-        const entry = http.caSecretRef.key ?? 'ca.crt';
-        const ca = (await secret(http.caSecretRef.name)).get(entry);
-        if (!ca)
-          throw new StallingError(
-            Reason.SourceSecretInvalid,
-            `Secret ${namespace}/${http.caSecretRef.name} has no key ${entry}`,
-          );
-        result.ca = ca.toString('utf8');
-      }
-      if (http.certSecretRef)
-        Object.assign(result, await this.clientCertificate(namespace, http.certSecretRef.name));
-      return { http: result };
-    }
-    if (oci) return { oci: await ociFetchOptions(oci, namespace, secret) };
-    if (s3?.secretRef) {
-      const data = await secret(s3.secretRef.name);
-      const accessKey = data.get('accessKeyID')?.toString('utf8');
-      const secretKey = data.get('secretAccessKey')?.toString('utf8');
-      if (!accessKey || !secretKey) {
-        throw new StallingError(
-          Reason.SourceSecretInvalid,
-          `Secret ${namespace}/${s3.secretRef.name} needs keys accessKeyID and secretAccessKey`,
-        );
-      }
-      return { s3: { accessKey, secretKey } };
-    }
-    return {};
-  }
-
-  private async clientCertificate(namespace: string, name: string): Promise<{ cert: string; key: string }> {
-    return clientCertificate(`${namespace}/${name}`, await this.requireSecret(namespace, name));
-  }
-
-  private async requireSecret(namespace: string, name: string): Promise<Map<string, Buffer>> {
-    const data = await readSecret(this.opts.client, namespace, name, this.opts.sourceSecretLabel);
-    if (!data) throw new StallingError(Reason.SourceSecretNotFound, `Secret ${namespace}/${name} not found`);
-    return data;
   }
 
   async reconcileDelete(

@@ -44,7 +44,7 @@ export interface Harness {
 export function newHarness(
   bucket: string,
   storagePrefix = `it-${randomUUID().slice(0, 8)}`,
-  bundleOptions: Pick<BundleReconcilerOptions, 'proxyEnv'> = {},
+  bundleOptions: Pick<BundleReconcilerOptions, 'proxyEnv' | 'sourceSecretLabel'> = {},
 ): Harness {
   const kc = kubeConfig();
   const controllerClient = new KubeClient(kc, { fieldManager: FIELD_MANAGER });
