@@ -204,6 +204,11 @@ export interface StackOptions {
   readonly namespace: string;
   readonly bucket?: string;
   readonly logLevel?: string;
+  /**
+   * Process mode: run the components from this compiled entry point (e.g. `dist/main.js` from `npm run build`, as the
+   * image runs them) instead of `src/main.ts` under tsx (whose transform costs CPU and memory production does not have).
+   */
+  readonly compiledMain?: string;
 }
 
 export interface ControllerOptions {
@@ -329,7 +334,8 @@ export class Stack {
     await mkdir(this.options.logDir, { recursive: true });
     const logPath = join(this.options.logDir, `${logName}.log`);
     const log = openSync(logPath, 'a');
-    const args = ['--import', 'tsx', MAIN, name];
+    const main = this.options.compiledMain;
+    const args = main === undefined ? ['--import', 'tsx', MAIN, name] : [main, name];
     let child: ChildProcess;
     try {
       // The kernel kills the component should this process die without cleaning up.

@@ -8,7 +8,7 @@
  *
  * Events never bypass a backoff the object caused itself (ADR 0026): an update of a controller's own type enqueues
  * only when something besides status changed ({@link changedBeyondStatus}: generation, labels, annotations such as
- * `liveupdate.dev/reconcile-requested-at`, finalizers, deletion) — the controller's own status writes, and with them
+ * `liveupdate.dev/reconcile-requested-at`, deletion) — the controller's own status and finalizer writes, and with them
  * an error message that differs each time, never re-queue the object; watched types may filter their updates with a
  * predicate; a resync (the same resourceVersion delivered again) enqueues only keys that are not backing off.
  *
@@ -50,8 +50,10 @@ export interface WatchSpec {
 }
 
 /**
- * controller-runtime's GenerationChangedPredicate or'ed with its label and annotation predicates, plus finalizers and
- * deletion: true unless only status (or server-maintained metadata) changed.
+ * controller-runtime's GenerationChangedPredicate or'ed with its label and annotation predicates, plus deletion: true
+ * unless only status, finalizers (or server-maintained metadata) changed. Finalizers are left out as in
+ * controller-runtime: the reconcile that adds ours goes on with the patched object, and the event of that patch would
+ * only run every new object a second, idle time (500 bundles: 1,000 reconciles instead of 500, issue 17).
  */
 export function changedBeyondStatus(oldObj: KubeObject, newObj: KubeObject): boolean {
   const o = oldObj.metadata;
@@ -60,8 +62,7 @@ export function changedBeyondStatus(oldObj: KubeObject, newObj: KubeObject): boo
     o.generation !== n.generation ||
     o.deletionTimestamp !== n.deletionTimestamp ||
     !sameJson(o.labels, n.labels) ||
-    !sameJson(o.annotations, n.annotations) ||
-    !sameJson(o.finalizers, n.finalizers)
+    !sameJson(o.annotations, n.annotations)
   );
 }
 

@@ -14,10 +14,12 @@
  *     (fetch, validate, encrypt, sign, verify the stored object, status writes, index publishing, queueing).
  * Figures only, no assertions. BENCH_TIMEOUT_S bounds the wait for Ready (default 1200 s).
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   APP_RESOURCE,
@@ -83,11 +85,35 @@ const mib = (b: number): string => (b / 2 ** 20).toFixed(0);
 const delta = (after: Map<string, number>, before: Map<string, number>, key: string): number =>
   (after.get(key) ?? 0) - (before.get(key) ?? 0);
 
+/**
+ * The controller runs as the image runs it: JavaScript compiled by tsc (`npm run build` → dist/main.js), not under
+ * tsx, whose on-the-fly transform costs CPU and memory production does not have. BENCH_TSX=1 runs src/main.ts under
+ * tsx instead (for comparison).
+ */
+function controllerEntry(): { compiledMain?: string } {
+  if (process.env['BENCH_TSX'] === '1') {
+    console.log('controller: src/main.ts under tsx (BENCH_TSX=1)');
+    return {};
+  }
+  const repo = fileURLToPath(new URL('../../', import.meta.url));
+  const r = spawnSync(
+    process.execPath,
+    [join(repo, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
+    {
+      cwd: repo,
+      stdio: 'inherit',
+    },
+  );
+  if (r.status !== 0) throw new Error('npm run build (tsc -p tsconfig.build.json) failed');
+  console.log('controller: dist/main.js compiled by tsc (as in the image)');
+  return { compiledMain: join(repo, 'dist/main.js') };
+}
+
 async function main(): Promise<void> {
   const env = await startEnvironment({ handleSignals: true });
   const workDir = await mkdtemp(join(tmpdir(), 'liveupdate-bench-bundles-'));
   const logDir = join(workDir, 'logs');
-  const stack = new Stack({ env, logDir, namespace: NAMESPACE });
+  const stack = new Stack({ env, logDir, namespace: NAMESPACE, ...controllerEntry() });
   let memTimer: NodeJS.Timeout | undefined;
   let keepWorkDir = false;
   try {
