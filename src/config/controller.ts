@@ -155,6 +155,14 @@ export const CONTROLLER_OPTIONS = {
     default: 3_600,
     parse: int(0, 7 * 24 * 3_600),
   } satisfies OptionSpec<number>,
+  secretPollSeconds: {
+    env: ['LIVEUPDATE_SECRET_POLL_SECONDS'],
+    flag: 'secret-poll-seconds',
+    description:
+      'how often the leader re-reads (get) the Secrets apps and bundles name, to reconcile them when one changed (0 disables it)',
+    default: 30,
+    parse: int(0, 3_600),
+  } satisfies OptionSpec<number>,
   kubeconfig: {
     env: ['KUBECONFIG'],
     flag: 'kubeconfig',
@@ -179,6 +187,7 @@ export interface ControllerConfig {
   shutdownGraceMs: number;
   telemetryIntervalMs: number;
   gcIntervalMs: number;
+  secretPollMs: number;
   kubeconfig: string | undefined;
 }
 
@@ -223,6 +232,7 @@ export function loadControllerConfig(
     shutdownGraceMs: v.shutdownGraceSeconds * 1000,
     telemetryIntervalMs: v.telemetryIntervalSeconds * 1000,
     gcIntervalMs: v.gcIntervalSeconds * 1000,
+    secretPollMs: v.secretPollSeconds * 1000,
     kubeconfig: v.kubeconfig,
   };
 }

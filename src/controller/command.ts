@@ -38,6 +38,7 @@ import { Manager, generationChanged, type ControllerSpec } from './manager.js';
 import { findCondition } from './common/conditions.js';
 import { createControllerDomainMetrics, type ControllerDomainMetrics } from './metrics.js';
 import { registerObjectMetrics } from './object-metrics.js';
+import { ReferencedSecrets } from './referenced-secrets.js';
 
 export interface ControllerDeps {
   client: ObjectClient;
@@ -257,6 +258,17 @@ export async function runWithConfig(
   }))
     manager.add(c);
   manager.addRunnable({ name: 'root-document', run: (s) => root.run(s, ROOT_SETTLE_PERIOD_MS) });
+  if (config.secretPollMs > 0) {
+    manager.addRunnable(
+      new ReferencedSecrets({
+        client,
+        objects: (type) => manager.cachedObjects(type),
+        enqueue: (controller, key) => manager.enqueue(controller, key),
+        log,
+        periodMs: config.secretPollMs,
+      }),
+    );
+  }
 
   const admin = new AdminServer({
     host: config.adminAddr.host,

@@ -141,6 +141,7 @@ export class Manager {
   private readonly clock: Clock;
   private readonly log: Logger;
   private informers = new Map<string, CacheInformer>();
+  private queues = new Map<string, WorkQueue>();
   /** The watched namespaces; empty = all. */
   private readonly scope: readonly string[];
   private elector: LeaderElector | undefined;
@@ -247,6 +248,17 @@ export class Manager {
   cachedObjects(type: ResourceType): KubeObject[] {
     const inf = this.informers.get(informerId(type));
     return this.leading && inf?.hasSynced() ? inf.list() : [];
+  }
+
+  /**
+   * Adds a key to a controller's queue while this replica works (controller-runtime's channel source): for runnables
+   * that notice changes no informer delivers, such as a referenced Secret the controller may only `get`. False when
+   * not working or no such controller.
+   */
+  enqueue(controller: string, key: ObjectKey): boolean {
+    const queue = this.leading ? this.queues.get(controller) : undefined;
+    queue?.add(keyString(key));
+    return queue !== undefined;
   }
 
   /**
@@ -376,6 +388,7 @@ export class Manager {
       }
     }
     this.informers = informers;
+    this.queues = queues;
     const workCtl = new AbortController();
     const workers: Promise<void>[] = [];
     const background: Promise<void>[] = [];

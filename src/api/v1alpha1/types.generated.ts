@@ -884,6 +884,11 @@ export interface LiveUpdateBundleSpec {
    */
   source: LiveUpdateBundleSpecSource;
   /**
+   * Longest wait between two fetch attempts while the source answers 404/410 (S3 NoSuchKey, OCI manifest unknown) or cannot be reached (network error, timeout, 5xx, 429), like Flux's interval: the waits grow from 1s as long as the failure lasts, up to this (Go duration, e.g. 30s, 5m). So a bundle applied before its artifact was uploaded becomes Ready by itself. Other failures (401/403, a digest mismatch, an invalid zip) stall until the bundle or a Secret it names changes.
+   * Defaulted by the API server to `"5m"`.
+   */
+  retryInterval?: string;
+  /**
    * Expected sha256 of the fetched artifact (sha256:<64 lowercase hex>). The bundle stalls with reason DigestMismatch when the artifact differs.
    */
   digest?: string;

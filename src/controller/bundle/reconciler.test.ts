@@ -53,6 +53,7 @@ function setup(
     maxFetchTimeoutMs?: number;
     metrics?: ControllerDomainMetrics;
     sourceSecretLabel?: { key: string; value?: string };
+    now?: () => Date;
   } = {},
 ) {
   const client = new FakeObjectClient();
@@ -68,6 +69,7 @@ function setup(
     ...(opts.maxFetchTimeoutMs !== undefined ? { maxFetchTimeoutMs: opts.maxFetchTimeoutMs } : {}),
     ...(opts.metrics ? { metrics: opts.metrics } : {}),
     ...(opts.sourceSecretLabel ? { sourceSecretLabel: opts.sourceSecretLabel } : {}),
+    ...(opts.now ? { now: opts.now } : {}),
   });
   if (opts.encrypted !== false) {
     seedSecret(client, 'demo-key', { 'private.pem': signingKey.privateKeyPem });
@@ -295,7 +297,6 @@ describe('BundleReconciler', () => {
   });
 
   it.each([
-    ['a 404', () => undefined, 'SourceNotFound', 'FetchFailed'],
     ['a digest mismatch', () => webZip(), 'DigestMismatch', 'VerificationFailed'],
     ['a zip without index.html', () => webZip({ 'main.js': 'x' }), 'MissingIndexHtml', 'VerificationFailed'],
     [
@@ -354,23 +355,39 @@ describe('BundleReconciler', () => {
     expect(condition(bundleOf(client), 'Ready')).toMatchObject({ status: 'True' });
   });
 
-  it('retries transient failures with backoff and reports ProgressingWithRetry', async () => {
-    const { client, fetcher, reconciler } = setup();
-    fetcher.bodies.set(
-      'https://artifacts.example/demo-1-0-0.zip',
-      new TransientError('SourceUnavailable', 'answered HTTP 503'),
-    );
-    seedBundle(client, 'demo-1-0-0');
-    await expect(reconciler.reconcile(key, ctx())).rejects.toThrow('HTTP 503');
-    const bundle = bundleOf(client);
-    expect(condition(bundle, 'Reconciling')).toMatchObject({
-      status: 'True',
-      reason: 'ProgressingWithRetry',
-    });
-    expect(condition(bundle, 'Ready')).toMatchObject({ status: 'False', reason: 'SourceUnavailable' });
-    expect(condition(bundle, 'Stalled')).toBeUndefined();
-    expect(bundle.status?.observedGeneration ?? -1).toBe(-1);
-  });
+  it.each([
+    ['answers 404', undefined],
+    ['is unreachable', new TransientError('SourceUnavailable', 'connect ECONNREFUSED')],
+  ])(
+    'retries a source that %s on its own schedule, waits doubling up to spec.retryInterval, until it serves',
+    async (_name, failure) => {
+      let now = Date.parse('2026-12-04T10:00:00Z');
+      const { client, fetcher, reconciler } = setup({ now: () => new Date(now) });
+      const url = 'https://artifacts.example/demo-1-0-0.zip';
+      if (failure) fetcher.bodies.set(url, failure);
+      seedBundle(client, 'demo-1-0-0', { retryInterval: '10s' });
+      const reason = failure ? 'SourceUnavailable' : 'SourceNotFound';
+
+      expect(await reconciler.reconcile(key, ctx())).toEqual({ requeueAfterMs: 1000 });
+      const bundle = bundleOf(client);
+      expect(condition(bundle, 'Stalled')).toBeUndefined();
+      expect(condition(bundle, 'Reconciling')).toMatchObject({
+        status: 'True',
+        reason: 'ProgressingWithRetry',
+      });
+      expect(condition(bundle, 'Ready')).toMatchObject({ status: 'False', reason });
+      expect(condition(bundle, 'FetchFailed')).toMatchObject({ status: 'True', reason });
+      now += 4000;
+      expect(await reconciler.reconcile(key, ctx())).toEqual({ requeueAfterMs: 4000 });
+      now += 60_000;
+      expect(await reconciler.reconcile(key, ctx())).toEqual({ requeueAfterMs: 10_000 });
+
+      fetcher.bodies.set(url, await webZip());
+      expect(await reconciler.reconcile(key, ctx())).toEqual({});
+      expect(condition(bundleOf(client), 'Ready')).toMatchObject({ status: 'True' });
+      expect(condition(bundleOf(client), 'FetchFailed')).toBeUndefined();
+    },
+  );
 
   it('names the work directory by its pattern, not its random name, so a repeating local error writes status once', async () => {
     const { client, fetcher, reconciler } = setup();

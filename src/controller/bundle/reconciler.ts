@@ -83,6 +83,43 @@ const SIGNATURE_REASONS: ReadonlySet<string> = new Set([
 const DEFAULT_MAX_ARTIFACT_BYTES = 256 * 1024 * 1024;
 const DELETION_REQUEUE_MS = 30_000;
 
+/**
+ * Source failures that heal by themselves (the artifact is not uploaded yet, the server is down): retried on the
+ * bundle's own schedule instead of stalling (docs/adr/0032-recovery-without-kubectl.md).
+ */
+const RETRIED_SOURCE_REASONS: ReadonlySet<string> = new Set([
+  Reason.SourceNotFound,
+  Reason.SourceUnavailable,
+]);
+const FIRST_SOURCE_RETRY_MS = 1000;
+const DEFAULT_RETRY_INTERVAL_MS = 5 * 60_000;
+
+/**
+ * The wait before the next fetch attempt: as long as the source has been failing (so the waits double: 1 s, 2 s,
+ * 4 s, ...), at least 1 s and at most the bundle's retryInterval. Derived from the FetchFailed condition's
+ * lastTransitionTime, so it survives a controller restart and needs no state of its own.
+ */
+export function sourceRetryDelayMs(failingForMs: number, retryIntervalMs: number): number {
+  return Math.min(Math.max(failingForMs, FIRST_SOURCE_RETRY_MS), retryIntervalMs);
+}
+
+/** A retried source failure as a transient error with its retry delay; any other error unchanged. */
+function onSourceSchedule(
+  bundle: LiveUpdateBundle,
+  status: LiveUpdateBundleStatus,
+  error: unknown,
+  now: Date,
+) {
+  if (!(error instanceof ReconcileError) || !RETRIED_SOURCE_REASONS.has(error.reason)) return error;
+  const since = findCondition(status.conditions, ConditionType.FetchFailed)?.lastTransitionTime;
+  const failingForMs = since ? now.getTime() - Date.parse(since) : 0;
+  const intervalMs = parseDuration(bundle.spec.retryInterval ?? '') || DEFAULT_RETRY_INTERVAL_MS;
+  return new TransientError(error.reason, error.message, {
+    cause: error,
+    retryAfterMs: sourceRetryDelayMs(failingForMs, intervalMs),
+  });
+}
+
 /** The app whose index lists a bundle: the manager enqueues it for every bundle event. */
 export function appKeyForBundle(bundle: LiveUpdateBundle): ObjectKey {
   return { namespace: bundle.metadata.namespace ?? '', name: bundle.spec.app };
@@ -148,7 +185,11 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
       return { reason: Reason.Succeeded, message: readyMessage(bundle, status.artifact!) };
     }
     this.checkRefused(status, revision, ctx);
-    const artifact = await this.buildArtifact(bundle, app, status, key, revision, ctx);
+    const artifact = await this.buildArtifact(bundle, app, status, key, revision, ctx).catch(
+      (error: unknown) => {
+        throw onSourceSchedule(bundle, status, error, ctx.now());
+      },
+    );
     status.artifact = artifact;
     this.opts.recorder.event(
       bundle,

@@ -4,7 +4,8 @@
  *   Warning event, no requeue; the next spec or dependency change triggers a new attempt.
  * - {@link WaitingError}: a dependency is not ready yet (the app has no key yet). Reconciling=True, requeue later.
  * - {@link TransientError} (or any other error): the world failed us (network, 5xx, S3 down). Reconciling=True with
- *   ProgressingWithRetry, the error is thrown so the work queue retries with exponential backoff.
+ *   ProgressingWithRetry, the error is thrown so the work queue retries with exponential backoff — or, when the
+ *   error carries `retryAfterMs` (a schedule the object sets), requeued after that delay.
  * Each carries the CamelCase reason that goes into the conditions; messages never contain secrets.
  */
 import { Reason } from '../../api/v1alpha1/index.js';
@@ -42,6 +43,15 @@ export class WaitingError extends ReconcileError {
 export class TransientError extends ReconcileError {
   override readonly name = 'TransientError';
   readonly kind = 'transient' as const;
+  /**
+   * Retry after this long instead of the work queue's per-item backoff: for failures whose retry schedule the object
+   * sets (a bundle's spec.retryInterval caps the waits for its source).
+   */
+  readonly retryAfterMs: number | undefined;
+  constructor(reason: string, message: string, options?: { cause?: unknown; retryAfterMs?: number }) {
+    super(reason, message, options);
+    this.retryAfterMs = options?.retryAfterMs;
+  }
 }
 
 export type ClassifiedError = StallingError | WaitingError | TransientError;

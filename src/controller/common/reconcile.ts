@@ -120,6 +120,13 @@ function finish(recorder: EventRecorder, obj: KubeObject, outcome: Outcome, log:
       return { requeueAfterMs: outcome.requeueAfterMs };
     case 'transient':
       recorder.event(obj, 'Warning', outcome.reason, outcome.message);
+      if (outcome.retryAfterMs !== undefined) {
+        log.info(
+          { reason: outcome.reason, retryAfterMs: outcome.retryAfterMs, err: outcome.message },
+          'will retry',
+        );
+        return { requeueAfterMs: outcome.retryAfterMs };
+      }
       throw outcome;
   }
 }

@@ -7,7 +7,9 @@
 import { jest } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -18,6 +20,7 @@ import {
   CHANNEL_RESOURCE,
   SECRET_RESOURCE,
 } from '../../../src/api/v1alpha1/index.js';
+import { generateSigningKey } from '../../../src/bundle/index.js';
 import type { KubeObject } from '../../../src/kube/types.js';
 import { FIRST_VERSION, Journey, deviceIds } from '../../../scripts/demo/journey.js';
 import { Stack, StepError } from '../../../scripts/demo/stack.js';
@@ -47,6 +50,25 @@ const device = deviceIds(1, 'as-deployed')[0]!;
 
 type Statement = Record<string, unknown>;
 type Condition = { type: string; status: string; reason: string };
+
+/** An artifact server that answers 401 unless the request carries `Bearer <token>`. */
+async function startTokenSource(
+  token: string,
+  body: Buffer,
+): Promise<{ url: string; stop(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    if (req.headers.authorization !== `Bearer ${token}`) res.writeHead(401).end();
+    else res.writeHead(200, { 'content-type': 'application/zip', 'content-length': body.length }).end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    stop: () => {
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
 
 async function keys(bucket: string): Promise<string[]> {
   const names: string[] = [];
@@ -157,7 +179,12 @@ describe.each([
     credentials = await updateServerCredentials(manifest, bucket);
     await stack.explainFailures(async () => {
       await stack!.startController({
-        env: { KUBECONFIG: kubeconfig, ...controllerEnv(manifest, releaseNamespace) },
+        // Referenced Secrets are polled every 2 s here (the chart's default is 30 s) to keep the test short.
+        env: {
+          KUBECONFIG: kubeconfig,
+          ...controllerEnv(manifest, releaseNamespace),
+          LIVEUPDATE_SECRET_POLL_SECONDS: '2',
+        },
       });
       await stack!.startUpdateServer({
         env: {
@@ -223,39 +250,122 @@ describe.each([
   } else {
     it('sends no Secret that lacks the source label: the bundle stalls with SourceSecretNotAllowed', () =>
       withLogs(async () => {
-        await stack!.kube.create(SECRET_RESOURCE, {
-          apiVersion: 'v1',
-          kind: 'Secret',
-          metadata: { name: 'database', namespace: appNamespace },
-          stringData: { username: 'db', password: 'db-password' },
-        } as never);
-        const name = `${first!.appName}-steal`;
-        await stack!.kube.create(BUNDLE_RESOURCE, {
-          apiVersion: 'liveupdate.dev/v1alpha1',
-          kind: 'LiveUpdateBundle',
-          metadata: { name, namespace: appNamespace },
-          spec: {
-            app: first!.appName,
-            version: '9.9.9',
-            source: {
-              http: { url: `${stack!.artifacts.url('/nothing.zip')}`, secretRef: { name: 'database' } },
-            },
-          },
-        } as never);
-        for (const deadline = Date.now() + 60_000; ;) {
-          const bundle = await stack!.kube.get<KubeObject & { status?: { conditions?: Condition[] } }>(
-            BUNDLE_RESOURCE,
-            { namespace: appNamespace, name },
+        await createSecret('database', { username: 'db', password: 'db-password' });
+        const name = await createBundle('steal', '9.9.9', {
+          http: { url: `${stack!.artifacts.url('/nothing.zip')}`, secretRef: { name: 'database' } },
+        });
+        const stalled = await untilCondition(name, (c) => c.type === 'Stalled' && c.status === 'True');
+        expect(stalled.reason).toBe('SourceSecretNotAllowed');
+      }));
+
+    // Recovery without kubectl (docs/adr/0032-recovery-without-kubectl.md): nobody annotates anything below.
+    it('a bundle applied before its artifact was uploaded becomes Ready once the source serves it', () =>
+      withLogs(async () => {
+        const path = `/${first!.appName}/late/web.zip`;
+        const name = await createBundle('late', '3.0.0', { http: { url: stack!.artifacts.url(path) } });
+        const failed = await untilCondition(name, (c) => c.type === 'FetchFailed' && c.status === 'True');
+        expect(failed.reason).toBe('SourceNotFound');
+        // The CI upload finishes after the manifest was merged.
+        stack!.artifacts.routes.set(path, await readFile(first!.build(FIRST_VERSION).zipPath));
+        await untilCondition(name, (c) => c.type === 'Ready' && c.status === 'True');
+      }));
+
+    it('a rotated source credential Secret is used without an annotation', () =>
+      withLogs(async () => {
+        const zip = await readFile(first!.build(FIRST_VERSION).zipPath);
+        const source = await startTokenSource('rotated-token', zip);
+        try {
+          const secretName = 'artifact-token';
+          await createSecret(
+            secretName,
+            { token: 'expired-token' },
+            { 'liveupdate.dev/bundle-source': 'true' },
           );
-          const stalled = bundle.status?.conditions?.find((c) => c.type === 'Stalled' && c.status === 'True');
-          if (stalled) {
-            expect(stalled.reason).toBe('SourceSecretNotAllowed');
+          const name = await createBundle('token', '3.1.0', {
+            http: { url: `${source.url}/web.zip`, secretRef: { name: secretName } },
+          });
+          const stalled = await untilCondition(name, (c) => c.type === 'Stalled' && c.status === 'True');
+          expect(stalled.reason).toBe('SourceUnauthorized');
+          await stack!.kube.mergePatch(
+            SECRET_RESOURCE,
+            { namespace: appNamespace, name: secretName },
+            { stringData: { token: 'rotated-token' } },
+          );
+          await untilCondition(name, (c) => c.type === 'Ready' && c.status === 'True');
+        } finally {
+          await source.stop();
+        }
+      }));
+
+    it('a rotated signing key is picked up by the app and its bundles without an annotation', () =>
+      withLogs(async () => {
+        const j = first!;
+        const app = await j.app();
+        const rotated = generateSigningKey();
+        expect(rotated.keyId).not.toBe(app.status?.keyId);
+        const ref = app.spec.signingKey!;
+        await stack!.kube.mergePatch(
+          SECRET_RESOURCE,
+          { namespace: appNamespace, name: ref.secretName },
+          { stringData: { [ref.key ?? 'private.pem']: rotated.privateKeyPem } },
+        );
+        for (const deadline = Date.now() + 60_000; ;) {
+          const bundle = await stack!.kube.get<KubeObject & { status?: { artifact?: { keyId?: string } } }>(
+            BUNDLE_RESOURCE,
+            { namespace: appNamespace, name: j.build(FIRST_VERSION).bundleName },
+          );
+          if (
+            (await j.app()).status?.keyId === rotated.keyId &&
+            bundle.status?.artifact?.keyId === rotated.keyId
+          )
             break;
-          }
-          if (Date.now() > deadline) throw new StepError('the bundle did not stall', 'controller');
+          if (Date.now() > deadline) throw new StepError('the rotated key was not picked up', 'controller');
           await new Promise((resolve) => setTimeout(resolve, 500));
         }
       }));
+
+    async function createSecret(
+      name: string,
+      stringData: Record<string, string>,
+      labels?: Record<string, string>,
+    ) {
+      await stack!.kube.create(SECRET_RESOURCE, {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name, namespace: appNamespace, ...(labels ? { labels } : {}) },
+        stringData,
+      } as never);
+    }
+
+    /** A bundle `<app>-<suffix>` of the first journey's app; returns its name. */
+    async function createBundle(suffix: string, version: string, source: object): Promise<string> {
+      const name = `${first!.appName}-${suffix}`;
+      await stack!.kube.create(BUNDLE_RESOURCE, {
+        apiVersion: 'liveupdate.dev/v1alpha1',
+        kind: 'LiveUpdateBundle',
+        metadata: { name, namespace: appNamespace },
+        spec: { app: first!.appName, version, source },
+      } as never);
+      return name;
+    }
+
+    /** Polls the bundle until one of its conditions matches (60 s deadline). */
+    async function untilCondition(name: string, match: (c: Condition) => boolean): Promise<Condition> {
+      for (const deadline = Date.now() + 60_000; ;) {
+        const bundle = await stack!.kube.get<KubeObject & { status?: { conditions?: Condition[] } }>(
+          BUNDLE_RESOURCE,
+          { namespace: appNamespace, name },
+        );
+        const found = bundle.status?.conditions?.find(match);
+        if (found) return found;
+        if (Date.now() > deadline)
+          throw new StepError(
+            `bundle ${name}: no matching condition in ${JSON.stringify(bundle.status?.conditions)}`,
+            'controller',
+          );
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
   }
 
   it("the update service's credentials write stats but cannot write or delete bundles and indexes", () =>

@@ -92,7 +92,11 @@ describe('LiveUpdateBundle with an s3 source', () => {
     expect((await h.store.getBuffer(ok.status!.artifact!.objectKey)).data.equals(zip)).toBe(true);
 
     const missing = await h.user.get<LiveUpdateBundle>(BUNDLE_RESOURCE, { namespace, name: 'missing-key' });
-    expect(findCondition(missing.status?.conditions, 'Stalled')).toMatchObject({ reason: 'SourceNotFound' });
+    // A missing key is retried on the bundle's schedule, not stalled (docs/adr/0032-recovery-without-kubectl.md).
+    expect(findCondition(missing.status?.conditions, 'Stalled')).toBeUndefined();
+    expect(findCondition(missing.status?.conditions, 'FetchFailed')).toMatchObject({
+      reason: 'SourceNotFound',
+    });
     const denied = await h.user.get<LiveUpdateBundle>(BUNDLE_RESOURCE, { namespace, name: 'wrong-creds' });
     expect(findCondition(denied.status?.conditions, 'Stalled')).toMatchObject({
       reason: 'SourceUnauthorized',
