@@ -64,6 +64,7 @@ export function bundleSecretNames(obj: KubeObject, apps: AppsByName = new Map())
     http?.caSecretRef,
     http?.certSecretRef,
     s3?.secretRef,
+    s3?.caSecretRef,
     oci?.secretRef,
     oci?.caSecretRef,
     oci?.certSecretRef,
