@@ -100,6 +100,8 @@ export const Reason = {
   SourceSecretNotAllowed: 'SourceSecretNotAllowed',
   SourceUnavailable: 'SourceUnavailable',
   SourceCertificateInvalid: 'SourceCertificateInvalid',
+  /** An http source redirects in a circle, or more often than the fetcher follows. */
+  SourceRedirectLoop: 'SourceRedirectLoop',
   ArtifactTooLarge: 'ArtifactTooLarge',
   DigestMismatch: 'DigestMismatch',
   UnsupportedArtifact: 'UnsupportedArtifact',

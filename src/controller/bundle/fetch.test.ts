@@ -130,6 +130,32 @@ describe('SourceFetcher (http)', () => {
   });
 });
 
+describe('SourceFetcher error texts', () => {
+  it('a timeout reads as a timeout naming spec.source.timeout, not ABORT_ERR', async () => {
+    handler = () => undefined; // never answers
+    const timedOut = await failure(request('/slow', { timeoutMs: 200 }));
+    expect(timedOut.message).not.toContain('ABORT_ERR');
+    expect(timedOut.message).toBe(`fetching ${base}/slow: timed out after 0.2 s (spec.source.timeout)`);
+    expect(timedOut.reason).toBe('SourceUnavailable');
+  });
+
+  it('a redirect loop says so, and so does a chain longer than the redirect limit', async () => {
+    handler = (req, res) => res.writeHead(302, { location: req.url === '/a' ? '/b' : '/a' }).end();
+    const loop = await failure(request('/a'));
+    expect({ reason: loop.reason, message: loop.message }).toEqual({
+      reason: 'SourceRedirectLoop',
+      message: `fetching ${base}/a: redirect loop (${base}/b redirects back to ${base}/a)`,
+    });
+    handler = (req, res) =>
+      res.writeHead(301, { location: `/hop${Number(req.url?.slice(4) || 0) + 1}` }).end();
+    const chain = await failure(request('/hop0'));
+    expect({ reason: chain.reason, message: chain.message }).toEqual({
+      reason: 'SourceRedirectLoop',
+      message: `fetching ${base}/hop0: more than 5 redirects (last: ${base}/hop5 redirects to ${base}/hop6)`,
+    });
+  });
+});
+
 describe('redactUrl', () => {
   it('drops user info and the query string', () => {
     expect(redactUrl('https://user:pw@host.example/a.zip?X-Amz-Signature=abc')).toBe(

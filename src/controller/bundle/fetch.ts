@@ -166,7 +166,24 @@ function networkError(
 
 export class SourceFetcher implements ArtifactFetcher {
   async fetch(request: FetchRequest): Promise<FetchedArtifact> {
-    const signal = AbortSignal.any([request.signal, AbortSignal.timeout(request.timeoutMs)]);
+    const timeout = AbortSignal.timeout(request.timeoutMs);
+    const signal = AbortSignal.any([request.signal, timeout]);
+    try {
+      return await this.fetchFrom(request, signal);
+    } catch (error) {
+      // whatever the transport made of the abort (ABORT_ERR, "terminated", a store error): it was the timeout
+      if (timeout.aborted && !request.signal.aborted && !(error instanceof StallingError)) {
+        throw new TransientError(
+          Reason.SourceUnavailable,
+          `fetching ${shownSource(request.source)}: timed out after ${request.timeoutMs / 1000} s (spec.source.timeout)`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  }
+
+  private fetchFrom(request: FetchRequest, signal: AbortSignal): Promise<FetchedArtifact> {
     if (request.source.http) return this.fetchHttp(request.source.http, request, signal);
     if (request.source.s3) return this.fetchS3(request.source.s3, request, signal);
     if (request.source.oci) {
@@ -184,7 +201,7 @@ export class SourceFetcher implements ArtifactFetcher {
   ): Promise<FetchedArtifact> {
     const shown = redactUrl(source.url);
     try {
-      const response = await this.get(new URL(source.url), request, signal, MAX_REDIRECTS);
+      const response = await this.get(new URL(source.url), request, signal, []);
       const declared = Number(response.headers['content-length']);
       if (Number.isFinite(declared) && declared > request.maxBytes) {
         response.destroy();
@@ -207,11 +224,12 @@ export class SourceFetcher implements ArtifactFetcher {
     return new HttpsAgent({ ...common, ...(ca ? { ca } : {}), ...(cert && key ? { cert, key } : {}) });
   }
 
+  /** GET `url`, following redirects; `chain` holds the URLs that redirected here, the source's URL first. */
   private get(
     url: URL,
     request: FetchRequest,
     signal: AbortSignal,
-    redirectsLeft: number,
+    chain: readonly URL[],
   ): Promise<IncomingMessage> {
     const headers: Record<string, string> = { 'user-agent': 'liveupdate-controller', accept: '*/*' };
     const creds = request.http?.credentials;
@@ -232,8 +250,27 @@ export class SourceFetcher implements ArtifactFetcher {
         }
         response.resume();
         const location = response.headers.location;
-        if (status >= 300 && status < 400 && location && redirectsLeft > 0) {
+        if (status >= 300 && status < 400 && location) {
           const next = new URL(location, url);
+          const visited = [...chain, url];
+          const redirectError = (why: string) =>
+            new StallingError(Reason.SourceRedirectLoop, `fetching ${redactUrl(visited[0]!.href)}: ${why}`);
+          if (visited.some((u) => u.href === next.href)) {
+            reject(
+              redirectError(
+                `redirect loop (${redactUrl(url.href)} redirects back to ${redactUrl(next.href)})`,
+              ),
+            );
+            return;
+          }
+          if (chain.length >= MAX_REDIRECTS) {
+            reject(
+              redirectError(
+                `more than ${MAX_REDIRECTS} redirects (last: ${redactUrl(url.href)} redirects to ${redactUrl(next.href)})`,
+              ),
+            );
+            return;
+          }
           const sameOrigin = next.origin === url.origin;
           // Credentials and the client certificate only follow redirects that stay on the same origin.
           const nextRequest = sameOrigin
@@ -248,7 +285,7 @@ export class SourceFetcher implements ArtifactFetcher {
             );
             return;
           }
-          this.get(next, nextRequest, signal, redirectsLeft - 1).then(resolve, reject);
+          this.get(next, nextRequest, signal, visited).then(resolve, reject);
           return;
         }
         reject(httpStatusError(redactUrl(url.href), status));
@@ -294,6 +331,13 @@ export class SourceFetcher implements ArtifactFetcher {
       store.close();
     }
   }
+}
+
+/** The source as status messages show it: no credentials, no query. */
+function shownSource(source: FetchRequest['source']): string {
+  if (source.http) return redactUrl(source.http.url);
+  if (source.s3) return `s3://${source.s3.bucket}/${source.s3.key}`;
+  return source.oci?.url ?? 'the source';
 }
 
 export function httpStatusError(url: string, status: number): Error {
