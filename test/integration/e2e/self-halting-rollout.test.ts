@@ -216,6 +216,15 @@ describe('a bad bundle halts itself, on the real stack', () => {
         const members = await rollOut(THIRD_VERSION, 'Pause');
         expect(members.length).toBeGreaterThan(DEVICES * 0.16);
         const channel = await haltByDecryptFailures(THIRD_VERSION, members);
+        const servedMs = await journey.waitUntilServed(
+          ids.slice(0, 64),
+          'builtin',
+          (o) => !o.includes(THIRD_VERSION),
+          'the paused rollout',
+        );
+        process.stdout.write(
+          `paused rollout served to devices ${servedMs} ms after RolloutHalted was seen\n`,
+        );
         const condition = halted(channel)!;
         expect(condition.reason).toBe('FailureThresholdExceeded');
         expect(condition.message).toContain(`rollout ${THIRD_VERSION} halted (Pause)`);
@@ -233,12 +242,6 @@ describe('a bad bundle halts itself, on the real stack', () => {
         // Devices once the paused index is served: members that installed keep THIRD (up to date), those whose
         // install failed and everyone else get the stable bundle; nobody new enters.
         const installed = members.filter((_, i) => i % 100 >= 30);
-        await journey.waitUntilServed(
-          ids.slice(0, 64),
-          'builtin',
-          (o) => !o.includes(THIRD_VERSION),
-          'the paused rollout',
-        );
         const onRollout = await journey.split(installed, THIRD_VERSION);
         expect([...onRollout]).toEqual([['up_to_date:no_new_version_available', installed.length]]);
         const fresh = await journey.split(ids);
@@ -254,17 +257,18 @@ describe('a bad bundle halts itself, on the real stack', () => {
         const members = await rollOut(FOURTH_VERSION, 'Rollback');
         expect(members.length).toBeGreaterThan(DEVICES * 0.16);
         const channel = await haltByDecryptFailures(FOURTH_VERSION, members);
-        expect(halted(channel)?.message).toContain(`rollout ${FOURTH_VERSION} halted (Rollback)`);
-        expect(channel.status?.rollout?.halted).toMatchObject({ action: 'Rollback', percentage: 20 });
-        const metrics = await metricsText();
-        expect(sample(metrics, 'liveupdate_rollout_halts_total', 'action="Rollback"')).toBe(1);
         const installed = members.filter((_, i) => i % 100 >= 30);
-        await journey.waitUntilServed(
+        const servedMs = await journey.waitUntilServed(
           installed.slice(0, 32),
           FOURTH_VERSION,
           (o) => o.every((v) => v === FIRST_VERSION),
           'the rollback',
         );
+        process.stdout.write(`rollback served to devices ${servedMs} ms after RolloutHalted was seen\n`);
+        expect(halted(channel)?.message).toContain(`rollout ${FOURTH_VERSION} halted (Rollback)`);
+        expect(channel.status?.rollout?.halted).toMatchObject({ action: 'Rollback', percentage: 20 });
+        const metrics = await metricsText();
+        expect(sample(metrics, 'liveupdate_rollout_halts_total', 'action="Rollback"')).toBe(1);
         const onRollout = await journey.split(installed, FOURTH_VERSION);
         expect([...onRollout]).toEqual([[FIRST_VERSION, installed.length]]);
       }),
