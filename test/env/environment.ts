@@ -1,4 +1,5 @@
-// A real control plane (etcd + kube-apiserver) and a real S3 server (versitygw) on random 127.0.0.1 ports, as
+// A real control plane (etcd + kube-apiserver) and a real S3 server (versitygw, or SeaweedFS with
+// LIVEUPDATE_TEST_S3_ENGINE=seaweedfs; startS3Server() starts either beside it) on random 127.0.0.1 ports, as
 // controller-runtime's envtest does it (TEST-INFRA.md). Used by Jest's global setup, `npm run env:up` and the demo.
 //
 // No orphans, on every path:
@@ -29,7 +30,23 @@ import {
 import { ensureTool, type Progress } from './testbin.js';
 import { Client as MinioClient, type ClientOptions } from 'minio';
 
+/**
+ * The S3 servers the tests run on (TEST-INFRA.md): versitygw (the environment's default) and SeaweedFS, so that no
+ * behaviour depends on one server's quirks. Neither is MinIO (AGPL).
+ */
+export type S3Engine = 'versitygw' | 'seaweedfs';
+export const S3_ENGINES: readonly S3Engine[] = ['versitygw', 'seaweedfs'];
+
+/** The environment's S3 server: `LIVEUPDATE_TEST_S3_ENGINE` (versitygw when unset). */
+export function s3EngineFromEnv(env: NodeJS.ProcessEnv = process.env): S3Engine {
+  const value = env['LIVEUPDATE_TEST_S3_ENGINE'] || 'versitygw';
+  if (!(S3_ENGINES as readonly string[]).includes(value))
+    throw new Error(`LIVEUPDATE_TEST_S3_ENGINE must be one of ${S3_ENGINES.join(', ')}, not ${value}`);
+  return value as S3Engine;
+}
+
 export interface S3Connection {
+  readonly engine: S3Engine;
   /** `http://127.0.0.1:<port>` */
   readonly endpoint: string;
   readonly host: string;
@@ -89,6 +106,8 @@ export interface EnvironmentOptions {
    * Off by default: without a kubelet nothing would project the tokens it adds.
    */
   readonly serviceAccountAdmission?: boolean;
+  /** The S3 server (default: {@link s3EngineFromEnv}). */
+  readonly s3Engine?: S3Engine;
 }
 
 const S3_REGION = 'us-east-1';
@@ -108,18 +127,11 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
   // One after another: a cold build saturates the machine's cores on its own.
   const etcdBin = await ensureTool('etcd', { progress });
   const apiserverBin = await ensureTool('kube-apiserver', { progress });
-  const versitygwBin = await ensureTool('versitygw', { progress });
+  const s3Engine = options.s3Engine ?? s3EngineFromEnv();
+  const s3Bin = await ensureTool(s3Engine, { progress });
 
-  await mkdir(tmpRoot, { recursive: true });
-  const tmpDir = await mkdtemp(join(tmpRoot, 'env-'));
-  const state: EnvironmentState = {
-    ownerPid: process.pid,
-    ownerStartTicks: processStartTicks(process.pid) ?? '',
-    createdAt: new Date().toISOString(),
-  };
-  await writeFile(join(tmpDir, 'state.json'), JSON.stringify(state));
-  const supervisor = new Supervisor(tmpDir, options.handleSignals ?? true);
-  supervisor.startWatchdog();
+  const supervisor = await Supervisor.create(tmpRoot, options.handleSignals ?? true);
+  const tmpDir = supervisor.tmpDir;
 
   try {
     const etcd = await startEtcd(supervisor, etcdBin, readyTimeoutMs);
@@ -132,9 +144,9 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
         readyTimeoutMs,
         options.serviceAccountAdmission ?? false,
       ),
-      startVersitygw(supervisor, versitygwBin, readyTimeoutMs),
+      startS3(s3Engine, supervisor, s3Bin, readyTimeoutMs),
     ]);
-    progress(`kube-apiserver ready on ${apiserver.url}; versitygw ready on ${s3.endpoint}`);
+    progress(`kube-apiserver ready on ${apiserver.url}; ${s3Engine} ready on ${s3.endpoint}`);
 
     const kubeconfigPath = join(tmpDir, 'kubeconfig');
     await writeFile(kubeconfigPath, kubeconfigYaml(apiserver.url, apiserver.caPem, apiserver.token), {
@@ -155,6 +167,41 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
     await supervisor.stop();
     throw error;
   }
+}
+
+export interface S3Server extends S3Connection {
+  /** Milliseconds from start to the first successful S3 request. */
+  readonly startupMs: number;
+  /** Idempotent: stops the server and removes its temp dir. */
+  stop(): Promise<void>;
+}
+
+/**
+ * One S3 server of its own (temp dir, supervisor, reaper records) beside the environment, e.g. to run the object-store
+ * contract or the device journey on a second engine in the same test run.
+ */
+export async function startS3Server(
+  engine: S3Engine,
+  options: Pick<EnvironmentOptions, 'progress' | 'readyTimeoutMs' | 'tmpRoot'> = {},
+): Promise<S3Server> {
+  const started = Date.now();
+  const progress = options.progress ?? (() => undefined);
+  const tmpRoot = options.tmpRoot ?? defaultTmpRoot();
+  const binary = await ensureTool(engine, { progress });
+  const supervisor = await Supervisor.create(tmpRoot, false);
+  try {
+    const s3 = await startS3(engine, supervisor, binary, options.readyTimeoutMs ?? 90_000);
+    return { ...s3, startupMs: Date.now() - started, stop: () => supervisor.stop() };
+  } catch (error) {
+    await supervisor.stop();
+    throw error;
+  }
+}
+
+function startS3(engine: S3Engine, supervisor: Supervisor, binary: string, timeoutMs: number) {
+  return engine === 'seaweedfs'
+    ? startSeaweedfs(supervisor, binary, timeoutMs)
+    : startVersitygw(supervisor, binary, timeoutMs);
 }
 
 interface EnvironmentState {
@@ -237,6 +284,13 @@ function killRecordedProcesses(recorded: readonly RecordedProcess[]): number[] {
   return killed;
 }
 
+interface StopOptions {
+  /** Longest wait for SIGTERM before SIGKILL, below the supervisor's (for servers known to linger). */
+  readonly stopGraceMs?: number;
+  /** Synchronous cleanup once the process is gone (files it leaves outside the temp dir). */
+  readonly afterStop?: () => void;
+}
+
 class ServerProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
@@ -245,6 +299,7 @@ class ServerProcess {
     readonly name: string,
     readonly child: ChildProcess,
     readonly logPath: string,
+    readonly stopOptions: StopOptions = {},
   ) {
     this.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
@@ -266,16 +321,18 @@ class ServerProcess {
   }
 
   async terminate(graceMs: number): Promise<void> {
-    if (!this.running) return;
-    this.child.kill('SIGTERM');
-    const exitedInTime = await Promise.race([
-      this.exited.then(() => true),
-      sleep(graceMs, false, { ref: false }),
-    ]);
-    if (!exitedInTime) {
-      this.child.kill('SIGKILL');
-      await this.exited;
+    if (this.running) {
+      this.child.kill('SIGTERM');
+      const exitedInTime = await Promise.race([
+        this.exited.then(() => true),
+        sleep(Math.min(graceMs, this.stopOptions.stopGraceMs ?? graceMs), false, { ref: false }),
+      ]);
+      if (!exitedInTime) {
+        this.child.kill('SIGKILL');
+        await this.exited;
+      }
     }
+    this.stopOptions.afterStop?.();
   }
 
   /** An error that says what happened and shows the end of the server's log. */
@@ -324,6 +381,21 @@ class Supervisor {
     if (handleSignals) for (const signal of SIGNALS) process.on(signal, this.onSignal);
   }
 
+  /** A fresh temp dir under `tmpRoot` with its owner recorded (for the reaper) and a watchdog on it. */
+  static async create(tmpRoot: string, handleSignals: boolean): Promise<Supervisor> {
+    await mkdir(tmpRoot, { recursive: true });
+    const tmpDir = await mkdtemp(join(tmpRoot, 'env-'));
+    const state: EnvironmentState = {
+      ownerPid: process.pid,
+      ownerStartTicks: processStartTicks(process.pid) ?? '',
+      createdAt: new Date().toISOString(),
+    };
+    await writeFile(join(tmpDir, 'state.json'), JSON.stringify(state));
+    const supervisor = new Supervisor(tmpDir, handleSignals);
+    supervisor.startWatchdog();
+    return supervisor;
+  }
+
   startWatchdog(): void {
     const watchdog = spawn(
       '/bin/sh',
@@ -339,7 +411,13 @@ class Supervisor {
   }
 
   /** Spawns a server with its output in `<tmpDir>/logs/<name>.log`, recorded for the reaper. */
-  async spawn(name: string, binary: string, args: readonly string[], env: NodeJS.ProcessEnv = {}) {
+  async spawn(
+    name: string,
+    binary: string,
+    args: readonly string[],
+    env: NodeJS.ProcessEnv = {},
+    stopOptions: StopOptions = {},
+  ) {
     const logPath = join(this.tmpDir, 'logs', `${name}.log`);
     await mkdir(join(this.tmpDir, 'logs'), { recursive: true });
     const log = openSync(logPath, 'a');
@@ -356,7 +434,7 @@ class Supervisor {
     } finally {
       closeSync(log);
     }
-    const server = new ServerProcess(name, child, logPath);
+    const server = new ServerProcess(name, child, logPath, stopOptions);
     child.on(
       'error',
       (error) => void appendFile(logPath, `\nspawn error: ${String(error)}\n`).catch(() => undefined),
@@ -391,6 +469,7 @@ class Supervisor {
   private killNow(): void {
     for (const server of this.servers) {
       if (server.running) server.child.kill('SIGKILL');
+      server.stopOptions.afterStop?.();
     }
     rmSync(this.tmpDir, { recursive: true, force: true });
     this.killWatchdog();
@@ -585,7 +664,16 @@ async function startVersitygw(
         },
         `GET ${endpoint}/`,
       );
-      return { endpoint, host: '127.0.0.1', port, useSSL: false, accessKey, secretKey, region: S3_REGION };
+      return {
+        engine: 'versitygw' as const,
+        endpoint,
+        host: '127.0.0.1',
+        port,
+        useSSL: false as const,
+        accessKey,
+        secretKey,
+        region: S3_REGION,
+      };
     } catch (error) {
       if (attempt < PORT_ATTEMPTS && !server.running) {
         // Metadata goes to user xattrs unless the file system lacks them; then to a sidecar directory.
@@ -595,6 +683,95 @@ async function startVersitygw(
         }
         if (await lostPortRace(server)) continue;
       }
+      throw error;
+    }
+  }
+}
+
+/**
+ * SeaweedFS as one `weed server` process (master, volume, filer and S3 gateway), every port chosen here on
+ * 127.0.0.1: the gRPC ports too (by default HTTP port + 10000, which may be taken or out of range), and the extra
+ * listeners (Iceberg, Lance) off. Credentials: the admin identity SeaweedFS takes from AWS_ACCESS_KEY_ID and
+ * AWS_SECRET_ACCESS_KEY. Buckets are not created on upload (as on AWS). Ready once a signed ListBuckets succeeds
+ * (the gateway answers before its filer connection is up). It ignores SIGTERM for a long time: stopped with SIGKILL
+ * after a short grace; its gRPC unix sockets (hard-wired under /tmp) are removed then.
+ */
+async function startSeaweedfs(
+  supervisor: Supervisor,
+  binary: string,
+  timeoutMs: number,
+): Promise<S3Connection> {
+  const dir = join(supervisor.tmpDir, 's3');
+  const accessKey = `test${randomBytes(8).toString('hex')}`;
+  const secretKey = randomBytes(24).toString('base64url');
+  for (let attempt = 1; ; attempt++) {
+    const ports = await Promise.all(Array.from({ length: 8 }, () => freePort()));
+    const [master, masterGrpc, volume, volumeGrpc, filer, filerGrpc, s3Port, s3Grpc] = ports as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    const dataDir = join(dir, `data-${attempt}`);
+    await mkdir(dataDir, { recursive: true });
+    const server = await supervisor.spawn(
+      'seaweedfs',
+      binary,
+      [
+        'server',
+        `-dir=${dataDir}`,
+        '-ip=127.0.0.1',
+        '-ip.bind=127.0.0.1',
+        `-master.port=${master}`,
+        `-master.port.grpc=${masterGrpc}`,
+        '-master.telemetry=false',
+        '-master.volumeSizeLimitMB=64',
+        `-volume.port=${volume}`,
+        `-volume.port.grpc=${volumeGrpc}`,
+        '-volume.max=8',
+        '-filer',
+        `-filer.port=${filer}`,
+        `-filer.port.grpc=${filerGrpc}`,
+        `-filer.localSocket=${join(dir, `filer-${attempt}.sock`)}`,
+        '-s3',
+        `-s3.port=${s3Port}`,
+        `-s3.port.grpc=${s3Grpc}`,
+        '-s3.port.iceberg=0',
+        '-s3.port.lance=0',
+        `-s3.localSocket=${join(dir, `s3-${attempt}.sock`)}`,
+        '-s3.autoCreateBucket=false',
+      ],
+      { AWS_ACCESS_KEY_ID: accessKey, AWS_SECRET_ACCESS_KEY: secretKey },
+      {
+        stopGraceMs: 2000,
+        afterStop: () =>
+          ['master', 'volume', 'filer', 's3'].forEach((name, i) =>
+            rmSync(`/tmp/seaweedfs-${name}-grpc-${[masterGrpc, volumeGrpc, filerGrpc, s3Grpc][i]}.sock`, {
+              force: true,
+            }),
+          ),
+      },
+    );
+    const connection: S3Connection = {
+      engine: 'seaweedfs',
+      endpoint: `http://127.0.0.1:${s3Port}`,
+      host: '127.0.0.1',
+      port: s3Port,
+      useSSL: false,
+      accessKey,
+      secretKey,
+      region: S3_REGION,
+    };
+    const client = minioClientFor(connection);
+    try {
+      await waitUntilReady(server, timeoutMs, async () => (await client.listBuckets(), true), 'ListBuckets');
+      return connection;
+    } catch (error) {
+      if (attempt < PORT_ATTEMPTS && (await lostPortRace(server))) continue;
       throw error;
     }
   }

@@ -23,7 +23,8 @@ export type ToolName =
   | 'kube-controller-manager'
   | 'promtool'
   | 'vegeta'
-  | 'argocd-lua';
+  | 'argocd-lua'
+  | 'seaweedfs';
 
 export interface ToolSpec {
   readonly name: ToolName;
@@ -179,6 +180,17 @@ export const TOOLS: Readonly<Record<ToolName, ToolSpec>> = {
     ldflags: [],
     versionArgs: ['--version'],
     versionPattern: /^argocd-lua v1 \(gopher-lua v1\.1\.1\)$/m,
+  },
+  // The second S3 server (TEST-INFRA.md): the object-store contract and the device journey run on it as well as on
+  // versitygw. Published only as a pseudo-version; its release number (4.53) is compiled in, the commit is not.
+  seaweedfs: {
+    name: 'seaweedfs',
+    version: '4.53-7506e5f91cd6',
+    moduleDir: 'test/infra/seaweedfs',
+    goPackage: 'github.com/seaweedfs/seaweedfs/weed',
+    ldflags: ['-X github.com/seaweedfs/seaweedfs/weed/util/version.COMMIT=7506e5f91cd6'],
+    versionArgs: ['version'],
+    versionPattern: /\b4\.53 7506e5f91cd6\b/m,
   },
   ...nodeTools(),
 };

@@ -1,10 +1,12 @@
-// S3ObjectStore against a real S3 server (versitygw): the same contract tests the in-memory fake passes, plus the
-// error mapping (missing key, server down, timeouts) and presigned URLs.
+// S3ObjectStore against real S3 servers — the environment's (versitygw) and a SeaweedFS of its own, so that no
+// behaviour depends on one server's quirks: the same contract tests the in-memory fake passes, plus (on the
+// environment's server) the error mapping (missing key, server down, timeouts) and presigned URLs.
 import { jest } from '@jest/globals';
 import { createServer, type Server, type Socket } from 'node:net';
 import { ObjectNotFoundError, StoreUnavailableError } from '../../../src/storage/object-store.js';
 import { describeObjectStoreContract } from '../../../src/storage/testing/object-store-contract.js';
-import { cleanupTestResources, newBucket, s3Client, s3Store } from '../../env/fixtures.js';
+import { minioClientFor, startS3Server, type S3Server } from '../../env/environment.js';
+import { cleanupTestResources, newBucket, s3Client, s3Store, uniqueName } from '../../env/fixtures.js';
 import { freePort } from '../../env/process-utils.js';
 
 jest.setTimeout(60_000);
@@ -12,10 +14,17 @@ jest.setTimeout(60_000);
 const storeFor = s3Store;
 
 let bucket: string;
+let seaweedfs: S3Server | undefined;
+const seaweedfsBucket = uniqueName('s3store');
 beforeAll(async () => {
   bucket = await newBucket('s3store');
-});
-afterAll(() => cleanupTestResources());
+  seaweedfs = await startS3Server('seaweedfs');
+  await minioClientFor(seaweedfs).makeBucket(seaweedfsBucket, seaweedfs.region);
+}, 120_000);
+afterAll(async () => {
+  await seaweedfs?.stop();
+  await cleanupTestResources();
+}, 60_000);
 
 let run = 0;
 describeObjectStoreContract('S3ObjectStore on versitygw', () =>
@@ -24,6 +33,17 @@ describeObjectStoreContract('S3ObjectStore on versitygw', () =>
 // The same contract with every GET on the large-body fast path (own connection, reused read buffers).
 describeObjectStoreContract('S3ObjectStore on versitygw, large-GET fast path', () =>
   Promise.resolve({ store: storeFor(bucket, { largeGetMinBytes: 0 }), prefix: `t${run++}/` }),
+);
+
+describeObjectStoreContract('S3ObjectStore on SeaweedFS', () =>
+  Promise.resolve({
+    store: storeFor(seaweedfsBucket, {
+      endpoint: seaweedfs!.endpoint,
+      accessKeyId: seaweedfs!.accessKey,
+      secretAccessKey: seaweedfs!.secretKey,
+    }),
+    prefix: `t${run++}/`,
+  }),
 );
 
 describe('S3ObjectStore errors and extras', () => {
