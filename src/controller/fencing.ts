@@ -33,6 +33,7 @@ export function fencedClient(client: ObjectClient, fence: Fence): ObjectClient {
   return {
     get: (type, key) => client.get(type, key),
     list: (type, namespace, labelSelector) => client.list(type, namespace, labelSelector),
+    ...(client.listMatching ? { listMatching: client.listMatching.bind(client) } : {}),
     apply: <T extends KubeObject>(type: ResourceType, obj: KubeObject) =>
       guarded('apply', () => client.apply<T>(type, obj))(),
     mergePatch: <T extends KubeObject>(type: ResourceType, key: ObjectKey, patch: object) =>

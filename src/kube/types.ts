@@ -95,6 +95,15 @@ export interface ObjectClient {
   /** Throws KubeApiError(NotFound) when absent. */
   get<T extends KubeObject>(type: ResourceType, key: ObjectKey): Promise<T>;
   list<T extends KubeObject>(type: ResourceType, namespace?: string, labelSelector?: string): Promise<T[]>;
+  /**
+   * The objects of a namespace that `match`, when the client can filter cheaper than {@link list} (a cache: only the
+   * matches are copied; `match` must not modify what it is given). Optional: callers fall back to list + filter.
+   */
+  listMatching?<T extends KubeObject>(
+    type: ResourceType,
+    namespace: string,
+    match: (obj: T) => boolean,
+  ): Promise<T[]>;
   /** Server-side apply of the main resource (not status) with this component's field manager; force=true. */
   apply<T extends KubeObject>(type: ResourceType, obj: KubeObject): Promise<T>;
   /** JSON merge patch of the main resource (metadata.finalizers, annotations). */

@@ -27,6 +27,7 @@ import { ReleaseIndexValidationError } from '../../storage/release-index-schema.
 import { IndexConsistencyError, compileIndex } from '../../updateserver/compiled-index.js';
 import { removeCondition, rfc3339, setCondition } from '../common/conditions.js';
 import { StallingError, TransientError, WaitingError } from '../common/errors.js';
+import { listWhere } from '../common/list.js';
 import { reconcileObject, type KindSteps, type StepContext, type StepsResult } from '../common/reconcile.js';
 import { parseDuration } from '../common/duration.js';
 import { layoutForApp } from '../common/layout.js';
@@ -119,7 +120,10 @@ export class AppReconciler implements Reconciler, KindSteps<LiveUpdateApp, LiveU
     this.lastGc.set(id, started);
     const clock = performance.now();
     try {
-      const bundles = (await this.opts.client.list<LiveUpdateBundle>(BUNDLE_RESOURCE, namespace)).filter(
+      const bundles = await listWhere<LiveUpdateBundle>(
+        this.opts.client,
+        BUNDLE_RESOURCE,
+        namespace,
         (b) => b.spec.app === app.metadata.name,
       );
       const result = await collectGarbage({
@@ -242,7 +246,13 @@ export class AppReconciler implements Reconciler, KindSteps<LiveUpdateApp, LiveU
     const namespace = app.metadata.namespace ?? '';
     const [channels, bundles] = await Promise.all([
       this.opts.client.list<LiveUpdateChannel>(CHANNEL_RESOURCE, namespace),
-      this.opts.client.list<LiveUpdateBundle>(BUNDLE_RESOURCE, namespace),
+      // Only this app's bundles: the index renders no other (a namespace may hold thousands).
+      listWhere<LiveUpdateBundle>(
+        this.opts.client,
+        BUNDLE_RESOURCE,
+        namespace,
+        (b) => b.spec.app === app.metadata.name,
+      ),
     ]);
     let published: PublishResult;
     for (let attempt = 1; ; attempt++) {

@@ -43,6 +43,7 @@ import {
 import type { LabelRequirement } from '../../config/controller.js';
 import { readSigningKey } from '../common/secrets.js';
 import { layoutForApp } from '../common/layout.js';
+import { listWhere } from '../common/list.js';
 import { readIndex } from '../publishing/index-document.js';
 import type { ControllerDomainMetrics } from '../metrics.js';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler.js';
@@ -220,19 +221,16 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
 
   /** Two bundles of one app may not claim the same version: the older one keeps it, the newer stalls. */
   private async checkVersionConflict(bundle: LiveUpdateBundle): Promise<void> {
-    const all = await this.opts.client.list<LiveUpdateBundle>(BUNDLE_RESOURCE, bundle.metadata.namespace);
-    const owner = all
-      .filter(
-        (b) =>
-          b.spec.app === bundle.spec.app &&
-          b.spec.version === bundle.spec.version &&
-          !b.metadata.deletionTimestamp,
-      )
-      .sort(
-        (a, b) =>
-          (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') ||
-          a.metadata.name.localeCompare(b.metadata.name),
-      )[0];
+    const claims = (b: LiveUpdateBundle): boolean =>
+      b.spec.app === bundle.spec.app &&
+      b.spec.version === bundle.spec.version &&
+      !b.metadata.deletionTimestamp;
+    const namespace = bundle.metadata.namespace ?? '';
+    const owner = (await listWhere(this.opts.client, BUNDLE_RESOURCE, namespace, claims)).sort(
+      (a, b) =>
+        (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') ||
+        a.metadata.name.localeCompare(b.metadata.name),
+    )[0];
     if (owner && owner.metadata.name !== bundle.metadata.name) {
       throw new StallingError(
         Reason.VersionConflict,
