@@ -134,6 +134,7 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
     );
     const prior = status.rollout;
     this.showServed(channel, app, status);
+    let rolloutFigures: VersionFigures | undefined;
     if (this.opts.telemetry) {
       const telemetry = await this.opts.telemetry.read(
         layoutForApp(app, this.opts.storagePrefix),
@@ -143,8 +144,13 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
         ctx.signal,
       );
       this.showStats(channel, app, status, telemetry, live, rollout);
+      // Judged: the figures of the spec's rollout version. Until the app publishes a new rollout bundle,
+      // status.stats shows the served one, whose failures must not halt its replacement.
+      if (rollout)
+        rolloutFigures =
+          telemetry.channels.get(channel.metadata.name)?.versions.get(rollout.version) ?? emptyFigures();
     }
-    this.judgeRollout(channel, app, status, prior, rollout, ctx);
+    this.judgeRollout(channel, app, status, prior, rollout, rolloutFigures, ctx);
     const result = this.checkPublished({ ...channel, status }, app, live, rollout);
     return this.opts.telemetry && this.opts.telemetryIntervalMs
       ? { ...result, requeueAfterMs: this.opts.telemetryIntervalMs }
@@ -205,6 +211,7 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
     status: LiveUpdateChannelStatus,
     prior: LiveUpdateChannelStatusRollout | undefined,
     rollout: Resolved | undefined,
+    figures: VersionFigures | undefined,
     ctx: StepContext,
   ): void {
     const conditions = (status.conditions ??= []);
@@ -216,13 +223,14 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
       this.opts.metrics?.rolloutHalted(labels, false);
       return;
     }
-    // Only the figures of the spec's rollout version: until the app publishes a new rollout bundle, status.stats
-    // shows the published one, whose failures must not halt its replacement.
-    const counts = status.stats?.rollout?.version === rollout.version ? status.stats.rollout : undefined;
-    const samplesNow = (counts?.installs ?? 0) + pendingSamples(counts);
-    const failuresNow = counts?.failures ?? 0;
+    const samplesNow = figures?.samples ?? 0;
+    const failuresNow = figures?.failures ?? 0;
     let halted = prior?.halted;
     let baseline = prior?.baseline?.id === id ? prior.baseline : undefined;
+    // A rollout not served yet whose version already has figures (a same-version rebuild after a halt, or an earlier
+    // rollout of that version in the window): those belong to another rollout, count from here.
+    if (!baseline && status.rollout?.id !== id && (samplesNow > 0 || failuresNow > 0))
+      baseline = { id, samples: samplesNow, failures: failuresNow };
     if (halted && !haltApplies(channel, halted)) {
       if (halted.id === id) {
         baseline = { id, samples: samplesNow, failures: failuresNow };
@@ -236,7 +244,7 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
       halted = undefined;
     }
     const thresholds = spec.failureThresholds;
-    if (!halted && thresholds && counts) {
+    if (!halted && thresholds && figures) {
       const verdict = judgeRollout(
         failuresNow - (baseline?.failures ?? 0),
         samplesNow - (baseline?.samples ?? 0),
@@ -419,13 +427,6 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
 
 function percent(part: number, whole: number): number {
   return whole > 0 ? Math.round((10_000 * part) / whole) / 100 : 0;
-}
-
-/** Devices that failed before installing: the failures other than update_fail (which follows a `set`). */
-function pendingSamples(track: LiveUpdateChannelStatusStatsRollout | undefined): number {
-  if (!track) return 0;
-  const { update_fail: afterInstall = 0 } = track.failuresByAction ?? {};
-  return (track.failures ?? 0) - afterInstall;
 }
 
 function withDefaults(t: LiveUpdateChannelStatusStatsRollout): VersionFigures & { failurePercent: number } {

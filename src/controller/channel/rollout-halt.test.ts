@@ -49,6 +49,7 @@ async function setup(thresholds?: LiveUpdateChannelSpecRolloutFailureThresholds)
     ['demo-1-0-0', '1.0.0'],
     ['demo-1-1-0', '1.1.0'],
     ['demo-1-2-0', '1.2.0'],
+    ['demo-1-1-0-rebuilt', '1.1.0'],
   ] as const) {
     seedBundle(client, name, { version });
     await client.applyStatus(BUNDLE_RESOURCE, {
@@ -358,5 +359,51 @@ describe('failure thresholds', () => {
     expect(halted(client)).toBeUndefined();
     expect(channelOf(client).status?.stats?.rollout).toMatchObject({ version: '1.2.0', failures: 0 });
     expect(recorder.reasons().filter((r) => r === 'RolloutHalted')).toHaveLength(1);
+  });
+
+  it('a rebuild of the same version under a new name counts only what devices report after it starts', async () => {
+    const { client, store, reconciler } = await setup({ ...thresholds, onFailure: 'Pause' });
+    await publish(client);
+    await writeRollup(
+      store,
+      'a',
+      [
+        ['1.1.0', 'set', 280],
+        ['1.1.0', 'decrypt_fail', 120],
+      ],
+      [['1.1.0', 400]],
+    );
+    await reconciler.reconcile(key, ctx());
+    expect(rolloutStateOf(channelOf(client))).toBe('Paused');
+    await client.mergePatch(CHANNEL_RESOURCE, key, { spec: { rollout: { bundle: 'demo-1-1-0-rebuilt' } } });
+    await reconciler.reconcile(key, ctx());
+    expect(halted(client)).toBeUndefined();
+    expect(channelOf(client).status?.rollout?.baseline).toMatchObject({ samples: 400, failures: 120 });
+    await publish(client, { bundle: 'demo-1-1-0-rebuilt', version: '1.1.0' });
+    await reconciler.reconcile(key, ctx());
+    expect(halted(client)).toBeUndefined();
+    // 200 healthy installs of the rebuild: still no halt; then 150 of the next 200 fail: halted again.
+    await writeRollup(
+      store,
+      'a',
+      [
+        ['1.1.0', 'set', 480],
+        ['1.1.0', 'decrypt_fail', 120],
+      ],
+      [['1.1.0', 600]],
+    );
+    await reconciler.reconcile(key, ctx());
+    expect(halted(client)).toBeUndefined();
+    await writeRollup(
+      store,
+      'a',
+      [
+        ['1.1.0', 'set', 530],
+        ['1.1.0', 'decrypt_fail', 270],
+      ],
+      [['1.1.0', 800]],
+    );
+    await reconciler.reconcile(key, ctx());
+    expect(channelOf(client).status?.rollout?.halted).toMatchObject({ samples: 400, failures: 150 });
   });
 });
