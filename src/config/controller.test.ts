@@ -1,5 +1,5 @@
 import { ConfigError } from './common.js';
-import { controllerHelp, loadControllerConfig } from './controller.js';
+import { MAX_EXPANDED_BYTES, buildDiskLimits, controllerHelp, loadControllerConfig } from './controller.js';
 
 const BASE = {
   LIVEUPDATE_S3_ENDPOINT: 'http://minio:9000',
@@ -19,6 +19,35 @@ function problems(fn: () => unknown): string[] {
 }
 
 describe('controller configuration', () => {
+  it('bounds how far an artifact may expand so that every bundle worker building at once fits the work dir', () => {
+    const MiB = 1024 ** 2;
+    for (const [workDir, workers, artifact] of [
+      [4096 * MiB, 4, 256 * MiB],
+      [1024 * MiB, 1, 64 * MiB],
+      [64 * 1024 * MiB, 2, 256 * MiB],
+      [512 * MiB, 8, 8 * MiB],
+    ] as const) {
+      const limits = buildDiskLimits(workDir, workers, artifact);
+      if (typeof limits === 'string') throw new Error(limits);
+      // peak of one build: the fetched artifact plus three times the expanded size (see buildDiskLimits)
+      expect(workers * (artifact + 3 * limits.expandedMaxBytes)).toBeLessThanOrEqual(workDir);
+      expect(limits.expandedMaxBytes).toBeGreaterThanOrEqual(artifact);
+      expect(limits.expandedMaxBytes).toBeLessThanOrEqual(MAX_EXPANDED_BYTES);
+    }
+    // the old chart defaults: 1Gi /tmp, 4 workers, 256 MiB artifacts expanding to 1 GiB each
+    expect(
+      problems(() =>
+        loadControllerConfig([], {
+          ...BASE,
+          LIVEUPDATE_WORK_DIR_BYTES: '1Gi',
+          LIVEUPDATE_ARTIFACT_MAX_BYTES: '256Mi',
+        }),
+      ),
+    ).toEqual([
+      expect.stringMatching(/^LIVEUPDATE_WORK_DIR_BYTES \(--work-dir-bytes\) 1073741824 is too small/),
+    ]);
+  });
+
   it('applies the documented defaults', () => {
     const c = loadControllerConfig([], BASE)!;
     expect(c).toMatchObject({
@@ -29,9 +58,10 @@ describe('controller configuration', () => {
       watchNamespaces: [],
       sourceSecretLabel: undefined,
       maxConcurrentReconciles: 4,
-      artifactMaxBytes: 1024 ** 3,
+      artifactMaxBytes: 256 * 1024 ** 2,
+      expandedMaxBytes: 256 * 1024 ** 2,
       fetchTimeoutMs: 300_000,
-      shutdownGraceMs: 30_000,
+      shutdownGraceMs: 20_000,
       kubeconfig: undefined,
     });
     expect(c.s3).toMatchObject({ region: 'us-east-1', bucket: 'liveupdate', prefix: '', pathStyle: true });
@@ -149,7 +179,7 @@ describe('controller configuration', () => {
       '--kubeconfig',
       'KUBECONFIG',
       '--artifact-max-bytes',
-      'default: 1Gi',
+      'default: 256Mi',
     ]) {
       expect(help).toContain(s);
     }

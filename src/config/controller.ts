@@ -121,8 +121,17 @@ export const CONTROLLER_OPTIONS = {
     env: ['LIVEUPDATE_ARTIFACT_MAX_BYTES'],
     flag: 'artifact-max-bytes',
     description: 'largest artifact the controller fetches (bytes, or 512Mi, 1Gi)',
-    default: 1024 ** 3,
-    defaultText: '1Gi',
+    default: 256 * 1024 ** 2,
+    defaultText: '256Mi',
+    parse: bytes(1),
+  } satisfies OptionSpec<number>,
+  workDirBytes: {
+    env: ['LIVEUPDATE_WORK_DIR_BYTES'],
+    flag: 'work-dir-bytes',
+    description:
+      "size of the temp dir bundle builds use (the Pod's /tmp sizeLimit); with --max-concurrent-reconciles it bounds how far an artifact may expand",
+    default: 4 * 1024 ** 3,
+    defaultText: '4Gi',
     parse: bytes(1),
   } satisfies OptionSpec<number>,
   fetchTimeoutSeconds: {
@@ -137,7 +146,7 @@ export const CONTROLLER_OPTIONS = {
     env: ['LIVEUPDATE_SHUTDOWN_GRACE_SECONDS'],
     flag: 'shutdown-grace-seconds',
     description: 'on SIGTERM, how long in-flight reconciles may finish before they are aborted',
-    default: 30,
+    default: 20,
     parse: int(0, 3_600),
   } satisfies OptionSpec<number>,
   telemetryIntervalSeconds: {
@@ -183,6 +192,8 @@ export interface ControllerConfig {
   sourceSecretLabel: LabelRequirement | undefined;
   maxConcurrentReconciles: number;
   artifactMaxBytes: number;
+  /** Most bytes one zip may expand to: what fits the work dir with every bundle worker building (buildDiskLimits). */
+  expandedMaxBytes: number;
   fetchTimeoutMs: number;
   shutdownGraceMs: number;
   telemetryIntervalMs: number;
@@ -217,7 +228,9 @@ export function loadControllerConfig(
       'LIVEUPDATE_LEASE_NAMESPACE (--lease-namespace) is required with leader election outside a cluster (or set POD_NAMESPACE)',
     );
   }
-  if (problems.length > 0 || !s3) throw new ConfigError(problems);
+  const disk = buildDiskLimits(v.workDirBytes, v.maxConcurrentReconciles, v.artifactMaxBytes);
+  if (typeof disk === 'string') problems.push(disk);
+  if (problems.length > 0 || !s3 || typeof disk === 'string') throw new ConfigError(problems);
   return {
     logLevel: v.logLevel,
     adminAddr: v.adminAddr,
@@ -228,6 +241,7 @@ export function loadControllerConfig(
     sourceSecretLabel: v.sourceSecretLabel,
     maxConcurrentReconciles: v.maxConcurrentReconciles,
     artifactMaxBytes: v.artifactMaxBytes,
+    expandedMaxBytes: disk.expandedMaxBytes,
     fetchTimeoutMs: v.fetchTimeoutSeconds * 1000,
     shutdownGraceMs: v.shutdownGraceSeconds * 1000,
     telemetryIntervalMs: v.telemetryIntervalSeconds * 1000,
@@ -235,4 +249,32 @@ export function loadControllerConfig(
     secretPollMs: v.secretPollSeconds * 1000,
     kubeconfig: v.kubeconfig,
   };
+}
+
+/** The zip validator's own ceiling on expanded bytes, whatever the work dir allows. */
+export const MAX_EXPANDED_BYTES = 1024 ** 3;
+
+/**
+ * Disk a bundle build holds at its peak, for an artifact of at most A bytes that expands to at most U: the fetched
+ * file (A), and for a tarball the unpacked tree and the packed zip (2U), or the encrypted copy and the delta files
+ * (2U) — A + 3U. Every bundle worker may build at once, so the work dir is shared by `workers` builds. Returns the
+ * expansion limit U that fits (capped at {@link MAX_EXPANDED_BYTES}), or the problem when not even an artifact's
+ * own size fits (U < A).
+ */
+export function buildDiskLimits(
+  workDirBytes: number,
+  workers: number,
+  artifactMaxBytes: number,
+): { expandedMaxBytes: number } | string {
+  const perBuild = Math.floor(workDirBytes / workers);
+  const expandedMaxBytes = Math.min(MAX_EXPANDED_BYTES, Math.floor((perBuild - artifactMaxBytes) / 3));
+  if (expandedMaxBytes < artifactMaxBytes) {
+    return (
+      `LIVEUPDATE_WORK_DIR_BYTES (--work-dir-bytes) ${workDirBytes} is too small for ${workers} concurrent builds ` +
+      `of artifacts up to ${artifactMaxBytes} bytes (LIVEUPDATE_ARTIFACT_MAX_BYTES): each build may need ` +
+      `${4 * artifactMaxBytes} bytes; raise it (the chart's tmpSizeLimit) to at least ${4 * artifactMaxBytes * workers}, ` +
+      'or lower the artifact limit or LIVEUPDATE_MAX_CONCURRENT_RECONCILES'
+    );
+  }
+  return { expandedMaxBytes };
 }

@@ -45,6 +45,7 @@ export interface ControllerDeps {
   recorder: EventRecorder;
   store: ObjectStore;
   config: Pick<ControllerConfig, 's3' | 'artifactMaxBytes' | 'fetchTimeoutMs' | 'sourceSecretLabel'> &
+    Partial<Pick<ControllerConfig, 'expandedMaxBytes'>> &
     Partial<Pick<ControllerConfig, 'telemetryIntervalMs' | 'gcIntervalMs'>>;
   metrics?: ControllerDomainMetrics;
   /** Root document writer shared by the app reconcilers; built from the store when omitted. */
@@ -131,6 +132,9 @@ export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
         store,
         storagePrefix,
         maxArtifactBytes: deps.config.artifactMaxBytes,
+        ...(deps.config.expandedMaxBytes !== undefined
+          ? { maxExpandedBytes: deps.config.expandedMaxBytes }
+          : {}),
         maxFetchTimeoutMs: deps.config.fetchTimeoutMs,
         ...(deps.config.sourceSecretLabel ? { sourceSecretLabel: deps.config.sourceSecretLabel } : {}),
         ...metrics,

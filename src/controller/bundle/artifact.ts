@@ -77,17 +77,20 @@ export async function prepareArtifact(opts: {
   delta: boolean;
   /** What identifies this build; the encryption session is derived from it (same build, same bytes). */
   buildId: string;
+  /** Most bytes the archive may expand to (what fits the work dir); default: the validator's own limit. */
+  maxExpandedBytes?: number;
   signal: AbortSignal;
 }): Promise<PreparedArtifact> {
   const { workDir, key, signal } = opts;
+  const limits = opts.maxExpandedBytes !== undefined ? { maxUncompressedBytes: opts.maxExpandedBytes } : {};
   try {
     const format = await detectFormat(opts.fetchedPath);
     let zip = opts.fetchedPath;
     if (format === 'tarball') {
       zip = join(workDir, 'packed.zip');
-      await packTarball(opts.fetchedPath, zip, { tmpDir: workDir, signal });
+      await packTarball(opts.fetchedPath, zip, { tmpDir: workDir, signal, limits });
     }
-    await validateZip(zip, { signal });
+    await validateZip(zip, { signal, limits });
     const sealed: Omit<PreparedArtifact, 'format' | 'delta'> = key
       ? await seal(zip, join(workDir, 'sealed.zip'), key, opts.buildId, signal)
       : await plain(zip, signal);

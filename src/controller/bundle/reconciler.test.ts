@@ -54,6 +54,7 @@ function setup(
     metrics?: ControllerDomainMetrics;
     sourceSecretLabel?: { key: string; value?: string };
     now?: () => Date;
+    maxExpandedBytes?: number;
   } = {},
 ) {
   const client = new FakeObjectClient();
@@ -70,6 +71,7 @@ function setup(
     ...(opts.metrics ? { metrics: opts.metrics } : {}),
     ...(opts.sourceSecretLabel ? { sourceSecretLabel: opts.sourceSecretLabel } : {}),
     ...(opts.now ? { now: opts.now } : {}),
+    ...(opts.maxExpandedBytes !== undefined ? { maxExpandedBytes: opts.maxExpandedBytes } : {}),
   });
   if (opts.encrypted !== false) {
     seedSecret(client, 'demo-key', { 'private.pem': signingKey.privateKeyPem });
@@ -410,6 +412,17 @@ describe('BundleReconciler', () => {
     expect(condition(bundleOf(client), 'Ready')?.message).toBe(message);
     expect(bundleOf(client).metadata.resourceVersion).toBe(first);
     expect(message).toContain('liveupdate-bundle-*');
+  });
+
+  it('refuses an artifact that expands beyond what fits the work dir (the configured expansion limit)', async () => {
+    const { client, fetcher, reconciler } = setup({ maxExpandedBytes: 4096 });
+    fetcher.bodies.set(
+      'https://artifacts.example/demo-1-0-0.zip',
+      await webZip({ 'index.html': '<html></html>', 'app.js': 'x'.repeat(8192) }),
+    );
+    seedBundle(client, 'demo-1-0-0');
+    expect(await reconciler.reconcile(key, ctx())).toEqual({ terminalError: 'TooLarge' });
+    expect(condition(bundleOf(client), 'VerificationFailed')?.message).toContain('4096');
   });
 
   it('retries when the store is unavailable during upload', async () => {

@@ -61,6 +61,8 @@ export interface BundleReconcilerOptions {
   tmpDir?: string;
   /** Largest artifact accepted from a source (default 256 MiB). */
   maxArtifactBytes?: number;
+  /** Most bytes an artifact may expand to (config's expandedMaxBytes; default: the zip validator's 1 GiB). */
+  maxExpandedBytes?: number;
   /** Upper bound on one fetch, whatever spec.source.timeout says (default: no bound beyond the spec's). */
   maxFetchTimeoutMs?: number;
   metrics?: ControllerDomainMetrics;
@@ -369,6 +371,7 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
         key,
         delta: bundle.spec.delta ?? false,
         buildId: buildId(bundle, revision, fetched.sha256),
+        ...(this.opts.maxExpandedBytes !== undefined ? { maxExpandedBytes: this.opts.maxExpandedBytes } : {}),
         signal: ctx.signal,
       });
     }).catch((error: unknown) => {

@@ -5,7 +5,8 @@ import { jest } from '@jest/globals';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadControllerConfig } from '../../../src/config/controller.js';
+import { parseOptions, type OptionSpec } from '../../../src/config/common.js';
+import { CONTROLLER_OPTIONS, loadControllerConfig } from '../../../src/config/controller.js';
 import { parseUpdateServerConfig } from '../../../src/config/update-server.js';
 import {
   ciValues,
@@ -72,5 +73,41 @@ describe.each(VALUE_SETS)('process contract with %s values', (set) => {
     expect(config!.listenAddr).toEqual({ host: '0.0.0.0', port: 8080 });
     expect(config!.adminAddr).toEqual({ host: '0.0.0.0', port: 8081 });
     expect(config!.replicaName).toBe('liveupdate-operator-update-server-7d9f-abcde');
+  });
+});
+
+/**
+ * Options whose chart value is a fact of the deployment, not a tunable with a default to agree on: the Lease is named
+ * after the release, and the source-Secret label is the chart's secure choice where the binary cannot know a label.
+ */
+const DEPLOYMENT_FACTS = new Set(['leaseName', 'sourceSecretLabel']);
+
+describe('binary and chart defaults', () => {
+  test('every controller option the chart sets has the value the binary uses by default', async () => {
+    const objects = parseManifests(await helmTemplate([]));
+    const { env } = resolvedEnv(findObject(objects, 'Deployment', 'liveupdate-operator-controller'));
+    const specs = CONTROLLER_OPTIONS as Record<string, OptionSpec<unknown>>;
+    const tunables = Object.entries(specs).filter(
+      ([key, spec]) =>
+        spec.default !== undefined &&
+        typeof spec.default !== 'function' &&
+        !DEPLOYMENT_FACTS.has(key) &&
+        spec.env.some((name) => env[name] !== undefined),
+    );
+    // the disk, timeout and concurrency settings at least: a chart that stops setting them fails here too
+    expect(tunables.map(([key]) => key)).toEqual(
+      expect.arrayContaining([
+        'maxConcurrentReconciles',
+        'artifactMaxBytes',
+        'workDirBytes',
+        'fetchTimeoutSeconds',
+        'shutdownGraceSeconds',
+      ]),
+    );
+    const fromChart = parseOptions(CONTROLLER_OPTIONS, [], env).values as Record<string, unknown>;
+    const differing = tunables
+      .filter(([key, spec]) => JSON.stringify(fromChart[key]) !== JSON.stringify(spec.default))
+      .map(([key, spec]) => ({ key, chart: fromChart[key], binary: spec.default }));
+    expect(differing).toEqual([]);
   });
 });
