@@ -15,7 +15,7 @@ import {
   type ProcessJourney,
 } from '../../../scripts/demo/journey.js';
 import type { Stack } from '../../../scripts/demo/stack.js';
-import { podmanFlags } from '../../../scripts/image/containers.js';
+import { buildah, podmanFlags, run } from '../../../scripts/image/containers.js';
 import {
   buildImage,
   imageNodeVersion,
@@ -79,13 +79,22 @@ afterAll(async () => {
 }, INTEGRATION_TEST_TIMEOUT_MS);
 
 describe('device journey against the image, run as the chart configures its Pods', () => {
-  it('the image runs the Node of package.json engines', async () => {
-    const { engines } = JSON.parse(await readFile(join(repoRoot(), 'package.json'), 'utf8')) as {
-      engines: { node: string };
-    };
+  it('the image runs the Node of package.json engines and is labelled with the commit it was built from', async () => {
+    const { engines, version: packageVersion } = JSON.parse(
+      await readFile(join(repoRoot(), 'package.json'), 'utf8'),
+    ) as { engines: { node: string }; version: string };
     const version = await imageNodeVersion(image.imageId);
     expect(satisfiesEngines(version, engines.node)).toBe(true);
     expect(image.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    // buildah 1.28's --format has no json function: read the whole inspect document.
+    const inspected = JSON.parse(await buildah(['inspect', '--type', 'image', image.imageId])) as {
+      OCIv1: { config: { Labels: Record<string, string> } };
+    };
+    const labels = inspected.OCIv1.config.Labels;
+    expect(labels).toMatchObject({
+      'org.opencontainers.image.version': packageVersion,
+      'org.opencontainers.image.revision': (await run('git', ['-C', repoRoot(), 'rev-parse', 'HEAD'])).trim(),
+    });
   });
 
   it(
