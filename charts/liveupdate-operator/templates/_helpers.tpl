@@ -165,6 +165,60 @@ Secret when named, else the chart-generated per-component user of the in-cluster
 {{- end }}
 
 {{- /*
+The in-cluster store's container settings by s3.inCluster.engine (docs/adr/0033-storage-neutrality.md), as YAML:
+image, command, args, the two credential variables, extraEnv and the probe paths. `minio` takes them from the
+s3.inCluster values (any other S3 image can be run that way too); `versitygw` and `seaweedfs` from the presets below
+and the pinned image of s3.inCluster.engines.<engine>, listening on s3.inCluster.port.
+*/}}
+{{- define "liveupdate.s3.engine" -}}
+{{- $s3 := .Values.s3.inCluster }}
+{{- $port := int $s3.port }}
+{{- if eq $s3.engine "versitygw" }}
+image: {{ $s3.engines.versitygw.image | toJson }}
+command: ["/bin/sh", "-c"]
+# posix backend on the volume (needs user xattrs: ext4/xfs have them); flat-file IAM beside the data.
+args:
+  - mkdir -p /data/iam /data/objects && exec versitygw --port ":{{ $port }}" --health /health --iam-dir /data/iam posix /data/objects
+accessKeyIdEnv: ROOT_ACCESS_KEY
+secretAccessKeyEnv: ROOT_SECRET_KEY
+extraEnv: []
+livenessPath: /health
+readinessPath: /health
+{{- else if eq $s3.engine "seaweedfs" }}
+image: {{ $s3.engines.seaweedfs.image | toJson }}
+command: ["/usr/bin/weed"]
+# master, volume, filer and S3 gateway in one process; the internal ports stay on the Pod's loopback, only S3 is
+# served; no telemetry, no extra listeners, no buckets created by uploads.
+args:
+  - server
+  - -dir=/data
+  - -ip=127.0.0.1
+  - -ip.bind=0.0.0.0
+  - -master.telemetry=false
+  - -filer
+  - -s3
+  - -s3.port={{ $port }}
+  - -s3.port.iceberg=0
+  - -s3.port.lance=0
+  - -s3.autoCreateBucket=false
+accessKeyIdEnv: AWS_ACCESS_KEY_ID
+secretAccessKeyEnv: AWS_SECRET_ACCESS_KEY
+extraEnv: []
+livenessPath: /healthz
+readinessPath: /healthz
+{{- else }}
+image: {{ $s3.image | toJson }}
+command: {{ $s3.command | toJson }}
+args: {{ $s3.args | toJson }}
+accessKeyIdEnv: {{ $s3.accessKeyIdEnv }}
+secretAccessKeyEnv: {{ $s3.secretAccessKeyEnv }}
+extraEnv: {{ $s3.extraEnv | toJson }}
+livenessPath: {{ $s3.livenessPath }}
+readinessPath: {{ $s3.readinessPath }}
+{{- end }}
+{{- end }}
+
+{{- /*
 Default provisioning of the in-cluster store (the MinIO image, which ships `mc`): bucket, one user per component,
 their policies. Idempotent; repeated every 5 minutes so a restored or replaced store converges.
 */}}
