@@ -8,6 +8,12 @@ import type { RequestHandler } from 'express';
 
 /** Refuses JSON nested deeper than `max` before it is parsed (a cheap scan of the raw bytes). */
 export function jsonDepthExceeds(buf: Buffer, max: number): boolean {
+  // Nesting needs an opening bracket per level: with at most `max` of them (every device body: one '{'), counted
+  // with native searches, the byte-by-byte scan is not needed.
+  let brackets = 0;
+  for (let i = buf.indexOf(0x7b); i >= 0 && brackets <= max; i = buf.indexOf(0x7b, i + 1)) brackets++;
+  for (let i = buf.indexOf(0x5b); i >= 0 && brackets <= max; i = buf.indexOf(0x5b, i + 1)) brackets++;
+  if (brackets <= max) return false;
   let depth = 0;
   let inString = false;
   for (let i = 0; i < buf.length; i++) {

@@ -162,6 +162,9 @@ describe('jsonDepthExceeds', () => {
     expect(jsonDepthExceeds(Buffer.from('[[[1]]]'), 3)).toBe(false);
     expect(jsonDepthExceeds(Buffer.from('[[[[1]]]]'), 3)).toBe(true);
     expect(jsonDepthExceeds(Buffer.from('{"a":"[[[[[[\\"[[[["}'), 1)).toBe(false);
+    // More brackets than the limit, but side by side: the byte scan decides.
+    expect(jsonDepthExceeds(Buffer.from('[[],[],[{}],[]]'), 3)).toBe(false);
+    expect(jsonDepthExceeds(Buffer.from('{"a":{"b":{"c":[{}]}}}'), 4)).toBe(true);
   });
 });
 
