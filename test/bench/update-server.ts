@@ -159,7 +159,7 @@ function startTarget(args: string[], nodeFlags: string[] = []): Promise<Child> {
 
 function runChild(args: string[], nodeFlags: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [...nodeFlags, TARGET, ...args], {
+    const proc = spawn(process.execPath, [...TARGET_FLAGS, ...nodeFlags, TARGET, ...args], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
