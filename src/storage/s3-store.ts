@@ -561,7 +561,8 @@ function rawGet(
       };
       settled = true;
       resolve({ info, body: stream });
-      if (rest.length > 0) sink(rest);
+      // also when empty: a zero-length body ends here, no body bytes will ever arrive to end it
+      sink(rest);
     };
 
     const socket = net.connect({
