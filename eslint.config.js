@@ -17,6 +17,24 @@ export default tseslint.config(
     },
   },
   {
+    // The runtime owns its interfaces (src/kube/metrics.ts): it never reaches up into the process's observability.
+    files: ['src/kube/**/*.ts'],
+    ignores: ['src/kube/**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/observability/*'],
+              message: 'src/kube owns its interfaces; see src/kube/metrics.ts',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
   },

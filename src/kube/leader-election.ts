@@ -17,7 +17,7 @@ import { realClock, sleep, type Clock } from './clock.js';
 import type { KubeClient } from './client.js';
 import { microTime } from './events.js';
 import { KubeApiError, isConflict, isNotFound, type KubeObject, type ResourceType } from './types.js';
-import type { LeaderElectionMetrics } from '../observability/metrics.js';
+import type { LeaderElectionMetrics } from './metrics.js';
 
 export const LEASE_TYPE: ResourceType = {
   group: 'coordination.k8s.io',

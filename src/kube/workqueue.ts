@@ -7,7 +7,7 @@
  * - `shutdown` stops accepting adds; `get` then drains what is queued and finally returns undefined.
  */
 import { realClock, type Clock, type TimerHandle } from './clock.js';
-import type { WorkqueueMetrics } from '../observability/metrics.js';
+import type { WorkqueueMetrics } from './metrics.js';
 
 export interface RateLimiter {
   /** Delay before the item may be retried; records one more failure. */

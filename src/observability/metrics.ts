@@ -3,6 +3,7 @@
  * unchanged. One registry per process; tests create their own. No device-level labels, ever.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { LeaderElectionMetrics, QueueProbe, WorkqueueMetrics } from '../kube/metrics.js';
 
 export { Registry } from 'prom-client';
 
@@ -13,12 +14,6 @@ export function createRegistry(opts: { defaultMetrics?: boolean } = {}): Registr
   return registry;
 }
 
-/** What a work queue reports at scrape time (seconds). */
-export interface QueueProbe {
-  unfinishedWorkSeconds(): number;
-  longestRunningProcessorSeconds(): number;
-}
-
 const QUEUE_BUCKETS = [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1, 10];
 const RECONCILE_BUCKETS = [
   0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.25, 1.5,
@@ -26,7 +21,7 @@ const RECONCILE_BUCKETS = [
 ];
 
 /** workqueue_* metrics (label `name`), as client-go's workqueue metrics provider registers them. */
-export class WorkqueueMetrics {
+export class PromWorkqueueMetrics implements WorkqueueMetrics {
   readonly depth: Gauge<'name'>;
   readonly adds: Counter<'name'>;
   readonly queueDuration: Histogram<'name'>;
@@ -157,7 +152,7 @@ export class ControllerMetrics {
 }
 
 /** leader_election_master_status (1 while this process holds the lease), as client-go reports it. */
-export class LeaderElectionMetrics {
+export class PromLeaderElectionMetrics implements LeaderElectionMetrics {
   readonly masterStatus: Gauge<'name'>;
 
   constructor(registry: Registry) {
@@ -195,16 +190,16 @@ export class RestClientMetrics {
 /** All runtime metrics of one process, created once on its registry. */
 export interface RuntimeMetrics {
   registry: Registry;
-  workqueue: WorkqueueMetrics;
+  workqueue: PromWorkqueueMetrics;
   controller: ControllerMetrics;
-  leaderElection: LeaderElectionMetrics;
+  leaderElection: PromLeaderElectionMetrics;
 }
 
 export function createRuntimeMetrics(registry: Registry): RuntimeMetrics {
   return {
     registry,
-    workqueue: new WorkqueueMetrics(registry),
+    workqueue: new PromWorkqueueMetrics(registry),
     controller: new ControllerMetrics(registry),
-    leaderElection: new LeaderElectionMetrics(registry),
+    leaderElection: new PromLeaderElectionMetrics(registry),
   };
 }
