@@ -6,7 +6,7 @@ import { ItemExponentialFailureRateLimiter } from '../kube/workqueue.js';
 import { silentLogger } from '../observability/logger.js';
 import { createRegistry, createRuntimeMetrics } from '../observability/metrics.js';
 import { Manager, generationChanged } from './manager.js';
-import type { ReconcileContext, ReconcileResult, Reconciler } from './reconciler.js';
+import type { ReconcileContext, ReconcileResult, Reconciler } from './reconciler-interface.js';
 
 const CM: ResourceType = {
   group: '',

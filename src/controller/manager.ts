@@ -33,7 +33,7 @@ import {
 import { WorkQueue, type RateLimiter } from '../kube/workqueue.js';
 import type { RuntimeMetrics } from '../observability/metrics.js';
 import { canonicalJson } from './common/status.js';
-import { isProgrammingError, type Reconciler } from './reconciler.js';
+import { isProgrammingError, type Reconciler } from './reconciler-interface.js';
 
 /** Read access to the manager's informer caches (only types some controller is for or watches). */
 export interface CacheReader {

@@ -8,7 +8,7 @@
  * client's transport) and peak RSS. Figures only, no assertions. BENCH_OBJECTS overrides N.
  */
 import { Manager } from '../../src/controller/manager.js';
-import type { Reconciler } from '../../src/controller/reconciler.js';
+import type { Reconciler } from '../../src/controller/reconciler-interface.js';
 import { KubeClient } from '../../src/kube/client.js';
 import { loadKubeConfig, type KubeConfig } from '../../src/kube/config.js';
 import type { KubeObject, ObjectClient, ObjectKey, ResourceType } from '../../src/kube/types.js';

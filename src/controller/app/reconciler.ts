@@ -28,13 +28,13 @@ import { IndexConsistencyError, compileIndex } from '../../updateserver/compiled
 import { removeCondition, rfc3339, setCondition } from '../common/conditions.js';
 import { StallingError, TransientError, WaitingError } from '../common/errors.js';
 import { listWhere } from '../common/list.js';
-import { reconcileObject, type KindSteps, type StepContext, type StepsResult } from '../common/reconcile.js';
+import { reconcileObject, type KindSteps, type StepContext, type StepsResult } from '../common/reconcile-object.js';
 import { parseDuration } from '../common/duration.js';
 import { layoutForApp } from '../common/layout.js';
 import { collectGarbage } from '../gc/collect.js';
 import { readSigningKey } from '../common/secrets.js';
 import type { ControllerDomainMetrics } from '../metrics.js';
-import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler.js';
+import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler-interface.js';
 import { DocumentUnreadableError } from '../publishing/documents.js';
 import {
   MissingObjectError,

@@ -39,14 +39,14 @@ import {
   type KindSteps,
   type StepContext,
   type StepsResult,
-} from '../common/reconcile.js';
+} from '../common/reconcile-object.js';
 import type { LabelRequirement } from '../../config/controller.js';
 import { readSigningKey } from '../common/secrets.js';
 import { layoutForApp } from '../common/layout.js';
 import { listWhere } from '../common/list.js';
 import { readIndex } from '../publishing/index-document.js';
 import type { ControllerDomainMetrics } from '../metrics.js';
-import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler.js';
+import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler-interface.js';
 import { prepareArtifact, storeArtifact, verifyStored } from './artifact.js';
 import { SourceFetcher, type ArtifactFetcher, type FetchRequest } from './fetch.js';
 import { sourceCredentials } from './source-credentials.js';

@@ -16,7 +16,7 @@ import { AppReconciler } from '../../../src/controller/app/reconciler.js';
 import { BundleReconciler, type BundleReconcilerOptions } from '../../../src/controller/bundle/reconciler.js';
 import { ChannelReconciler } from '../../../src/controller/channel/reconciler.js';
 import { findCondition } from '../../../src/controller/common/conditions.js';
-import type { Reconciler } from '../../../src/controller/reconciler.js';
+import type { Reconciler } from '../../../src/controller/reconciler-interface.js';
 import { KubeClient } from '../../../src/kube/client.js';
 import { KubeEventRecorder } from '../../../src/kube/events.js';
 import type { Condition, KubeObject, ObjectKey, ResourceType } from '../../../src/kube/types.js';

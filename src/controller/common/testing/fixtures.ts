@@ -16,7 +16,7 @@ import {
   type LiveUpdateChannelSpec,
 } from '../../../api/v1alpha1/index.js';
 import { silentLogger } from '../../../observability/logger.js';
-import type { ReconcileContext } from '../../reconciler.js';
+import type { ReconcileContext } from '../../reconciler-interface.js';
 import type { FakeObjectClient } from './fake-client.js';
 
 export const NS = 'team-a';

@@ -2,6 +2,8 @@
  * The reconcile contract, as in controller-runtime: a reconciler receives a key, reads the current state itself and
  * converges it. Throwing requeues the key with per-item exponential backoff; returning `requeueAfterMs` requeues it
  * after that delay (and resets the backoff); returning {} forgets it until the next event.
+ * This is only the interface the manager calls; the three kinds implement it with the shared control flow in
+ * `common/reconcile-object.ts` (reconcileObject).
  */
 import type { Logger } from 'pino';
 import type { ObjectKey } from '../kube/types.js';

@@ -3,6 +3,7 @@
  * happens next, summarize the outcome into kstatus conditions and apply the status once at the end; deletion →
  * clean up → drop the finalizer; add the finalizer; suspend → stop; then the kind's ordered steps.
  * Kinds implement {@link KindSteps}; this file owns the control flow, the status patch and the error taxonomy.
+ * The interface the manager calls (Reconciler, ReconcileResult) is `../reconciler-interface.ts`.
  */
 import type { Logger } from 'pino';
 import { FINALIZER, RECONCILE_REQUESTED_AT_ANNOTATION } from '../../api/v1alpha1/index.js';
@@ -15,7 +16,7 @@ import {
   type ObjectKey,
   type ResourceType,
 } from '../../kube/types.js';
-import type { ReconcileContext, ReconcileResult } from '../reconciler.js';
+import type { ReconcileContext, ReconcileResult } from '../reconciler-interface.js';
 import { classify } from './errors.js';
 import { patchStatusIfChanged, type StatusBase } from './status.js';
 import { summarize, type Outcome } from './summarize.js';
