@@ -28,7 +28,12 @@ import { IndexConsistencyError, compileIndex } from '../../updateserver/compiled
 import { removeCondition, rfc3339, setCondition } from '../common/conditions.js';
 import { StallingError, TransientError, WaitingError } from '../common/errors.js';
 import { listWhere } from '../common/list.js';
-import { reconcileObject, type KindSteps, type StepContext, type StepsResult } from '../common/reconcile-object.js';
+import {
+  reconcileObject,
+  type KindSteps,
+  type StepContext,
+  type StepsResult,
+} from '../common/reconcile-object.js';
 import { parseDuration } from '../common/duration.js';
 import { layoutForApp } from '../common/layout.js';
 import { collectGarbage } from '../gc/collect.js';

@@ -28,7 +28,12 @@ import { judgeRollout } from '../telemetry/rollout-health.js';
 import { currentRolloutId, haltApplies, rolloutStateOf } from './rollout-state.js';
 import { findCondition, removeCondition, rfc3339, setCondition } from '../common/conditions.js';
 import { StallingError, WaitingError } from '../common/errors.js';
-import { reconcileObject, type KindSteps, type StepContext, type StepsResult } from '../common/reconcile-object.js';
+import {
+  reconcileObject,
+  type KindSteps,
+  type StepContext,
+  type StepsResult,
+} from '../common/reconcile-object.js';
 import { isServable, rolloutId, roundPercentage } from '../publishing/render.js';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler-interface.js';
 import { deviceNameHolders, deviceNameOf } from './device-name.js';
