@@ -1,5 +1,9 @@
 import { Manager } from '../../../src/controller/manager.js';
-import type { ReconcileContext, ReconcileResult, Reconciler } from '../../../src/controller/reconciler-interface.js';
+import type {
+  ReconcileContext,
+  ReconcileResult,
+  Reconciler,
+} from '../../../src/controller/reconciler-interface.js';
 import type { KubeClient } from '../../../src/kube/client.js';
 import { KubeLeaseStore } from '../../../src/kube/leader-election.js';
 import { isNotFound, type KubeObject, type ObjectKey } from '../../../src/kube/types.js';
