@@ -22,6 +22,11 @@ const COMMANDS: Record<string, { describe: string; load: () => Promise<CommandMo
     describe: "create the in-cluster S3 store's credential Secrets that are missing (the chart's hook Job)",
     load: () => import('./provision/command.js'),
   },
+  's3-provision': {
+    describe:
+      "create the in-cluster versitygw store's bucket and least-privilege users (the chart's sidecar)",
+    load: () => import('./provision/s3-provision-command.js'),
+  },
 };
 
 function usage(): string {

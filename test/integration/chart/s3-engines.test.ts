@@ -4,13 +4,13 @@
 // flags checked against `weed server -h` (its internal ports are fixed inside the Pod and would collide here). The
 // default (minio) render is unchanged, and an engine without built-in provisioning refuses to render unless told.
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { minioClientFor } from '../../env/environment.js';
 import { toolBinary } from '../../env/fixtures.js';
-import { freePort, spawnOwned } from '../../env/process-utils.js';
+import { freePort, repoRoot, spawnOwned } from '../../env/process-utils.js';
 import { findObject, helmTemplate, parseManifests, run } from './chart-helpers.js';
 
 type Probe = { httpGet: { path: string } };
@@ -38,6 +38,72 @@ const engineSets = (engine: string, port: number) => [
   `s3.inCluster.port=${port}`,
 ];
 
+type ProvisionEnv = {
+  name: string;
+  value?: string;
+  valueFrom?: { secretKeyRef?: { name: string; key: string } };
+};
+
+/**
+ * Runs the rendered versitygw container command with the real binary. Only two changes: the volume mount becomes a
+ * temp dir, and the listener is loopback only. Resolves once the rendered readiness path answers 200.
+ */
+async function startRenderedVersitygw(c: StoreContainer, port: number) {
+  const dir = await mkdtemp(join(tmpdir(), 'vgw-engine-'));
+  const script = c
+    .args![0]!.replaceAll('/data', dir)
+    .replace(`--port ":${port}"`, `--port "127.0.0.1:${port}"`);
+  expect(script).toContain(`--port "127.0.0.1:${port}"`);
+  const [accessEnv, secretEnv] = [c.env[1]!.name, c.env[2]!.name];
+  const root = {
+    accessKey: `eng${randomBytes(6).toString('hex')}`,
+    secretKey: randomBytes(18).toString('base64url'),
+  };
+  const child = spawnOwned(c.command![0]!, [...c.command!.slice(1), script], {
+    env: {
+      ...process.env,
+      PATH: `${dirname(toolBinary('versitygw'))}:${process.env['PATH'] ?? ''}`,
+      [accessEnv]: root.accessKey,
+      [secretEnv]: root.secretKey,
+    },
+    stdio: 'ignore',
+  });
+  const stop = async () => {
+    child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const probe = `http://127.0.0.1:${port}${c.readinessProbe.httpGet.path}`;
+    for (const deadline = Date.now() + 60_000; ;) {
+      const status = await fetch(probe).then(
+        (r) => r.status,
+        () => 0,
+      );
+      if (status === 200) break;
+      if (Date.now() > deadline) throw new Error(`${probe} did not answer 200 (last: ${status})`);
+      await sleep(250);
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { endpoint: `http://127.0.0.1:${port}`, root, stop };
+}
+
+/** `versitygw admin <command>` as the given user (the admin API the provisioning uses). */
+function versitygwAdmin(endpoint: string, user: { accessKey: string; secretKey: string }, command: string) {
+  return run(toolBinary('versitygw'), [
+    'admin',
+    '--access',
+    user.accessKey,
+    '--secret',
+    user.secretKey,
+    '--endpoint-url',
+    endpoint,
+    command,
+  ]);
+}
+
 describe('s3.inCluster.engine', () => {
   it('minio (the default) renders the s3.inCluster settings as before', async () => {
     const c = await storeContainer([]);
@@ -52,9 +118,9 @@ describe('s3.inCluster.engine', () => {
     expect(c.livenessProbe.httpGet.path).toBe('/minio/health/live');
   });
 
-  it('refuses an engine without built-in provisioning unless a script is given or provisioning is off', async () => {
-    await expect(helmTemplate([], ['s3.inCluster.engine=versitygw'])).rejects.toThrow(
-      /s3.inCluster.engine=versitygw has no built-in provisioning/,
+  it('refuses seaweedfs (no built-in provisioning) unless a script is given or provisioning is off', async () => {
+    await expect(helmTemplate([], ['s3.inCluster.engine=seaweedfs'])).rejects.toThrow(
+      /s3.inCluster.engine=seaweedfs has no built-in provisioning/,
     );
     await expect(
       helmTemplate([], ['s3.inCluster.engine=seaweedfs', 's3.inCluster.provision.script=echo custom']),
@@ -65,48 +131,133 @@ describe('s3.inCluster.engine', () => {
     const port = await freePort();
     const c = await storeContainer(engineSets('versitygw', port));
     expect(c.image).toBe('ghcr.io/versity/versitygw:v1.7.0');
-    const dir = await mkdtemp(join(tmpdir(), 'vgw-engine-'));
-    // Only two changes: the volume mount becomes a temp dir, and the listener is loopback only.
-    const script = c
-      .args![0]!.replaceAll('/data', dir)
-      .replace(`--port ":${port}"`, `--port "127.0.0.1:${port}"`);
-    expect(script).toContain(`--port "127.0.0.1:${port}"`);
-    const [accessEnv, secretEnv] = [c.env[1]!.name, c.env[2]!.name];
-    const accessKey = `eng${randomBytes(6).toString('hex')}`;
-    const secretKey = randomBytes(18).toString('base64url');
-    const child = spawnOwned(c.command![0]!, [...c.command!.slice(1), script], {
-      env: {
-        ...process.env,
-        PATH: `${dirname(toolBinary('versitygw'))}:${process.env['PATH'] ?? ''}`,
-        [accessEnv]: accessKey,
-        [secretEnv]: secretKey,
-      },
-      stdio: 'ignore',
-    });
+    const store = await startRenderedVersitygw(c, port);
     try {
-      const probe = `http://127.0.0.1:${port}${c.readinessProbe.httpGet.path}`;
-      for (const deadline = Date.now() + 60_000; ;) {
-        const status = await fetch(probe).then(
-          (r) => r.status,
-          () => 0,
-        );
-        if (status === 200) break;
-        if (Date.now() > deadline) throw new Error(`${probe} did not answer 200 (last: ${status})`);
-        await sleep(250);
-      }
       expect(c.livenessProbe.httpGet.path).toBe(c.readinessProbe.httpGet.path);
-      const client = minioClientFor({
-        endpoint: `http://127.0.0.1:${port}`,
-        accessKey,
-        secretKey,
-        region: 'us-east-1',
-      });
+      const client = minioClientFor({ endpoint: store.endpoint, ...store.root, region: 'us-east-1' });
       await client.makeBucket('engine-check', 'us-east-1');
       await client.putObject('engine-check', 'k', Buffer.from('v'));
       const stat = await client.statObject('engine-check', 'k');
       expect(stat.size).toBe(1);
     } finally {
-      child.kill('SIGKILL');
+      await store.stop();
+    }
+  });
+
+  it('versitygw: the rendered provisioning container creates the bucket and two least-privilege users, idempotently', async () => {
+    const port = await freePort();
+    const objects = parseManifests(
+      await helmTemplate([], ['s3.inCluster.engine=versitygw', `s3.inCluster.port=${port}`]),
+    );
+    const containers = (
+      findObject(objects, 'StatefulSet', 'liveupdate-operator-s3') as unknown as {
+        spec: { template: { spec: { containers: (StoreContainer & { env: ProvisionEnv[] })[] } } };
+      }
+    ).spec.template.spec.containers;
+    const provision = containers.find((c) => c.name === 'provision')!;
+    expect(provision.image).toBe('ghcr.io/liveupdate-dev/liveupdate-operator:0.1.0');
+    expect(provision.args).toEqual(['s3-provision']);
+    expect(provision.command).toBeUndefined();
+
+    const dir = await mkdtemp(join(tmpdir(), 'vgw-provision-'));
+    const policies = findObject(objects, 'ConfigMap', 'liveupdate-operator-s3-policies') as unknown as {
+      data: Record<string, string>;
+    };
+    for (const [file, text] of Object.entries(policies.data)) await writeFile(join(dir, file), text);
+    const user = (name: string) => ({
+      accessKey: `liveupdate-${name}-${randomBytes(6).toString('hex')}`,
+      secretKey: randomBytes(20).toString('base64url'),
+    });
+    // What the kubelet resolves from the three Secrets the s3-credentials hook created.
+    const secrets: Record<string, { accessKey: string; secretKey: string }> = {
+      'liveupdate-operator-s3-controller': user('controller'),
+      'liveupdate-operator-s3-update-server': user('update-server'),
+    };
+    const store = await startRenderedVersitygw(
+      containers.find((c) => c.name === 's3')!,
+      port,
+    );
+    secrets['liveupdate-operator-s3-credentials'] = {
+      accessKey: store.root.accessKey,
+      secretKey: store.root.secretKey,
+    };
+    const provisionEnv = (): NodeJS.ProcessEnv => {
+      const env: NodeJS.ProcessEnv = {};
+      for (const v of provision.env) {
+        const ref = v.valueFrom?.secretKeyRef;
+        if (ref) {
+          const secret = secrets[ref.name]!;
+          env[v.name] = ref.key === 'accessKeyId' ? secret.accessKey : secret.secretKey;
+        } else env[v.name] = v.value;
+      }
+      return env;
+    };
+    const runProvision = () =>
+      run(process.execPath, ['--import', 'tsx', join(repoRoot(), 'src', 'main.ts'), ...provision.args!], {
+        env: {
+          ...process.env,
+          ...provisionEnv(),
+          LIVEUPDATE_S3_POLICIES_DIR: dir,
+          LIVEUPDATE_S3_PROVISION_INTERVAL_SECONDS: '0',
+        },
+        timeoutMs: 120_000,
+      });
+    const clientOf = (c: { accessKey: string; secretKey: string }) =>
+      minioClientFor({ endpoint: store.endpoint, ...c, region: 'us-east-1' });
+    const denied = (p: Promise<unknown>) => expect(p).rejects.toMatchObject({ code: 'AccessDenied' });
+    try {
+      const first = await runProvision();
+      expect(first).toMatchObject({ code: 0 });
+      expect(first.stdout).toContain('"bucketOutcome":"created"');
+      const second = await runProvision();
+      expect(second).toMatchObject({ code: 0 });
+      expect(second.stdout).toContain('"bucketOutcome":"kept"');
+
+      const controller = clientOf(secrets['liveupdate-operator-s3-controller']!);
+      const updateServer = clientOf(secrets['liveupdate-operator-s3-update-server']!);
+      const bucket = 'liveupdate';
+      // The controller reads, writes and deletes objects.
+      await controller.putObject(bucket, 'ns/app/bundles/b1.zip', Buffer.from('zip'));
+      expect((await controller.statObject(bucket, 'ns/app/bundles/b1.zip')).size).toBe(3);
+      // The update server reads them but cannot write or delete releases.
+      const read = await updateServer.getObject(bucket, 'ns/app/bundles/b1.zip');
+      const chunks: Buffer[] = [];
+      for await (const chunk of read as AsyncIterable<Buffer>) chunks.push(chunk);
+      expect(Buffer.concat(chunks).toString()).toBe('zip');
+      await denied(updateServer.putObject(bucket, 'ns/app/bundles/b1.zip', Buffer.from('evil')));
+      await denied(updateServer.putObject(bucket, 'ns/app/index.json', Buffer.from('{}')));
+      await denied(updateServer.removeObject(bucket, 'ns/app/bundles/b1.zip'));
+      // ...except its own stats rollups, which the chart's policy grants it (docs/adr/0012-*).
+      await updateServer.putObject(bucket, 'ns/app/stats/2026-12-04.json', Buffer.from('{}'));
+      await controller.removeObject(bucket, 'ns/app/bundles/b1.zip');
+      // Neither is root: no other bucket, no admin API, no policy changes.
+      for (const [name, client] of [
+        ['controller', controller],
+        ['update-server', updateServer],
+      ] as const) {
+        await denied(client.makeBucket(`other-${name}`, 'us-east-1'));
+        await denied(client.setBucketPolicy(bucket, '{"Version":"2012-10-17","Statement":[]}'));
+        const admin = await versitygwAdmin(
+          store.endpoint,
+          secrets[`liveupdate-operator-s3-${name}`]!,
+          'list-users',
+        );
+        expect(admin.code).not.toBe(0);
+      }
+      expect((await versitygwAdmin(store.endpoint, store.root, 'list-users')).code).toBe(0);
+
+      // A rotated component Secret is applied by the next round: the old secret stops working.
+      const old = secrets['liveupdate-operator-s3-update-server']!;
+      secrets['liveupdate-operator-s3-update-server'] = {
+        ...old,
+        secretKey: randomBytes(20).toString('base64url'),
+      };
+      expect(await runProvision()).toMatchObject({ code: 0 });
+      await expect(updateServer.statObject(bucket, 'ns/app/stats/2026-12-04.json')).rejects.toThrow();
+      const rotated = clientOf(secrets['liveupdate-operator-s3-update-server']);
+      expect((await rotated.statObject(bucket, 'ns/app/stats/2026-12-04.json')).size).toBe(2);
+    } finally {
+      await store.stop();
       await rm(dir, { recursive: true, force: true });
     }
   });
