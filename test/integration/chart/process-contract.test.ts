@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseOptions, type OptionSpec } from '../../../src/config/common.js';
 import { CONTROLLER_OPTIONS, loadControllerConfig } from '../../../src/config/controller.js';
-import { parseUpdateServerConfig } from '../../../src/config/update-server.js';
+import { UPDATE_SERVER_OPTIONS, parseUpdateServerConfig } from '../../../src/config/update-server.js';
 import {
   ciValues,
   containerEnv,
@@ -82,20 +82,39 @@ describe.each(VALUE_SETS)('process contract with %s values', (set) => {
  */
 const DEPLOYMENT_FACTS = new Set(['leaseName', 'sourceSecretLabel']);
 
+/** Options of `specs` with a plain default that the chart sets, whose chart value differs from that default. */
+function chartDefaultsDiffering(
+  specs: Record<string, OptionSpec<unknown>>,
+  env: NodeJS.ProcessEnv,
+): { set: string[]; differing: { key: string; chart: unknown; binary: unknown }[] } {
+  const tunables = Object.entries(specs).filter(
+    ([key, spec]) =>
+      spec.default !== undefined &&
+      typeof spec.default !== 'function' &&
+      !DEPLOYMENT_FACTS.has(key) &&
+      spec.env.some((name) => env[name] !== undefined),
+  );
+  const fromChart = parseOptions(specs, [], env).values as Record<string, unknown>;
+  return {
+    set: tunables.map(([key]) => key),
+    differing: tunables
+      .filter(([key, spec]) => JSON.stringify(fromChart[key]) !== JSON.stringify(spec.default))
+      .map(([key, spec]) => ({ key, chart: fromChart[key], binary: spec.default })),
+  };
+}
+
 describe('binary and chart defaults', () => {
-  test('every controller option the chart sets has the value the binary uses by default', async () => {
-    const objects = parseManifests(await helmTemplate([]));
+  let objects: K8sObject[];
+
+  beforeAll(async () => {
+    objects = parseManifests(await helmTemplate([]));
+  });
+
+  test('every controller option the chart sets has the value the binary uses by default', () => {
     const { env } = resolvedEnv(findObject(objects, 'Deployment', 'liveupdate-operator-controller'));
-    const specs = CONTROLLER_OPTIONS as Record<string, OptionSpec<unknown>>;
-    const tunables = Object.entries(specs).filter(
-      ([key, spec]) =>
-        spec.default !== undefined &&
-        typeof spec.default !== 'function' &&
-        !DEPLOYMENT_FACTS.has(key) &&
-        spec.env.some((name) => env[name] !== undefined),
-    );
+    const { set, differing } = chartDefaultsDiffering(CONTROLLER_OPTIONS, env);
     // the disk, timeout and concurrency settings at least: a chart that stops setting them fails here too
-    expect(tunables.map(([key]) => key)).toEqual(
+    expect(set).toEqual(
       expect.arrayContaining([
         'maxConcurrentReconciles',
         'artifactMaxBytes',
@@ -104,10 +123,15 @@ describe('binary and chart defaults', () => {
         'shutdownGraceSeconds',
       ]),
     );
-    const fromChart = parseOptions(CONTROLLER_OPTIONS, [], env).values as Record<string, unknown>;
-    const differing = tunables
-      .filter(([key, spec]) => JSON.stringify(fromChart[key]) !== JSON.stringify(spec.default))
-      .map(([key, spec]) => ({ key, chart: fromChart[key], binary: spec.default }));
+    expect(differing).toEqual([]);
+  });
+
+  test('every update server option the chart sets has the value the binary uses by default', () => {
+    const { env } = resolvedEnv(findObject(objects, 'Deployment', 'liveupdate-operator-update-server'));
+    const { set, differing } = chartDefaultsDiffering(UPDATE_SERVER_OPTIONS, env);
+    expect(set).toEqual(
+      expect.arrayContaining(['indexPollSeconds', 'statsFlushSeconds', 'statsWindowSeconds']),
+    );
     expect(differing).toEqual([]);
   });
 });
