@@ -258,7 +258,7 @@ describe('chart rendering', () => {
     const airgapped = parseManifests(await helmTemplate([ciValues('airgapped')]));
     expect(imagesOf(airgapped)).toEqual([
       'registry.internal/mirror/liveupdate-dev/liveupdate-operator:0.1.0@sha256:' + '1'.repeat(64),
-      'registry.internal/mirror/minio/minio:RELEASE.2025-04-22T22-12-26Z@sha256:' + '2'.repeat(64),
+      'registry.internal/mirror/versity/versitygw:v1.7.0@sha256:' + '2'.repeat(64),
     ]);
     for (const workload of airgapped.filter((o) => ['Deployment', 'StatefulSet', 'Pod'].includes(o.kind))) {
       expect(podSpec(workload).imagePullSecrets).toEqual([{ name: 'registry-credentials' }]);

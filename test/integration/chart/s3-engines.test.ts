@@ -1,8 +1,10 @@
 // s3.inCluster.engine (docs/adr/0033-storage-neutrality.md): what the chart renders for each engine is run against
 // the real server binaries of the tool cache — versitygw with the rendered command (bound to 127.0.0.1, its data
 // under a temp dir) until the rendered probe path answers and a signed S3 round trip works; SeaweedFS's rendered
-// flags checked against `weed server -h` (its internal ports are fixed inside the Pod and would collide here). The
-// default (minio) render is unchanged, and an engine without built-in provisioning refuses to render unless told.
+// flags checked against `weed server -h` (its internal ports are fixed inside the Pod and would collide here).
+// versitygw is the default; its provisioning container (`liveupdate-operator s3-provision`) runs as rendered against
+// the real server and must leave two least-privilege users. The minio render is unchanged, and seaweedfs (no
+// built-in provisioning) refuses to render unless told.
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -105,8 +107,15 @@ function versitygwAdmin(endpoint: string, user: { accessKey: string; secretKey: 
 }
 
 describe('s3.inCluster.engine', () => {
-  it('minio (the default) renders the s3.inCluster settings as before', async () => {
+  it('versitygw is the default, with its built-in provisioning', async () => {
     const c = await storeContainer([]);
+    expect(c.image).toBe('ghcr.io/versity/versitygw:v1.7.0');
+    expect(c.readinessProbe.httpGet.path).toBe('/health');
+    expect(await helmTemplate()).toContain('- s3-provision');
+  });
+
+  it('minio renders the s3.inCluster settings as before', async () => {
+    const c = await storeContainer(['s3.inCluster.engine=minio']);
     expect(c.image).toBe('quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z');
     expect(c.env.map((e) => e.name)).toEqual([
       'HOME',
