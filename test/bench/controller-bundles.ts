@@ -115,20 +115,23 @@ async function main(): Promise<void> {
   const logDir = join(workDir, 'logs');
   const stack = new Stack({ env, logDir, namespace: NAMESPACE, ...controllerEntry() });
   let memTimer: NodeJS.Timeout | undefined;
-  let keepWorkDir = false;
+  // BENCH_KEEP_LOGS=1 keeps the work dir (component logs) after a successful run too.
+  let keepWorkDir = process.env['BENCH_KEEP_LOGS'] === '1';
   try {
     await stack.installCrds();
     await stack.ensureNamespace(NAMESPACE);
     await stack.ensureNamespace(BASELINE_NAMESPACE);
     await stack.createBucket();
     await stack.artifacts.start();
+    const kube = stack.kube;
+    // The app and its key exist before the controller starts: a key Secret that appears after the controller's first
+    // Secret poll counts as changed at the next poll and re-reconciles every object naming it (every bundle, mid-burst).
+    await createSigningApp(kube, NAMESPACE, APP, 'dev.liveupdate.bench');
     await stack.startController();
     const pid = stack.controller!.child.pid!;
     const adminUrl = stack.controllerAdminUrl;
-    const kube = stack.kube;
 
-    // the app, its key and a builtin channel, Ready before the burst (what is measured is the bundles)
-    await createSigningApp(kube, NAMESPACE, APP, 'dev.liveupdate.bench');
+    // the app Ready before the burst (what is measured is the bundles)
     for (const deadline = Date.now() + 60_000; ;) {
       stack.assertRunning();
       const app = await kube.get<LiveUpdateApp>(APP_RESOURCE, { namespace: NAMESPACE, name: APP });
@@ -385,7 +388,8 @@ async function main(): Promise<void> {
         .join(', ')}`,
     );
     await env.stop();
-    if (!keepWorkDir) await rm(workDir, { recursive: true, force: true });
+    if (keepWorkDir) console.log(`logs kept in ${logDir}`);
+    else await rm(workDir, { recursive: true, force: true });
   }
 }
 
