@@ -387,6 +387,31 @@ describe('Manager', () => {
     await done;
   });
 
+  it('a kind without metadata.generation (a ConfigMap) reconciles on every change: it has no status to tell apart', async () => {
+    const { clock, source, reconciler, stop, done } = setup();
+    await clock.advance(0);
+    const current = source.objects.get('a')!;
+    const { generation: _dropped, ...metadata } = current.metadata;
+    const withData = (v: string): KubeObject => {
+      const obj = {
+        ...current,
+        metadata: { ...metadata, resourceVersion: String(++source.rv) },
+        data: { v },
+      } as KubeObject;
+      source.objects.set('a', obj);
+      source.current().emit({ type: 'MODIFIED', object: obj });
+      return obj;
+    };
+    withData('1');
+    await clock.advance(0);
+    const before = reconciler.count('ns/a');
+    withData('2'); // only data changed, as `kubectl apply` of a ConfigMap does
+    await clock.advance(0);
+    expect(reconciler.count('ns/a')).toBe(before + 1);
+    stop.abort();
+    await done;
+  });
+
   it('an annotation or generation change still reconciles at once while the key backs off', async () => {
     const { clock, source, reconciler, stop, done } = setup();
     reconciler.behaviour = () => Promise.reject(new Error('transient'));

@@ -59,6 +59,8 @@ export function changedBeyondStatus(oldObj: KubeObject, newObj: KubeObject): boo
   const o = oldObj.metadata;
   const n = newObj.metadata;
   return (
+    // Kinds without a generation (ConfigMaps, Secrets) have no status/spec split: every change counts.
+    n.generation === undefined ||
     o.generation !== n.generation ||
     o.deletionTimestamp !== n.deletionTimestamp ||
     !sameJson(o.labels, n.labels) ||
@@ -69,6 +71,7 @@ export function changedBeyondStatus(oldObj: KubeObject, newObj: KubeObject): boo
 /** Only a generation change: for watched kinds whose status a controller does not read. */
 export function generationChanged(oldObj: KubeObject, newObj: KubeObject): boolean {
   return (
+    newObj.metadata.generation === undefined ||
     oldObj.metadata.generation !== newObj.metadata.generation ||
     oldObj.metadata.deletionTimestamp !== newObj.metadata.deletionTimestamp
   );

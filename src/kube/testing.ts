@@ -40,12 +40,13 @@ export class FakeSource implements ListWatcher {
     return b;
   }
 
+  /** Objects carry `generation: 1` like custom resources with a status subresource (data lives in an annotation). */
   put(name: string, data = '', type?: ResourceType, notify = false, namespace = 'ns'): KubeObject {
     const plural = type?.plural ?? 'configmaps';
     const obj: KubeObject = {
       apiVersion: type ? (type.group ? `${type.group}/${type.version}` : type.version) : 'v1',
       kind: type?.kind ?? 'ConfigMap',
-      metadata: { name, namespace, resourceVersion: String(++this.rv), annotations: { data } },
+      metadata: { name, namespace, generation: 1, resourceVersion: String(++this.rv), annotations: { data } },
     };
     const key = namespace === 'ns' ? name : `${namespace}/${name}`;
     const existed = this.bucket(plural).has(key);
