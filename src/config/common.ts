@@ -120,6 +120,33 @@ export function parseOptions<S extends Specs>(
   return { help, values: values as Values<S> };
 }
 
+/**
+ * A `liveupdate-operator <command>`'s configuration, parsed the way those commands share: a ConfigError goes to stderr
+ * prefixed with the command (exit 2), `--help` prints the usage and flags (exit 0).
+ */
+export function configOrExit<T>(
+  command: string,
+  specs: Specs,
+  parse: (argv: string[]) => T | undefined,
+  argv: string[],
+): { config: T } | { exit: number } {
+  let config: T | undefined;
+  try {
+    config = parse(argv);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${command}: ${err.message}\n`);
+      return { exit: 2 };
+    }
+    throw err;
+  }
+  if (config === undefined) {
+    process.stdout.write(helpText(`usage: liveupdate-operator ${command} [flags]`, specs));
+    return { exit: 0 };
+  }
+  return { config };
+}
+
 export function helpText(usage: string, specs: Specs): string {
   const lines = [
     usage,

@@ -4,7 +4,7 @@
  * Job, with a ServiceAccount that may only create Secrets and read the ones it names. Exit 0 when every Secret is
  * present and complete, 1 otherwise, 2 on bad configuration.
  */
-import { ConfigError, helpText } from '../config/common.js';
+import { configOrExit } from '../config/common.js';
 import { S3_CREDENTIALS_OPTIONS, parseS3CredentialsConfig } from '../config/s3-credentials.js';
 import { KubeClient } from '../kube/client.js';
 import { loadKubeConfig } from '../kube/config.js';
@@ -14,22 +14,9 @@ import { ensureCredentialSecrets } from './s3-credentials.js';
 export const FIELD_MANAGER = 'liveupdate-s3-credentials';
 
 export async function run(argv: string[], _signal: AbortSignal): Promise<number> {
-  let config;
-  try {
-    config = parseS3CredentialsConfig(argv);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`s3-credentials: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
-  }
-  if (!config) {
-    process.stdout.write(
-      helpText('usage: liveupdate-operator s3-credentials [flags]', S3_CREDENTIALS_OPTIONS),
-    );
-    return 0;
-  }
+  const parsed = configOrExit('s3-credentials', S3_CREDENTIALS_OPTIONS, parseS3CredentialsConfig, argv);
+  if ('exit' in parsed) return parsed.exit;
+  const { config } = parsed;
   const logger = createLogger({ level: config.logLevel, name: 's3-credentials' });
   try {
     const client = new KubeClient(loadKubeConfig(config.kubeconfig), {

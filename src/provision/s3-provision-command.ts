@@ -8,7 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConfigError, helpText } from '../config/common.js';
+import { configOrExit } from '../config/common.js';
 import {
   S3_PROVISION_OPTIONS,
   parseS3ProvisionConfig,
@@ -56,20 +56,9 @@ async function provisionOnce(config: S3ProvisionConfig, signal: AbortSignal) {
 }
 
 export async function run(argv: string[], signal: AbortSignal): Promise<number> {
-  let config;
-  try {
-    config = parseS3ProvisionConfig(argv);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`s3-provision: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
-  }
-  if (!config) {
-    process.stdout.write(helpText('usage: liveupdate-operator s3-provision [flags]', S3_PROVISION_OPTIONS));
-    return 0;
-  }
+  const parsed = configOrExit('s3-provision', S3_PROVISION_OPTIONS, parseS3ProvisionConfig, argv);
+  if ('exit' in parsed) return parsed.exit;
+  const { config } = parsed;
   const logger = createLogger({ level: config.logLevel, name: 's3-provision' });
   while (!signal.aborted) {
     let wait = config.intervalSeconds * 1000;

@@ -8,7 +8,7 @@
 import http from 'node:http';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConfigError, helpText } from '../config/common.js';
+import { configOrExit } from '../config/common.js';
 import {
   UPDATE_SERVER_OPTIONS,
   parseUpdateServerConfig,
@@ -40,20 +40,9 @@ function close(server: http.Server): Promise<void> {
 }
 
 export async function run(argv: string[], signal: AbortSignal): Promise<number> {
-  let config: UpdateServerConfig | undefined;
-  try {
-    config = parseUpdateServerConfig(argv);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`update-server: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
-  }
-  if (!config) {
-    process.stdout.write(helpText('usage: liveupdate-operator update-server [flags]', UPDATE_SERVER_OPTIONS));
-    return 0;
-  }
+  const parsed = configOrExit('update-server', UPDATE_SERVER_OPTIONS, parseUpdateServerConfig, argv);
+  if ('exit' in parsed) return parsed.exit;
+  const { config } = parsed;
   const logger = createLogger({ level: config.logLevel, name: 'update-server' });
   try {
     return await serve(config, logger, signal);
