@@ -47,11 +47,11 @@ export function s3EngineFromEnv(env: NodeJS.ProcessEnv = process.env): S3Engine 
 
 export interface S3Connection {
   readonly engine: S3Engine;
-  /** `http://127.0.0.1:<port>` */
+  /** `http://127.0.0.1:<port>` (`https://` when started with {@link S3ServerOptions.tls}) */
   readonly endpoint: string;
   readonly host: string;
   readonly port: number;
-  readonly useSSL: false;
+  readonly useSSL: boolean;
   readonly accessKey: string;
   readonly secretKey: string;
   readonly region: string;
@@ -180,17 +180,21 @@ export interface S3Server extends S3Connection {
  * One S3 server of its own (temp dir, supervisor, reaper records) beside the environment, e.g. to run the object-store
  * contract or the device journey on a second engine in the same test run.
  */
-export async function startS3Server(
-  engine: S3Engine,
-  options: Pick<EnvironmentOptions, 'progress' | 'readyTimeoutMs' | 'tmpRoot'> = {},
-): Promise<S3Server> {
+export interface S3ServerOptions extends Pick<EnvironmentOptions, 'progress' | 'readyTimeoutMs' | 'tmpRoot'> {
+  /** Serve https with this certificate (PEM); `ca` is what the readiness probe trusts. versitygw only. */
+  tls?: { cert: string; key: string; ca: string };
+}
+
+export async function startS3Server(engine: S3Engine, options: S3ServerOptions = {}): Promise<S3Server> {
+  if (options.tls && engine !== 'versitygw')
+    throw new Error(`startS3Server: tls is only wired for versitygw`);
   const started = Date.now();
   const progress = options.progress ?? (() => undefined);
   const tmpRoot = options.tmpRoot ?? defaultTmpRoot();
   const binary = await ensureTool(engine, { progress });
   const supervisor = await Supervisor.create(tmpRoot, false);
   try {
-    const s3 = await startS3(engine, supervisor, binary, options.readyTimeoutMs ?? 90_000);
+    const s3 = await startS3(engine, supervisor, binary, options.readyTimeoutMs ?? 90_000, options.tls);
     return { ...s3, startupMs: Date.now() - started, stop: () => supervisor.stop() };
   } catch (error) {
     await supervisor.stop();
@@ -198,10 +202,16 @@ export async function startS3Server(
   }
 }
 
-function startS3(engine: S3Engine, supervisor: Supervisor, binary: string, timeoutMs: number) {
+function startS3(
+  engine: S3Engine,
+  supervisor: Supervisor,
+  binary: string,
+  timeoutMs: number,
+  tls?: S3ServerOptions['tls'],
+) {
   return engine === 'seaweedfs'
     ? startSeaweedfs(supervisor, binary, timeoutMs)
-    : startVersitygw(supervisor, binary, timeoutMs);
+    : startVersitygw(supervisor, binary, timeoutMs, tls);
 }
 
 interface EnvironmentState {
@@ -627,8 +637,16 @@ async function startVersitygw(
   supervisor: Supervisor,
   binary: string,
   timeoutMs: number,
+  tls?: S3ServerOptions['tls'],
 ): Promise<S3Connection> {
   const dir = join(supervisor.tmpDir, 's3');
+  const tlsArgs: string[] = [];
+  if (tls) {
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'tls.crt'), tls.cert);
+    await writeFile(join(dir, 'tls.key'), tls.key, { mode: 0o600 });
+    tlsArgs.push(`--cert=${join(dir, 'tls.crt')}`, `--key=${join(dir, 'tls.key')}`);
+  }
   const accessKey = `test${randomBytes(8).toString('hex')}`;
   const secretKey = randomBytes(24).toString('base64url');
   let sidecar = false;
@@ -643,6 +661,7 @@ async function startVersitygw(
       binary,
       [
         `--port=127.0.0.1:${port}`,
+        ...tlsArgs,
         `--iam-dir=${iamDir}`,
         `--region=${S3_REGION}`,
         'posix',
@@ -652,14 +671,14 @@ async function startVersitygw(
       ],
       { ROOT_ACCESS_KEY: accessKey, ROOT_SECRET_KEY: secretKey },
     );
-    const endpoint = `http://127.0.0.1:${port}`;
+    const endpoint = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
     try {
       // Any S3 answer (an unsigned request gets 403 AccessDenied) means it listens and serves.
       await waitUntilReady(
         server,
         timeoutMs,
         async () => {
-          const response = await httpGet(`${endpoint}/`);
+          const response = await httpGet(`${endpoint}/`, tls ? { ca: tls.ca } : {});
           return response.status > 0;
         },
         `GET ${endpoint}/`,
@@ -669,7 +688,7 @@ async function startVersitygw(
         endpoint,
         host: '127.0.0.1',
         port,
-        useSSL: false as const,
+        useSSL: tls !== undefined,
         accessKey,
         secretKey,
         region: S3_REGION,

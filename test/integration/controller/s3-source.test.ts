@@ -1,12 +1,7 @@
 // A bundle fetched from an S3 bucket (the real S3 server) with a credentials Secret; a missing key and wrong
 // credentials stall with precise reasons. A second versitygw serving TLS with a certificate of a throwaway CA:
 // spec.source.s3.caSecretRef makes it trusted; without it the bundle stalls naming that field.
-import { type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { createHash } from 'node:crypto';
 import {
   APP_RESOURCE,
   BUNDLE_RESOURCE,
@@ -23,8 +18,7 @@ import {
   testEnvironment,
 } from '../../env/fixtures.js';
 import { S3ObjectStore } from '../../../src/storage/s3-store.js';
-import { freePort, spawnOwned } from '../../env/process-utils.js';
-import { ensureTool } from '../../env/testbin.js';
+import { startS3Server, type S3Server } from '../../env/environment.js';
 import { testCertificateAuthority } from '../../env/tls.js';
 import { installCrds } from '../api/crds.js';
 import { converge, isCurrent, manifests, newHarness } from './harness.js';
@@ -105,93 +99,26 @@ describe('LiveUpdateBundle with an s3 source', () => {
   });
 });
 
-/** A versitygw of its own serving https on 127.0.0.1 with the given certificate. */
-class TlsS3Server {
-  private child: ChildProcess | undefined;
-  private dir = '';
-  endpoint = '';
-  readonly accessKey = `tls${randomBytes(6).toString('hex')}`;
-  readonly secretKey = randomBytes(24).toString('base64url');
-
-  async start(cert: string, key: string, ca: string): Promise<void> {
-    this.dir = await mkdtemp(join(tmpdir(), 'liveupdate-tls-s3-'));
-    const [iam, versions, data, meta] = ['iam', 'versions', 'data', 'meta'].map((d) => join(this.dir, d)) as [
-      string,
-      string,
-      string,
-      string,
-    ];
-    await Promise.all([iam, versions, data, meta].map((d) => mkdir(d, { recursive: true })));
-    await writeFile(join(this.dir, 'tls.crt'), cert);
-    await writeFile(join(this.dir, 'tls.key'), key);
-    const port = await freePort();
-    this.endpoint = `https://127.0.0.1:${port}`;
-    this.child = spawnOwned(
-      await ensureTool('versitygw'),
-      [
-        `--port=127.0.0.1:${port}`,
-        `--cert=${join(this.dir, 'tls.crt')}`,
-        `--key=${join(this.dir, 'tls.key')}`,
-        `--iam-dir=${iam}`,
-        `--region=${testEnvironment().s3.region}`,
-        'posix',
-        `--versioning-dir=${versions}`,
-        `--sidecar=${meta}`,
-        data,
-      ],
-      {
-        env: { ...process.env, ROOT_ACCESS_KEY: this.accessKey, ROOT_SECRET_KEY: this.secretKey },
-        stdio: 'ignore',
-      },
-    );
-    const store = this.store('probe', ca);
-    try {
-      for (let deadline = Date.now() + 30_000; ;) {
-        try {
-          await store.ensureBucket(AbortSignal.timeout(5_000));
-          return;
-        } catch (error) {
-          if (Date.now() > deadline || this.child.exitCode !== null) throw error;
-          await sleep(200);
-        }
-      }
-    } finally {
-      store.close();
-    }
-  }
-
-  store(bucket: string, ca: string): S3ObjectStore {
-    return new S3ObjectStore({
-      endpoint: this.endpoint,
-      bucket,
-      region: testEnvironment().s3.region,
-      accessKeyId: this.accessKey,
-      secretAccessKey: this.secretKey,
-      ca,
-    });
-  }
-
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (child && child.exitCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    }
-    if (this.dir) await rm(this.dir, { recursive: true, force: true });
-  }
-}
-
 describe('LiveUpdateBundle with an s3 source over TLS signed by a private CA', () => {
-  const server = new TlsS3Server();
-  afterAll(() => server.stop());
+  let server: S3Server | undefined;
+  afterAll(() => server?.stop());
 
   it('is fetched with spec.source.s3.caSecretRef, refused naming that field without it, and the CA Secret passes the label gate', async () => {
     const ca = testCertificateAuthority();
     const issued = ca.issue('server');
-    await server.start(issued.cert, issued.key, ca.cert);
+    // A second versitygw of its own, serving https with a certificate of the throwaway CA.
+    const tls = (server = await startS3Server('versitygw', {
+      tls: { cert: issued.cert, key: issued.key, ca: ca.cert },
+    }));
     const zip = await webZip();
-    const builds = server.store('tls-builds', ca.cert);
+    const builds = new S3ObjectStore({
+      endpoint: tls.endpoint,
+      bucket: 'tls-builds',
+      region: tls.region,
+      accessKeyId: tls.accessKey,
+      secretAccessKey: tls.secretKey,
+      ca: ca.cert,
+    });
     await builds.ensureBucket(AbortSignal.timeout(10_000));
     await builds.put('app.zip', zip);
     builds.close();
@@ -206,7 +133,7 @@ describe('LiveUpdateBundle with an s3 source over TLS signed by a private CA', (
         metadata: { name, namespace, ...(labelled ? { labels: { [label.key]: label.value } } : {}) },
         stringData,
       } as never);
-    await secret('tls-s3', { accessKeyID: server.accessKey, secretAccessKey: server.secretKey });
+    await secret('tls-s3', { accessKeyID: tls.accessKey, secretAccessKey: tls.secretKey });
     await secret('tls-s3-ca', { 'ca.crt': ca.cert });
     await secret('other-ca', { 'ca.pem': ca.cert });
     await secret('unlabelled-ca', { 'ca.crt': ca.cert }, false);
@@ -218,7 +145,7 @@ describe('LiveUpdateBundle with an s3 source over TLS signed by a private CA', (
           version,
           source: {
             s3: {
-              endpoint: server.endpoint,
+              endpoint: tls.endpoint,
               bucket: 'tls-builds',
               key: 'app.zip',
               region: testEnvironment().s3.region,
