@@ -14,12 +14,10 @@
  *     (fetch, validate, encrypt, sign, verify the stored object, status writes, index publishing, queueing).
  * Figures only, no assertions. BENCH_TIMEOUT_S bounds the wait for Ready (default 1200 s).
  */
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   APP_RESOURCE,
@@ -34,6 +32,7 @@ import { bundleManifest, createSigningApp, packZips, pool } from '../env/bundle-
 import { Stack } from '../../scripts/demo/stack.js';
 import { StorageLayout } from '../../src/storage/layout.js';
 import { startEnvironment } from '../env/environment.js';
+import { controllerEntry, delta, mib, procCpuSeconds, procMemory, scrape } from './_process-figures.js';
 
 const N = Number(process.env['BENCH_BUNDLES'] ?? 500);
 const TIMEOUT_MS = Number(process.env['BENCH_TIMEOUT_S'] ?? 1200) * 1000;
@@ -42,72 +41,6 @@ const NAMESPACE = 'bench-bundles';
 const BASELINE_NAMESPACE = 'bench-bundles-baseline';
 const APP = 'bench-app';
 const BASELINE_PREFIX = 'bench-baseline/';
-
-/** Sums of every sample of the named metrics in a Prometheus text exposition, by metric and by one label. */
-function parseMetrics(text: string): Map<string, number> {
-  const sums = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_]+)(\{([^}]*)\})? ([0-9.eE+-]+)$/.exec(line);
-    if (!m) continue;
-    const [, name, , labels, value] = m;
-    const v = Number(value);
-    sums.set(name!, (sums.get(name!) ?? 0) + v);
-    for (const label of ['controller', 'method', 'code', 'result']) {
-      const lm = new RegExp(`${label}="([^"]*)"`).exec(labels ?? '');
-      if (lm) sums.set(`${name}|${label}=${lm[1]}`, (sums.get(`${name}|${label}=${lm[1]}`) ?? 0) + v);
-    }
-  }
-  return sums;
-}
-
-async function scrape(adminUrl: string): Promise<Map<string, number>> {
-  const res = await fetch(`${adminUrl}/metrics`);
-  if (res.status !== 200) throw new Error(`GET ${adminUrl}/metrics: ${res.status}`);
-  return parseMetrics(await res.text());
-}
-
-/** VmHWM (peak) and VmRSS of a process, in bytes. */
-async function procMemory(pid: number): Promise<{ hwm: number; rss: number }> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = (field: string): number =>
-    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
-  return { hwm: kb('VmHWM') * 1024, rss: kb('VmRSS') * 1024 };
-}
-
-/** CPU seconds (user + system) a process has used; /proc/<pid>/stat counts in USER_HZ ticks (100 on Linux). */
-async function procCpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-const mib = (b: number): string => (b / 2 ** 20).toFixed(0);
-const delta = (after: Map<string, number>, before: Map<string, number>, key: string): number =>
-  (after.get(key) ?? 0) - (before.get(key) ?? 0);
-
-/**
- * The controller runs as the image runs it: JavaScript compiled by tsc (`npm run build` → dist/main.js), not under
- * tsx, whose on-the-fly transform costs CPU and memory production does not have. BENCH_TSX=1 runs src/main.ts under
- * tsx instead (for comparison).
- */
-function controllerEntry(): { compiledMain?: string } {
-  if (process.env['BENCH_TSX'] === '1') {
-    console.log('controller: src/main.ts under tsx (BENCH_TSX=1)');
-    return {};
-  }
-  const repo = fileURLToPath(new URL('../../', import.meta.url));
-  const r = spawnSync(
-    process.execPath,
-    [join(repo, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
-    {
-      cwd: repo,
-      stdio: 'inherit',
-    },
-  );
-  if (r.status !== 0) throw new Error('npm run build (tsc -p tsconfig.build.json) failed');
-  console.log('controller: dist/main.js compiled by tsc (as in the image)');
-  return { compiledMain: join(repo, 'dist/main.js') };
-}
 
 async function main(): Promise<void> {
   const env = await startEnvironment({ handleSignals: true });
