@@ -205,6 +205,9 @@ async function main(): Promise<void> {
       await cache.poll();
       gc?.();
       gc?.();
+      // V8 returns freed pages to the OS on background threads after a GC: read RSS once that has settled, as in a
+      // replica that has been serving for a while (a reading right after the GC varied by ±30 MiB between runs).
+      await new Promise((resolve) => setTimeout(resolve, Number(process.env['BENCH_RSS_SETTLE_MS'] ?? 2000)));
       const m = process.memoryUsage();
       process.stdout.write(
         JSON.stringify({

@@ -15,10 +15,13 @@
  *      server (versitygw of its own, pinned with the service): saturated MiB/s with 8 connections and CPU per MiB in
  *      the service, then p50/p99/p99.9 at 50 % and 75 % of the direct maximum.
  *   3. RSS with 1,000 apps × 10 channels loaded, against the same process with no app, and the index sizes.
+ * The service runs with the `NODE_OPTIONS` the chart gives the update-service Pod (`updateServer.nodeOptions` of
+ * charts/liveupdate-operator/values.yaml, read from there); `bare` and mode `service-node-defaults` run without.
  * Servers run in child processes on 127.0.0.1 (compiled by tsc, as in the image). Figures only, no assertions.
  * Knobs: BENCH_ONLY=throughput|download|rss, BENCH_DURATION (s per attack, default 5), BENCH_ROUNDS (saturated
  * rounds, default 3), BENCH_RATES (comma-separated req/s, replaces the fixed list), BENCH_MODES (default
- * bare,service; add `before` with BENCH_BEFORE_TARGET for a before/after comparison).
+ * bare,service; add `before` with BENCH_BEFORE_TARGET for a before/after comparison, `service-node-defaults` for the
+ * service without the chart's node options).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -28,6 +31,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { getPath, readChartValues } from '../../scripts/chart-values.js';
 import { S3ObjectStore } from '../../src/storage/s3-store.js';
 import { minioClientFor } from '../env/environment.js';
 import { startPrivateS3 } from '../integration/updateserver/private-s3.js';
@@ -100,9 +104,25 @@ const TARGET_FLAGS = (process.env['BENCH_TARGET_FLAGS'] ?? '').split(' ').filter
  */
 const BEFORE_TARGET = process.env['BENCH_BEFORE_TARGET'];
 
+/** The `NODE_OPTIONS` the chart sets for the update-service Pod by default (`updateServer.nodeOptions`). */
+const chartNodeOptions = getPath((await readChartValues()).values, ['updateServer', 'nodeOptions']);
+const CHART_NODE_OPTIONS = typeof chartNodeOptions === 'string' ? chartNodeOptions : '';
+
+/** The environment of a server child: the update service as the chart runs it, bare node:http with node's defaults. */
+function targetEnv(mode: string): NodeJS.ProcessEnv {
+  const asDeployed = mode !== 'bare' && mode !== 'express' && mode !== 'service-node-defaults';
+  const env = { ...process.env };
+  delete env['NODE_OPTIONS'];
+  if (asDeployed && CHART_NODE_OPTIONS !== '') env['NODE_OPTIONS'] = CHART_NODE_OPTIONS;
+  return env;
+}
+
 function startTarget(args: string[], nodeFlags: string[] = []): Promise<Child> {
   let target = TARGET;
-  if (args[0] === 'before') {
+  const env = targetEnv(args[0]!);
+  if (args[0] === 'service-node-defaults') {
+    args = ['service', ...args.slice(1)];
+  } else if (args[0] === 'before') {
     if (BEFORE_TARGET === undefined) throw new Error('mode "before" needs BENCH_BEFORE_TARGET');
     target = BEFORE_TARGET;
     args = ['service', ...args.slice(1)];
@@ -115,6 +135,7 @@ function startTarget(args: string[], nodeFlags: string[] = []): Promise<Child> {
     const argv = pinned(PIN.server, [process.execPath, ...TARGET_FLAGS, ...nodeFlags, target, ...args]);
     const proc = spawn(argv[0]!, argv.slice(1), {
       stdio: ['ignore', 'pipe', 'inherit'],
+      env,
     });
     let out = '';
     proc.stdout.on('data', (c: Buffer) => {
@@ -157,10 +178,11 @@ function startTarget(args: string[], nodeFlags: string[] = []): Promise<Child> {
   });
 }
 
-function runChild(args: string[], nodeFlags: string[]): Promise<string> {
+function runChild(args: string[], nodeFlags: string[], env: NodeJS.ProcessEnv): Promise<string> {
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, [...TARGET_FLAGS, ...nodeFlags, TARGET, ...args], {
       stdio: ['ignore', 'pipe', 'inherit'],
+      env,
     });
     let out = '';
     proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
@@ -340,10 +362,11 @@ async function throughputBench(): Promise<void> {
       `CPU per request service/bare: ${(cpuPerRequest.get('service')! / cpuPerRequest.get('bare')!).toFixed(2)} (goal ≤ 1.3)`,
     );
   }
-  const before = saturated.get('before');
-  if (before && bare) {
+  for (const mode of modes.filter((m) => m !== 'bare' && m !== 'service')) {
+    const other = saturated.get(mode)!;
+    if (!bare) break;
     console.log(
-      `before (BENCH_BEFORE_TARGET): throughput ratio ${median(before.map((r, i) => r.achieved / bare[i]!.achieved)).toFixed(2)}, CPU per request ratio ${(cpuPerRequest.get('before')! / cpuPerRequest.get('bare')!).toFixed(2)}`,
+      `${mode}${mode === 'before' ? ' (BENCH_BEFORE_TARGET)' : ''}: throughput ratio ${median(other.map((r, i) => r.achieved / bare[i]!.achieved)).toFixed(2)}, CPU per request ratio ${(cpuPerRequest.get(mode)! / cpuPerRequest.get('bare')!).toFixed(2)}`,
     );
   }
   console.log(
@@ -498,20 +521,40 @@ async function downloadBench(): Promise<void> {
 
 async function rssBench(): Promise<void> {
   const flags = ['--expose-gc'];
-  const empty = JSON.parse(await runChild(['rss', '0', '10'], flags)) as { rss: number; heapUsed: number };
-  const loaded = JSON.parse(await runChild(['rss', '1000', '10'], flags)) as {
+  const runs = Number(process.env['BENCH_RSS_RUNS'] ?? 3);
+  const mib = (x: number): string => (x / 1024 / 1024).toFixed(1);
+  interface RssReading {
     apps: number;
     rss: number;
     heapUsed: number;
     indexBytes: number;
+  }
+  const measure = async (apps: string, env: NodeJS.ProcessEnv): Promise<RssReading[]> => {
+    const readings: RssReading[] = [];
+    for (let i = 0; i < runs; i++)
+      readings.push(JSON.parse(await runChild(['rss', apps, '10'], flags, env)) as RssReading);
+    return readings;
   };
-  const mib = (x: number): string => (x / 1024 / 1024).toFixed(1);
-  console.log(
-    `\nRSS with ${loaded.apps} apps × 10 channels (${mib(loaded.indexBytes)} MiB of index JSON): ${mib(loaded.rss)} MiB (heap ${mib(loaded.heapUsed)} MiB)`,
-  );
-  console.log(
-    `RSS of the same process with no app: ${mib(empty.rss)} MiB (heap ${mib(empty.heapUsed)} MiB); cost of the indexes: ${mib(loaded.rss - empty.rss)} MiB`,
-  );
+  // As the chart runs the update service, then with node's defaults (what the chart's node options save). RSS
+  // varies between runs (when V8 and malloc hand pages back): medians of BENCH_RSS_RUNS processes, and the range.
+  for (const [label, mode] of [
+    [`NODE_OPTIONS=${CHART_NODE_OPTIONS || '(none)'} (the chart's updateServer.nodeOptions)`, 'service'],
+    ["node's defaults", 'service-node-defaults'],
+  ] as const) {
+    const env = targetEnv(mode);
+    const empty = await measure('0', env);
+    const loaded = await measure('1000', env);
+    const rss = (rs: RssReading[]): string =>
+      `${mib(median(rs.map((r) => r.rss)))} MiB (${rs.map((r) => mib(r.rss)).join(', ')}; heap ${mib(median(rs.map((r) => r.heapUsed)))} MiB)`;
+    console.log(`\nRSS, ${label}, ${runs} processes each:`);
+    console.log(
+      `  with ${loaded[0]!.apps} apps × 10 channels (${mib(loaded[0]!.indexBytes)} MiB of index JSON): ${rss(loaded)}`,
+    );
+    console.log(`  the same process with no app: ${rss(empty)}`);
+    console.log(
+      `  cost of the indexes: ${mib(median(loaded.map((r) => r.rss)) - median(empty.map((r) => r.rss)))} MiB (medians; goal ≤ 60)`,
+    );
+  }
 }
 
 compile();

@@ -8,12 +8,14 @@ import { join } from 'node:path';
 import { parseOptions, type OptionSpec } from '../../../src/config/common.js';
 import { CONTROLLER_OPTIONS, loadControllerConfig } from '../../../src/config/controller.js';
 import { UPDATE_SERVER_OPTIONS, parseUpdateServerConfig } from '../../../src/config/update-server.js';
+import { repoRoot } from '../../env/process-utils.js';
 import {
   ciValues,
   containerEnv,
   findObject,
   helmTemplate,
   parseManifests,
+  run,
   VALUE_SETS,
   type K8sObject,
 } from './chart-helpers.js';
@@ -133,5 +135,25 @@ describe('binary and chart defaults', () => {
       expect.arrayContaining(['indexPollSeconds', 'statsFlushSeconds', 'statsWindowSeconds']),
     );
     expect(differing).toEqual([]);
+  });
+
+  test("the update server's node caps the young generation (updateServer.nodeOptions); the controller's does not", async () => {
+    const { env } = resolvedEnv(findObject(objects, 'Deployment', 'liveupdate-operator-update-server'));
+    // Node with the Pod's NODE_OPTIONS (an option Node refuses there would fail the run) after enough short-lived
+    // garbage to grow an uncapped young generation to its 2 × 16 MiB maximum; capped, it stays at 2 × 8 MiB.
+    const churn = [
+      'const kept = [];',
+      'for (let i = 0; i < 3e6; i++) { kept.push({ i }); if (kept.length > 1e5) kept.length = 0; }',
+      "const s = require('node:v8').getHeapSpaceStatistics().find((x) => x.space_name === 'new_space');",
+      'console.log(s.space_size);',
+    ].join('\n');
+    const result = await run(join(repoRoot(), 'node_modules', '.bin', 'node'), ['-e', churn], {
+      env: { PATH: process.env['PATH'], NODE_OPTIONS: env['NODE_OPTIONS'] },
+    });
+    expect({ code: result.code, stderr: result.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(Number(result.stdout.trim())).toBeLessThanOrEqual(16 * 1024 * 1024);
+
+    const controller = resolvedEnv(findObject(objects, 'Deployment', 'liveupdate-operator-controller'));
+    expect(controller.env['NODE_OPTIONS']).toBeUndefined();
   });
 });
