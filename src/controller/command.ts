@@ -39,6 +39,7 @@ import { findCondition } from './common/conditions.js';
 import { createControllerDomainMetrics, type ControllerDomainMetrics } from './metrics.js';
 import { registerObjectMetrics } from './object-metrics.js';
 import { ReferencedSecrets } from './referenced-secrets.js';
+import { SecretCache, type SecretReader } from './secret-cache.js';
 
 export interface ControllerDeps {
   client: ObjectClient;
@@ -50,6 +51,8 @@ export interface ControllerDeps {
   metrics?: ControllerDomainMetrics;
   /** Root document writer shared by the app reconcilers; built from the store when omitted. */
   root?: RootPublisher;
+  /** Where the reconcilers read Secrets (default: the API server through `client`). */
+  secrets?: SecretReader;
 }
 
 /** How often the leader re-reads the root document and restores entries a racing writer lost. */
@@ -71,6 +74,7 @@ export function rootPublisherFor(
 export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
   const { client, recorder, store } = deps;
   const metrics = deps.metrics ? { metrics: deps.metrics } : {};
+  const secrets = deps.secrets ? { secrets: deps.secrets } : {};
   const storagePrefix = deps.config.s3.prefix;
   const root = deps.root ?? rootPublisherFor(store, storagePrefix, deps);
   const telemetryIntervalMs = deps.config.telemetryIntervalMs ?? 30_000;
@@ -90,6 +94,7 @@ export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
         root,
         gcIntervalMs: deps.config.gcIntervalMs ?? 0,
         ...metrics,
+        ...secrets,
       }),
       watches: [
         { type: CHANNEL_RESOURCE, mapFn: (o) => appKeyForChannel(o as LiveUpdateChannel) },
@@ -138,6 +143,7 @@ export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
         maxFetchTimeoutMs: deps.config.fetchTimeoutMs,
         ...(deps.config.sourceSecretLabel ? { sourceSecretLabel: deps.config.sourceSecretLabel } : {}),
         ...metrics,
+        ...secrets,
       }),
       watches: [
         // an app becoming ready (key, storage) unblocks its bundles; its other status writes (every publish) do not
@@ -252,6 +258,9 @@ export async function runWithConfig(
   const reads = fencedClient(manager.cachedClient(client), manager);
   const writes = fencedStore(store, manager);
   const root = rootPublisherFor(writes, config.s3.prefix, { metrics: domainMetrics, log });
+  // Secrets are read through a cache the Secret poll keeps current (ADR 0037); without the poll, from the API.
+  const secretCache =
+    config.secretPollMs > 0 ? new SecretCache({ client, maxAgeMs: config.secretPollMs }) : undefined;
   for (const c of buildControllers({
     client: reads,
     recorder,
@@ -259,13 +268,14 @@ export async function runWithConfig(
     config,
     metrics: domainMetrics,
     root,
+    ...(secretCache ? { secrets: secretCache } : {}),
   }))
     manager.add(c);
   manager.addRunnable({ name: 'root-document', run: (s) => root.run(s, ROOT_SETTLE_PERIOD_MS) });
-  if (config.secretPollMs > 0) {
+  if (secretCache) {
     manager.addRunnable(
       new ReferencedSecrets({
-        client,
+        cache: secretCache,
         objects: (type) => manager.cachedObjects(type),
         enqueue: (controller, key) => manager.enqueue(controller, key),
         log,

@@ -4,6 +4,7 @@ import { silentLogger } from '../observability/logger.js';
 import { FakeObjectClient } from './common/testing/fake-client.js';
 import { NS, seedApp, seedBundle, seedSecret } from './common/testing/fixtures.js';
 import { ReferencedSecrets, bundleSecretNames } from './referenced-secrets.js';
+import { SecretCache, secretReaderId } from './secret-cache.js';
 
 function setup() {
   const client = new FakeObjectClient();
@@ -24,14 +25,33 @@ function setup() {
     }
     return found;
   };
+  const cache = new SecretCache({ client, maxAgeMs: 1000 });
   const poller = new ReferencedSecrets({
-    client,
+    cache,
     objects,
     enqueue: () => undefined,
     log: silentLogger(),
     periodMs: 1000,
   });
-  return { client, poller };
+  /** What a reconcile of the object does: reads the Secret through the cache as that object. */
+  const read = (type: ResourceType, object: string, secret: string) =>
+    cache.get(
+      { namespace: NS, name: secret },
+      { reader: secretReaderId(type, { namespace: NS, name: object }) },
+    );
+  /** Every object reads every Secret it names, as their first reconciles do. */
+  const reconcileAll = async () => {
+    await read(APP_RESOURCE, 'demo', 'demo-key');
+    for (const [bundle, secret] of [
+      ['demo-1-0-0', 'token'],
+      ['demo-2-0-0', 'missing'],
+    ] as const) {
+      if (!client.peek(BUNDLE_RESOURCE, { namespace: NS, name: bundle })) continue;
+      await read(BUNDLE_RESOURCE, bundle, secret);
+      await read(BUNDLE_RESOURCE, bundle, 'demo-key');
+    }
+  };
+  return { client, poller, cache, read, reconcileAll };
 }
 
 const setData = (client: FakeObjectClient, name: string, data: Record<string, string>) =>
@@ -65,13 +85,15 @@ describe('ReferencedSecrets', () => {
     ]);
   });
 
-  it('records Secrets on the first round and enqueues the objects naming one that changed, appeared or vanished', async () => {
-    const { client, poller } = setup();
+  it('enqueues the objects that read another version of a Secret that changed, appeared or vanished', async () => {
+    const { client, poller, reconcileAll } = setup();
+    await reconcileAll();
     expect(await poller.poll()).toEqual([]);
     expect(await poller.poll()).toEqual([]);
 
     await setData(client, 'token', { token: Buffer.from('new').toString('base64') });
     expect(await poller.poll()).toEqual([`liveupdatebundle ${NS}/demo-1-0-0`]);
+    expect(await poller.poll()).toEqual([]);
 
     seedSecret(client, 'missing', { token: 'x' });
     expect(await poller.poll()).toEqual([`liveupdatebundle ${NS}/demo-2-0-0`]);
@@ -88,19 +110,40 @@ describe('ReferencedSecrets', () => {
     expect(await poller.poll()).toEqual([]);
   });
 
-  it('enqueues the objects of a Secret first named after the first round: it may have changed since their reconcile', async () => {
-    const { client, poller } = setup();
+  it('does not enqueue objects that read the version the poll sees, however late they first named the Secret', async () => {
+    const { client, poller, read, reconcileAll } = setup();
+    await reconcileAll();
     await poller.poll();
     seedSecret(client, 'fresh', { token: 'x' });
     seedBundle(client, 'demo-3-0-0', {
       source: { http: { url: 'https://artifacts.example/c.zip', secretRef: { name: 'fresh' } } },
     });
+    await read(BUNDLE_RESOURCE, 'demo-3-0-0', 'fresh');
+    expect(await poller.poll()).toEqual([]);
+    // one that read it before a change is enqueued once
+    await setData(client, 'fresh', { token: Buffer.from('y').toString('base64') });
     expect(await poller.poll()).toEqual([`liveupdatebundle ${NS}/demo-3-0-0`]);
     expect(await poller.poll()).toEqual([]);
   });
 
+  it('serves reconciles the version it read: an object reading after the poll is not enqueued again', async () => {
+    const { client, poller, read, reconcileAll } = setup();
+    await reconcileAll();
+    await poller.poll();
+    await setData(client, 'token', { token: Buffer.from('new').toString('base64') });
+    const enqueued = await poller.poll();
+    expect(enqueued).toEqual([`liveupdatebundle ${NS}/demo-1-0-0`]);
+    // the enqueued reconcile reads the poll's copy, without a GET, and the next round leaves it alone
+    const gets = client.calls.length;
+    const token = await read(BUNDLE_RESOURCE, 'demo-1-0-0', 'token');
+    expect(client.calls.length).toBe(gets);
+    expect(Buffer.from(token!.data!['token']!, 'base64').toString()).toBe('new');
+    expect(await poller.poll()).toEqual([]);
+  });
+
   it('keeps what it saw when a Secret cannot be read (forbidden), and notices the change once it can', async () => {
-    const { client, poller } = setup();
+    const { client, poller, reconcileAll } = setup();
+    await reconcileAll();
     await poller.poll();
     const get = client.get.bind(client);
     client.get = (type, key) =>
@@ -114,7 +157,8 @@ describe('ReferencedSecrets', () => {
   });
 
   it('reads nothing for objects being deleted or of other kinds', async () => {
-    const { client, poller } = setup();
+    const { client, poller, reconcileAll } = setup();
+    await reconcileAll();
     await client.delete(BUNDLE_RESOURCE, { namespace: NS, name: 'demo-1-0-0' });
     await poller.poll();
     await setData(client, 'token', { token: Buffer.from('new').toString('base64') });

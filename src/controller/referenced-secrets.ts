@@ -1,31 +1,24 @@
 /**
  * Picks up changes of the Secrets that apps and bundles name (signing keys, source credentials, CAs, client
  * certificates, verification keys) without an annotation, within the RBAC of ADR 0013 (Secrets: `get` only, so no
- * watch): while leading, every period the controller re-reads each referenced Secret and compares its
- * resourceVersion with the one seen last time. A change, or a Secret appearing or disappearing, enqueues the objects
- * that name it. A Secret first named after the first round also enqueues its objects (it may have changed between
- * their reconcile and this read); on the first round of a term the Secrets are only recorded, since the informers'
- * initial list reconciles every object anyway. docs/adr/0032-recovery-without-kubectl.md.
+ * watch): while leading, every period the controller re-reads each referenced Secret into the {@link SecretCache}
+ * the reconcilers read from, and enqueues the objects whose last reconcile read another resourceVersion of it (a
+ * changed, created or deleted Secret). An object that read the version the poll sees is not enqueued, whenever it
+ * first named the Secret; one that never read it (its reconcile had not got that far) is not either: whatever
+ * stopped it enqueues it again. docs/adr/0032-recovery-without-kubectl.md, docs/adr/0037-secret-reads-from-a-bounded-cache.md.
  */
 import type { Logger } from 'pino';
 import { realClock, sleep, type Clock } from '../kube/clock.js';
-import { keyString } from '../kube/client.js';
-import {
-  isNotFound,
-  keyOf,
-  type KubeObject,
-  type ObjectClient,
-  type ObjectKey,
-  type ResourceType,
-} from '../kube/types.js';
+import { keyString, parseKey } from '../kube/client.js';
+import { keyOf, type KubeObject, type ObjectKey, type ResourceType } from '../kube/types.js';
 import {
   APP_RESOURCE,
   BUNDLE_RESOURCE,
-  SECRET_RESOURCE,
   type LiveUpdateApp,
   type LiveUpdateBundle,
 } from '../api/v1alpha1/index.js';
 import type { Runnable } from './manager.js';
+import { secretReaderId, type SecretCache } from './secret-cache.js';
 
 /** What objects of the same namespace a Secret name function may look at: the apps, by name. */
 type AppsByName = ReadonlyMap<string, LiveUpdateApp>;
@@ -75,8 +68,8 @@ export function bundleSecretNames(obj: KubeObject, apps: AppsByName = new Map())
 }
 
 export interface ReferencedSecretsOptions {
-  /** Reads Secrets from the API server (they have no informer). */
-  client: ObjectClient;
+  /** Reads Secrets from the API server (they have no informer) and remembers what each reconcile read. */
+  cache: SecretCache;
   /** The cached objects of a type (empty while not leading). */
   objects: (type: ResourceType) => KubeObject[];
   enqueue: (controller: string, key: ObjectKey) => void;
@@ -87,20 +80,18 @@ export interface ReferencedSecretsOptions {
   clock?: Clock;
 }
 
-/** resourceVersion of a Secret as last read; ABSENT when it did not exist. */
-const ABSENT = '';
+interface Referrer {
+  controller: string;
+  key: ObjectKey;
+  reader: string;
+}
 
 export class ReferencedSecrets implements Runnable {
   readonly name = 'referenced-secrets';
-  private readonly seen = new Map<string, string>();
-  private primed = false;
 
   constructor(private readonly opts: ReferencedSecretsOptions) {}
 
   async run(signal: AbortSignal): Promise<void> {
-    // A new term starts from what this term reads: the reconciles of the initial list read every Secret anyway.
-    this.seen.clear();
-    this.primed = false;
     while (!signal.aborted) {
       await this.poll(signal);
       await sleep(this.opts.clock ?? realClock, this.opts.periodMs, signal).catch(() => undefined);
@@ -109,7 +100,7 @@ export class ReferencedSecrets implements Runnable {
 
   /** One round: reads each referenced Secret once; returns the keys enqueued ("<controller> <namespace>/<name>"). */
   async poll(signal?: AbortSignal): Promise<string[]> {
-    const referrers = new Map<string, { controller: string; key: ObjectKey }[]>();
+    const referrers = new Map<string, Referrer[]>();
     const apps = new Map<string, Map<string, LiveUpdateApp>>();
     for (const app of this.opts.objects(APP_RESOURCE) as LiveUpdateApp[]) {
       const namespace = app.metadata.namespace ?? '';
@@ -119,49 +110,52 @@ export class ReferencedSecrets implements Runnable {
     for (const { controller, type, secretNames } of SECRET_REFERRERS) {
       for (const obj of this.opts.objects(type)) {
         if (obj.metadata.deletionTimestamp) continue;
-        for (const name of secretNames(obj, apps.get(obj.metadata.namespace ?? '') ?? new Map())) {
-          const secret = keyString({ namespace: obj.metadata.namespace ?? '', name });
+        const key = keyOf(obj);
+        for (const name of secretNames(obj, apps.get(key.namespace) ?? new Map())) {
+          const secret = keyString({ namespace: key.namespace, name });
           const list = referrers.get(secret) ?? [];
-          list.push({ controller, key: keyOf(obj) });
+          list.push({ controller, key, reader: secretReaderId(type, key) });
           referrers.set(secret, list);
         }
       }
     }
-    for (const secret of this.seen.keys()) if (!referrers.has(secret)) this.seen.delete(secret);
+    const { cache } = this.opts;
+    cache.retain(
+      new Map([...referrers].map(([secret, list]) => [secret, new Set(list.map((r) => r.reader))])),
+    );
 
     const enqueued: string[] = [];
     const pending = [...referrers.entries()];
     const worker = async (): Promise<void> => {
       for (let next = pending.shift(); next && !signal?.aborted; next = pending.shift()) {
         const [secret, objects] = next;
-        const version = await this.readVersion(secret);
+        const key = parseKey(secret);
+        const version = await this.readVersion(key);
         if (version === undefined) continue;
-        const before = this.seen.get(secret);
-        this.seen.set(secret, version);
-        if (before === version || (before === undefined && !this.primed)) continue;
-        this.opts.log.info({ secret, objects: objects.length }, 'referenced secret changed, reconciling');
-        for (const { controller, key } of objects) {
-          this.opts.enqueue(controller, key);
-          enqueued.push(`${controller} ${keyString(key)}`);
+        const stale = objects.filter((o) => {
+          const read = cache.versionReadBy(key, o.reader);
+          return read !== undefined && read !== version;
+        });
+        if (stale.length === 0) continue;
+        this.opts.log.info({ secret, objects: stale.length }, 'referenced secret changed, reconciling');
+        for (const { controller, key: objectKey, reader } of stale) {
+          cache.recordRead(key, reader, version);
+          this.opts.enqueue(controller, objectKey);
+          enqueued.push(`${controller} ${keyString(objectKey)}`);
         }
       }
     };
     await Promise.all(Array.from({ length: this.opts.concurrency ?? 4 }, worker));
-    this.primed = true;
     return enqueued;
   }
 
-  /** The Secret's resourceVersion, ABSENT when it does not exist, undefined when it could not be read. */
-  private async readVersion(secret: string): Promise<string | undefined> {
-    const slash = secret.indexOf('/');
-    const key = { namespace: secret.slice(0, slash), name: secret.slice(slash + 1) };
+  /** The Secret's resourceVersion (ABSENT when it does not exist), read into the cache; undefined when unreadable. */
+  private async readVersion(key: ObjectKey): Promise<string | undefined> {
     try {
-      const obj = await this.opts.client.get<KubeObject>(SECRET_RESOURCE, key);
-      return obj.metadata.resourceVersion ?? ABSENT;
+      return await this.opts.cache.refresh(key);
     } catch (error) {
-      if (isNotFound(error)) return ABSENT;
-      // Forbidden (a namespace outside the RBAC) or an outage: keep what was seen, try again next round.
-      this.opts.log.warn({ err: error, secret }, 'cannot read a referenced secret');
+      // Forbidden (a namespace outside the RBAC) or an outage: keep what was read, try again next round.
+      this.opts.log.warn({ err: error, secret: keyString(key) }, 'cannot read a referenced secret');
       return undefined;
     }
   }

@@ -14,7 +14,7 @@ import {
   type LiveUpdateBundle,
   type LiveUpdateChannel,
 } from '../../api/v1alpha1/index.js';
-import type { EventRecorder, ObjectClient, ObjectKey } from '../../kube/types.js';
+import { keyOf, type EventRecorder, type ObjectClient, type ObjectKey } from '../../kube/types.js';
 import { StorageLayout } from '../../storage/layout.js';
 import {
   ObjectNotFoundError,
@@ -38,6 +38,7 @@ import { parseDuration } from '../common/duration.js';
 import { layoutForApp } from '../common/layout.js';
 import { collectGarbage } from '../gc/collect.js';
 import { readSigningKey } from '../common/secrets.js';
+import { directSecrets, secretReaderId, type SecretReader } from '../secret-cache.js';
 import type { ControllerDomainMetrics } from '../metrics.js';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler-interface.js';
 import { DocumentUnreadableError } from '../publishing/documents.js';
@@ -68,6 +69,8 @@ export interface AppReconcilerOptions {
   gcIntervalMs?: number;
   /** Floor of the GC grace period (default 10 minutes); tests lower it. */
   gcMinGraceMs?: number;
+  /** Where Secrets are read (default: the API server through `client`, no cache). */
+  secrets?: SecretReader;
 }
 
 const MAX_MANIFEST_BYTES = 32 * 1024 * 1024;
@@ -89,8 +92,10 @@ export class AppReconciler implements Reconciler, KindSteps<LiveUpdateApp, LiveU
   readonly type = APP_RESOURCE;
   readonly transientReason = Reason.UnexpectedError;
   private readonly root: RootPublisher;
+  private readonly secrets: SecretReader;
 
   constructor(private readonly opts: AppReconcilerOptions) {
+    this.secrets = opts.secrets ?? directSecrets(opts.client);
     this.root =
       opts.root ?? new RootPublisher(opts.store, new StorageLayout(opts.storagePrefix ?? '').rootKey());
   }
@@ -208,7 +213,10 @@ export class AppReconciler implements Reconciler, KindSteps<LiveUpdateApp, LiveU
       return;
     }
     try {
-      const key = await readSigningKey(this.opts.client, app);
+      const key = await readSigningKey(this.secrets, app, {
+        fresh: ctx.forced,
+        reader: secretReaderId(APP_RESOURCE, keyOf(app)),
+      });
       if (!key) return;
       status.keyId = key.keyId;
       status.publicKey = key.publicKeyPem;

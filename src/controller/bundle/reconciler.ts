@@ -24,6 +24,7 @@ import {
 import type { SigningKey } from '../../bundle/index.js';
 import {
   isNotFound,
+  keyOf,
   type Condition,
   type EventRecorder,
   type ObjectClient,
@@ -50,6 +51,7 @@ import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconcile
 import { prepareArtifact, storeArtifact, verifyStored } from './artifact.js';
 import { SourceFetcher, type ArtifactFetcher, type FetchRequest } from './fetch.js';
 import { sourceCredentials } from './source-credentials.js';
+import { directSecrets, secretReaderId, type SecretReader, type SecretReadOptions } from '../secret-cache.js';
 
 export interface BundleReconcilerOptions {
   client: ObjectClient;
@@ -72,6 +74,8 @@ export interface BundleReconcilerOptions {
   sourceSecretLabel?: LabelRequirement;
   /** Wait before looking again at an app that is missing or not ready (default 10 s). */
   dependencyRequeueMs?: number;
+  /** Where Secrets are read (default: the API server through `client`, no cache). */
+  secrets?: SecretReader;
   now?: () => Date;
 }
 
@@ -164,10 +168,17 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
   readonly transientReason = Reason.UnexpectedError;
   private readonly fetcher: ArtifactFetcher;
   private readonly requeueMs: number;
+  private readonly secrets: SecretReader;
 
   constructor(private readonly opts: BundleReconcilerOptions) {
     this.fetcher = opts.fetcher ?? new SourceFetcher();
     this.requeueMs = opts.dependencyRequeueMs ?? 10_000;
+    this.secrets = opts.secrets ?? directSecrets(opts.client);
+  }
+
+  /** How this reconcile reads Secrets: as this bundle (the Secret poll compares versions), fresh when requested. */
+  private secretRead(bundle: LiveUpdateBundle, ctx: StepContext): SecretReadOptions {
+    return { fresh: ctx.forced, reader: secretReaderId(BUNDLE_RESOURCE, keyOf(bundle)) };
   }
 
   reconcile(key: ObjectKey, ctx: ReconcileContext): Promise<ReconcileResult> {
@@ -182,7 +193,7 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
     const app = await this.getApp(bundle);
     await this.checkVersionConflict(bundle);
     const encrypted = wantsEncryption(bundle, app);
-    const key = encrypted ? await this.signingKey(bundle, app) : undefined;
+    const key = encrypted ? await this.signingKey(bundle, app, ctx) : undefined;
     const revision = artifactRevision(bundle, encrypted, key?.keyId);
     if (await this.artifactUpToDate(bundle, app, status, revision, ctx)) {
       return { reason: Reason.Succeeded, message: readyMessage(bundle, status.artifact!) };
@@ -242,7 +253,11 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
   }
 
   /** The app's key once the app has validated it; bundles wait for their app rather than judge its key. */
-  private async signingKey(bundle: LiveUpdateBundle, app: LiveUpdateApp): Promise<SigningKey> {
+  private async signingKey(
+    bundle: LiveUpdateBundle,
+    app: LiveUpdateApp,
+    ctx: StepContext,
+  ): Promise<SigningKey> {
     if (!app.spec.signingKey) {
       throw new StallingError(
         Reason.AppHasNoSigningKey,
@@ -262,7 +277,7 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
       );
     }
     try {
-      const key = await readSigningKey(this.opts.client, app);
+      const key = await readSigningKey(this.secrets, app, this.secretRead(bundle, ctx));
       if (key) return key;
     } catch (error) {
       if (!(error instanceof StallingError)) throw error;
@@ -501,7 +516,12 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
       ),
       signal: ctx.signal,
       proxyEnv: this.opts.proxyEnv ?? process.env,
-      ...(await sourceCredentials(this.opts.client, bundle, this.opts.sourceSecretLabel)),
+      ...(await sourceCredentials(
+        this.secrets,
+        bundle,
+        this.opts.sourceSecretLabel,
+        this.secretRead(bundle, ctx),
+      )),
     };
     const started = performance.now();
     const source = bundle.spec.source.s3 ? 's3' : bundle.spec.source.oci ? 'oci' : 'http';

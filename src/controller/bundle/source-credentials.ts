@@ -5,7 +5,7 @@
  */
 import { Reason, type LiveUpdateBundle } from '../../api/v1alpha1/index.js';
 import type { LabelRequirement } from '../../config/controller.js';
-import type { ObjectClient } from '../../kube/types.js';
+import type { SecretReader, SecretReadOptions } from '../secret-cache.js';
 import { StallingError } from '../common/errors.js';
 import { readSecret } from '../common/secrets.js';
 import type { FetchRequest } from './fetch.js';
@@ -14,14 +14,15 @@ import { clientCertificate, ociFetchOptions } from './fetch-oci.js';
 export type SourceCredentials = Pick<FetchRequest, 'http' | 's3' | 'oci'>;
 
 export async function sourceCredentials(
-  client: ObjectClient,
+  secrets: SecretReader,
   bundle: LiveUpdateBundle,
   requiredLabel: LabelRequirement | undefined,
+  read: SecretReadOptions = {},
 ): Promise<SourceCredentials> {
   const namespace = bundle.metadata.namespace ?? '';
   const { http, s3, oci } = bundle.spec.source;
   const secret = async (name: string): Promise<Map<string, Buffer>> => {
-    const data = await readSecret(client, namespace, name, requiredLabel);
+    const data = await readSecret(secrets, namespace, name, { ...read, required: requiredLabel });
     if (!data) throw new StallingError(Reason.SourceSecretNotFound, `Secret ${namespace}/${name} not found`);
     return data;
   };

@@ -1,12 +1,13 @@
 /** Reading Secrets for reconcilers: values are decoded here and never logged, put in events or status. */
-import { Reason, SECRET_RESOURCE, type LiveUpdateApp } from '../../api/v1alpha1/index.js';
+import { Reason, type LiveUpdateApp } from '../../api/v1alpha1/index.js';
 import { KeyError, loadSigningKey, type SigningKey } from '../../bundle/index.js';
 import type { LabelRequirement } from '../../config/controller.js';
-import { isNotFound, type KubeObject, type ObjectClient } from '../../kube/types.js';
+import type { SecretReader, SecretReadOptions } from '../secret-cache.js';
 import { StallingError } from './errors.js';
 
-interface SecretObject extends KubeObject {
-  data?: Record<string, string>;
+export interface ReadSecretOptions extends SecretReadOptions {
+  /** A label the Secret must carry (ADR 0013). */
+  required?: LabelRequirement | undefined;
 }
 
 /**
@@ -15,18 +16,13 @@ interface SecretObject extends KubeObject {
  * name any Secret of the namespace, so only Secrets an admin marked may be sent to an artifact source.
  */
 export async function readSecret(
-  client: ObjectClient,
+  secrets: SecretReader,
   namespace: string,
   name: string,
-  required?: LabelRequirement,
+  { required, ...read }: ReadSecretOptions = {},
 ): Promise<Map<string, Buffer> | undefined> {
-  let secret: SecretObject;
-  try {
-    secret = await client.get<SecretObject>(SECRET_RESOURCE, { namespace, name });
-  } catch (error) {
-    if (isNotFound(error)) return undefined;
-    throw error;
-  }
+  const secret = await secrets.get({ namespace, name }, read);
+  if (!secret) return undefined;
   if (required) {
     const value = secret.metadata.labels?.[required.key];
     if (value === undefined || (required.value !== undefined && value !== required.value)) {
@@ -47,14 +43,15 @@ export const DEFAULT_SIGNING_KEY_ENTRY = 'private.pem';
  * library's reason (KeyPkcs8PrivateKey, KeyWrongSize, ...) when the key cannot be used.
  */
 export async function readSigningKey(
-  client: ObjectClient,
+  secrets: SecretReader,
   app: LiveUpdateApp,
+  read: SecretReadOptions = {},
 ): Promise<SigningKey | undefined> {
   const ref = app.spec.signingKey;
   if (!ref) return undefined;
   const namespace = app.metadata.namespace ?? '';
   const entry = ref.key ?? DEFAULT_SIGNING_KEY_ENTRY;
-  const data = await readSecret(client, namespace, ref.secretName);
+  const data = await readSecret(secrets, namespace, ref.secretName, read);
   if (!data) {
     throw new StallingError(
       Reason.SigningKeySecretNotFound,
