@@ -225,6 +225,16 @@ export interface UpdateServerOptions {
   readonly env?: NodeJS.ProcessEnv;
 }
 
+/** An update-service replica started beside `Stack.updateServer` (process mode), with its own ports. */
+export interface UpdateServerReplica {
+  readonly name: string;
+  readonly component: Component;
+  /** `http://127.0.0.1:<port>`: where devices reach this replica. */
+  readonly publicUrl: string;
+  /** `http://127.0.0.1:<port>`: its admin server (/readyz, /metrics). */
+  readonly adminUrl: string;
+}
+
 /** Everything that runs: the two components, the artifact server, and the addresses devices use. */
 export class Stack {
   readonly kube: KubeClient;
@@ -232,6 +242,8 @@ export class Stack {
   readonly bucket: string;
   controller: Component | undefined;
   updateServer: Component | undefined;
+  /** Further update-service replicas (startUpdateServerReplica), stopped with the stack. */
+  readonly updateServerReplicas: UpdateServerReplica[] = [];
   /** `http://127.0.0.1:<port>`: where devices reach the update service. */
   publicUrl = '';
   /** `http://127.0.0.1:<port>`: the update service's admin server (/readyz, /metrics). */
@@ -418,17 +430,57 @@ export class Stack {
     this.updateServer =
       this.mode('update-server') === 'container'
         ? await this.runPod('update-server', 'demo-update-server-0', 'update-server', addresses)
-        : await this.spawnComponent('update-server', {
-            ...addresses,
-            LIVEUPDATE_PUBLIC_URL: this.publicUrl,
-            LIVEUPDATE_INDEX_POLL_SECONDS: '1',
-            LIVEUPDATE_REPLICA_NAME: 'demo-update-server-0',
-            LIVEUPDATE_STATS_FLUSH_SECONDS: '5',
-            ...UPDATE_SERVER_DEMO_ENV,
-            ...options.env,
-          });
+        : await this.spawnComponent(
+            'update-server',
+            this.updateServerEnv(addresses, this.publicUrl, 'demo-update-server-0', options),
+          );
     // /readyz needs a loaded root; before the controller published anything, /healthz says it listens.
     await this.waitReady(this.updateServer, `${this.publicUrl}/healthz`);
+  }
+
+  /**
+   * Starts one more update-service replica (process mode only) on ports of its own, configured like the first one
+   * (`options.env` over the defaults, e.g. the chart's index poll interval), logging to `update-server-<name>.log`;
+   * waits until it listens. Several replicas poll the same store independently, as the chart's Deployment runs them.
+   */
+  async startUpdateServerReplica(
+    name: string,
+    options: UpdateServerOptions = {},
+  ): Promise<UpdateServerReplica> {
+    if (this.mode('update-server') === 'container')
+      throw new Error('startUpdateServerReplica runs the update service as a process only');
+    const [port, adminPort] = await Promise.all([freePort(), freePort()]);
+    const publicUrl = `http://127.0.0.1:${port}`;
+    const addresses = {
+      LIVEUPDATE_LISTEN_ADDR: `127.0.0.1:${port}`,
+      LIVEUPDATE_ADMIN_ADDR: `127.0.0.1:${adminPort}`,
+    };
+    const component = await this.spawnComponent(
+      'update-server',
+      this.updateServerEnv(addresses, publicUrl, name, options),
+      `update-server-${name}`,
+    );
+    const replica = { name, component, publicUrl, adminUrl: `http://127.0.0.1:${adminPort}` };
+    this.updateServerReplicas.push(replica);
+    await this.waitReady(component, `${publicUrl}/healthz`);
+    return replica;
+  }
+
+  private updateServerEnv(
+    addresses: Record<string, string>,
+    publicUrl: string,
+    replicaName: string,
+    options: UpdateServerOptions,
+  ): NodeJS.ProcessEnv {
+    return {
+      ...addresses,
+      LIVEUPDATE_PUBLIC_URL: publicUrl,
+      LIVEUPDATE_INDEX_POLL_SECONDS: '1',
+      LIVEUPDATE_REPLICA_NAME: replicaName,
+      LIVEUPDATE_STATS_FLUSH_SECONDS: '5',
+      ...UPDATE_SERVER_DEMO_ENV,
+      ...options.env,
+    };
   }
 
   private chart: Promise<Map<ComponentName, RenderedDeployment>> | undefined;
@@ -624,7 +676,11 @@ export class Stack {
   }
 
   assertRunning(): void {
-    for (const c of [this.controller, this.updateServer]) {
+    for (const c of [
+      this.controller,
+      this.updateServer,
+      ...this.updateServerReplicas.map((r) => r.component),
+    ]) {
       if (c && !c.running)
         throw new StepError(`${c.name} exited unexpectedly (${describeExit(c.exitInfo)})`, c.name);
     }
@@ -638,7 +694,12 @@ export class Stack {
   async stop(): Promise<Record<string, string>> {
     const result: Record<string, string> = {};
     const stopping = [this.updateServer, this.controller].filter((c): c is Component => c !== undefined);
-    await Promise.all(stopping.map(async (c) => (result[c.name] = await c.stop(15_000))));
+    await Promise.all([
+      ...stopping.map(async (c) => (result[c.name] = await c.stop(15_000))),
+      ...this.updateServerReplicas.map(
+        async (r) => (result[`update-server ${r.name}`] = await r.component.stop(15_000)),
+      ),
+    ]);
     await this.artifacts.stop();
     this.kube.rest.close();
     return result;

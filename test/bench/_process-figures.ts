@@ -1,11 +1,21 @@
 /**
- * What the controller benchmarks read from the processes they run: Prometheus text from an admin port summed by
- * label, a process's memory and CPU time from /proc, and the controller's entry point compiled as the image runs it.
+ * What the controller benchmarks read from the processes they run and share between them: Prometheus text from an
+ * admin port summed by label (reconciles per controller, API requests per method), a process's memory and CPU time
+ * from /proc, the wait for an idle controller, the components' entry point compiled as the image runs it, the
+ * raw-I/O baseline of bundle work, and the teardown.
  */
 import { spawnSync } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { BUNDLE_RESOURCE } from '../../src/api/v1alpha1/index.js';
+import { KubeClient } from '../../src/kube/client.js';
+import { loadKubeConfig } from '../../src/kube/config.js';
+import type { Stack } from '../../scripts/demo/stack.js';
+import type { TestEnvironment } from '../env/environment.js';
+import { bundleManifest, pool, type BurstZip } from '../env/bundle-burst.js';
 
 /** Sums of every sample of the named metrics in a Prometheus text exposition, by metric and by one label. */
 export function parseMetrics(
@@ -77,4 +87,137 @@ export function controllerEntry(): { compiledMain?: string } {
   if (r.status !== 0) throw new Error('npm run build (tsc -p tsconfig.build.json) failed');
   console.log('components: dist/main.js compiled by tsc (as in the image)');
   return { compiledMain: join(repo, 'dist/main.js') };
+}
+
+export const CONTROLLERS = ['liveupdatebundle', 'liveupdateapp', 'liveupdatechannel'] as const;
+
+/** Reconciles between two scrapes of the controller, per controller (bundle, app, channel). */
+export function reconcilesByController(
+  after: Map<string, number>,
+  before: Map<string, number>,
+): Record<string, number> {
+  return Object.fromEntries(
+    CONTROLLERS.map((c) => [c, delta(after, before, `controller_runtime_reconcile_total|controller=${c}`)]),
+  );
+}
+
+/** API requests between two scrapes of the controller, per HTTP method (methods never used left out). */
+export function requestsByMethod(
+  after: Map<string, number>,
+  before: Map<string, number>,
+): Record<string, number> {
+  return Object.fromEntries(
+    ['GET', 'POST', 'PUT', 'PATCH', 'DELETE']
+      .map((m) => [m, delta(after, before, `rest_client_requests_total|method=${m}`)] as const)
+      .filter(([, v]) => v > 0),
+  );
+}
+
+/** Mean reconcile time (ms) of one controller between two scrapes, '-' without reconciles. */
+export function meanReconcileMs(
+  after: Map<string, number>,
+  before: Map<string, number>,
+  controller: string,
+): string {
+  const sum = delta(after, before, `controller_runtime_reconcile_time_seconds_sum|controller=${controller}`);
+  const count = delta(
+    after,
+    before,
+    `controller_runtime_reconcile_time_seconds_count|controller=${controller}`,
+  );
+  return count > 0 ? ((sum / count) * 1000).toFixed(0) : '-';
+}
+
+/**
+ * Lets the work a burst caused drain (index publishing, echo events): scrapes every second until the controller was
+ * idle three times in a row (empty queue, no active worker, no new reconcile), at most `maxMs`.
+ */
+export async function waitControllerIdle(
+  adminUrl: string,
+  last: Map<string, number>,
+  maxMs: number,
+): Promise<{ settled: Map<string, number>; ms: number }> {
+  const start = performance.now();
+  let settled = last;
+  for (let stable = 0; stable < 3 && performance.now() - start < maxMs;) {
+    await sleep(1_000);
+    const m = await scrape(adminUrl);
+    const idle =
+      (m.get('workqueue_depth') ?? 0) === 0 &&
+      (m.get('controller_runtime_active_workers') ?? 0) === 0 &&
+      m.get('controller_runtime_reconcile_total') === settled.get('controller_runtime_reconcile_total');
+    stable = idle ? stable + 1 : 0;
+    settled = m;
+  }
+  return { settled, ms: performance.now() - start };
+}
+
+/** One bundle of the raw-I/O baseline: its zip, and the object it becomes (in a namespace no controller watches). */
+export interface BaselineBundle {
+  readonly zip: BurstZip;
+  readonly app: string;
+  readonly name: string;
+  readonly version: string;
+  /** Size of the stored (encrypted) object the controller wrote for it; 0 = the zip's size. */
+  readonly storedSize: number;
+}
+
+/**
+ * The raw I/O of the controller's bundle work, done by the benchmark itself at the same concurrency and nothing else:
+ * GET each zip from the artifact server, PUT an object of the stored size to S3 (under `prefix`), create the
+ * LiveUpdateBundle in `namespace`. Returns its wall time and API requests.
+ */
+export async function rawBundleBaseline(
+  stack: Stack,
+  namespace: string,
+  prefix: string,
+  bundles: readonly BaselineBundle[],
+  inFlight: number,
+): Promise<{ ms: number; requests: number }> {
+  const s3 = stack.s3Client();
+  const writer = new KubeClient(loadKubeConfig(stack.options.env.kubeconfigPath), {
+    fieldManager: 'bench-baseline',
+  });
+  try {
+    const t = performance.now();
+    await pool(bundles.length, inFlight, async (i) => {
+      const b = bundles[i]!;
+      const res = await fetch(stack.artifacts.url(b.zip.path));
+      await res.arrayBuffer();
+      const body = randomBytes(b.storedSize || b.zip.body.length);
+      await s3.putObject(stack.bucket, `${prefix}${i}`, body, body.length);
+      await writer.create(
+        BUNDLE_RESOURCE,
+        bundleManifest(b.app, b.name, namespace, b.version, stack.artifacts.url(b.zip.path), b.zip.sha256),
+      );
+    });
+    return { ms: performance.now() - t, requests: writer.rest.totalRequests() };
+  } finally {
+    writer.rest.close();
+  }
+}
+
+/** The CRDs, the namespaces, the bucket and the artifact server: what the benchmarks need before the components. */
+export async function setUpStack(stack: Stack, namespaces: readonly string[]): Promise<void> {
+  await stack.installCrds();
+  for (const ns of namespaces) await stack.ensureNamespace(ns);
+  await stack.createBucket();
+  await stack.artifacts.start();
+}
+
+/** Stops the stack's processes and the environment, prints how each ended, and removes `workDir` unless kept. */
+export async function stopStack(
+  stack: Stack,
+  env: TestEnvironment,
+  dirs: { workDir: string; logDir: string; keep: boolean },
+): Promise<void> {
+  const stopped = await stack.stop();
+  console.log(
+    `stopped: ${Object.entries(stopped)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+  );
+  await env.stop();
+  if (dirs.keep) console.log(`logs kept in ${dirs.logDir}`);
+  else await rm(dirs.workDir, { recursive: true, force: true });
 }

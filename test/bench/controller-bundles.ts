@@ -14,8 +14,7 @@
  *     (fetch, validate, encrypt, sign, verify the stored object, status writes, index publishing, queueing).
  * Figures only, no assertions. BENCH_TIMEOUT_S bounds the wait for Ready (default 1200 s).
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -32,7 +31,21 @@ import { bundleManifest, createSigningApp, packZips, pool } from '../env/bundle-
 import { Stack } from '../../scripts/demo/stack.js';
 import { StorageLayout } from '../../src/storage/layout.js';
 import { startEnvironment } from '../env/environment.js';
-import { controllerEntry, delta, mib, procCpuSeconds, procMemory, scrape } from './_process-figures.js';
+import {
+  controllerEntry,
+  delta,
+  meanReconcileMs,
+  mib,
+  procCpuSeconds,
+  procMemory,
+  rawBundleBaseline,
+  reconcilesByController,
+  requestsByMethod,
+  scrape,
+  setUpStack,
+  stopStack,
+  waitControllerIdle,
+} from './_process-figures.js';
 
 const N = Number(process.env['BENCH_BUNDLES'] ?? 500);
 const TIMEOUT_MS = Number(process.env['BENCH_TIMEOUT_S'] ?? 1200) * 1000;
@@ -51,11 +64,7 @@ async function main(): Promise<void> {
   // BENCH_KEEP_LOGS=1 keeps the work dir (component logs) after a successful run too.
   let keepWorkDir = process.env['BENCH_KEEP_LOGS'] === '1';
   try {
-    await stack.installCrds();
-    await stack.ensureNamespace(NAMESPACE);
-    await stack.ensureNamespace(BASELINE_NAMESPACE);
-    await stack.createBucket();
-    await stack.artifacts.start();
+    await setUpStack(stack, [NAMESPACE, BASELINE_NAMESPACE]);
     const kube = stack.kube;
     // The app and its key exist before the controller starts: a key Secret that appears after the controller's first
     // Secret poll counts as changed at the next poll and re-reconciles every object naming it (every bundle, mid-burst).
@@ -135,19 +144,7 @@ async function main(): Promise<void> {
     const cpuAtReady = await procCpuSeconds(pid);
 
     // let the work the burst caused drain (index publishing, echo events) for the totals
-    const tSettle = performance.now();
-    let settled = atReady;
-    for (let stable = 0; stable < 3 && performance.now() - tSettle < 180_000;) {
-      await sleep(1_000);
-      const m = await scrape(adminUrl);
-      const idle =
-        (m.get('workqueue_depth') ?? 0) === 0 &&
-        (m.get('controller_runtime_active_workers') ?? 0) === 0 &&
-        m.get('controller_runtime_reconcile_total') === settled.get('controller_runtime_reconcile_total');
-      stable = idle ? stable + 1 : 0;
-      settled = m;
-    }
-    const settleMs = performance.now() - tSettle;
+    const { settled, ms: settleMs } = await waitControllerIdle(adminUrl, atReady, 180_000);
     clearInterval(memTimer);
     memTimer = undefined;
     const memEnd = await procMemory(pid);
@@ -176,54 +173,29 @@ async function main(): Promise<void> {
 
     // baseline: the same raw I/O with the same concurrency, from this process
     const sizes = new Map(bundles.map((b) => [b.metadata.name, b.status?.artifact?.size ?? 0]));
-    const baseWriter = new KubeClient(loadKubeConfig(env.kubeconfigPath), { fieldManager: 'bench-baseline' });
-    const t1 = performance.now();
-    await pool(N, IN_FLIGHT, async (i) => {
-      const z = zips[i]!;
-      const res = await fetch(stack.artifacts.url(z.path));
-      await res.arrayBuffer();
-      const body = randomBytes(sizes.get(`b-${i}`) || z.body.length);
-      await s3.putObject(stack.bucket, `${BASELINE_PREFIX}${i}`, body, body.length);
-      await baseWriter.create(
-        BUNDLE_RESOURCE,
-        bundleManifest(
-          APP,
-          `b-${i}`,
-          BASELINE_NAMESPACE,
-          `1.0.${i + 1}`,
-          stack.artifacts.url(z.path),
-          z.sha256,
-        ),
-      );
-    });
-    const baselineMs = performance.now() - t1;
-    const baselineRequests = baseWriter.rest.totalRequests();
+    const { ms: baselineMs, requests: baselineRequests } = await rawBundleBaseline(
+      stack,
+      BASELINE_NAMESPACE,
+      BASELINE_PREFIX,
+      zips.map((zip, i) => ({
+        zip,
+        app: APP,
+        name: `b-${i}`,
+        version: `1.0.${i + 1}`,
+        storedSize: sizes.get(`b-${i}`) ?? 0,
+      })),
+      IN_FLIGHT,
+    );
     writer.rest.close();
-    baseWriter.rest.close();
 
     const recAtReady = delta(atReady, before, 'controller_runtime_reconcile_total');
     const recTotal = delta(settled, before, 'controller_runtime_reconcile_total');
     const reqAtReady = delta(atReady, before, 'rest_client_requests_total');
     const reqTotal = delta(settled, before, 'rest_client_requests_total');
     const perController = (m: Map<string, number>): Record<string, number> =>
-      Object.fromEntries(
-        ['liveupdatebundle', 'liveupdateapp', 'liveupdatechannel'].map((c) => [
-          c,
-          delta(m, before, `controller_runtime_reconcile_total|controller=${c}`),
-        ]),
-      );
-    const byMethod = Object.fromEntries(
-      ['GET', 'POST', 'PUT', 'PATCH', 'DELETE']
-        .map((m) => [m, delta(settled, before, `rest_client_requests_total|method=${m}`)] as const)
-        .filter(([, v]) => v > 0),
-    );
+      reconcilesByController(m, before);
+    const byMethod = requestsByMethod(settled, before);
     const errors = delta(settled, before, 'controller_runtime_reconcile_errors_total');
-    const meanReconcileMs = (c: string): string => {
-      const sum = delta(settled, before, `controller_runtime_reconcile_time_seconds_sum|controller=${c}`);
-      const count = delta(settled, before, `controller_runtime_reconcile_time_seconds_count|controller=${c}`);
-      return count > 0 ? ((sum / count) * 1000).toFixed(0) : '-';
-    };
-
     const rows: [string, string, string][] = [
       ['time to all Ready (s)', (readyMs / 1000).toFixed(1), (baselineMs / 1000).toFixed(1)],
       ['  of which creating the bundles (s)', (createMs / 1000).toFixed(1), ''],
@@ -237,7 +209,7 @@ async function main(): Promise<void> {
       ['reconcile errors', String(errors), ''],
       [
         'mean reconcile time, bundle / app (ms)',
-        `${meanReconcileMs('liveupdatebundle')} / ${meanReconcileMs('liveupdateapp')}`,
+        `${meanReconcileMs(settled, before, 'liveupdatebundle')} / ${meanReconcileMs(settled, before, 'liveupdateapp')}`,
         '',
       ],
       ['controller CPU until all Ready (s)', (cpuAtReady - cpuBefore).toFixed(1), ''],
@@ -286,8 +258,8 @@ async function main(): Promise<void> {
         reconcilesByController: perController(settled),
         reconcileErrors: errors,
         meanReconcileMs: {
-          liveupdatebundle: Number(meanReconcileMs('liveupdatebundle')),
-          liveupdateapp: Number(meanReconcileMs('liveupdateapp')),
+          liveupdatebundle: Number(meanReconcileMs(settled, before, 'liveupdatebundle')),
+          liveupdateapp: Number(meanReconcileMs(settled, before, 'liveupdateapp')),
         },
         controllerCpuSecondsAtReady: Number((cpuAtReady - cpuBefore).toFixed(2)),
         controllerCpuSecondsTotal: Number((cpuEnd - cpuBefore).toFixed(2)),
@@ -314,15 +286,7 @@ async function main(): Promise<void> {
     throw err;
   } finally {
     if (memTimer) clearInterval(memTimer);
-    const stopped = await stack.stop();
-    console.log(
-      `stopped: ${Object.entries(stopped)
-        .map(([k, v]) => `${k} ${v}`)
-        .join(', ')}`,
-    );
-    await env.stop();
-    if (keepWorkDir) console.log(`logs kept in ${logDir}`);
-    else await rm(workDir, { recursive: true, force: true });
+    await stopStack(stack, env, { workDir, logDir, keep: keepWorkDir });
   }
 }
 
