@@ -24,7 +24,12 @@ import { KubeLeaseStore, LeaseLostError } from '../kube/leader-election.js';
 import { keyOf, type EventRecorder, type KubeObject, type ObjectClient } from '../kube/types.js';
 import { AdminServer } from '../observability/admin-server.js';
 import { createLogger, type Logger } from '../observability/logger.js';
-import { RestClientMetrics, createRegistry, createRuntimeMetrics } from '../observability/metrics.js';
+import {
+  PromEventMetrics,
+  RestClientMetrics,
+  createRegistry,
+  createRuntimeMetrics,
+} from '../observability/metrics.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { S3ObjectStore } from '../storage/s3-store.js';
 import { StorageLayout } from '../storage/layout.js';
@@ -232,6 +237,7 @@ export async function runWithConfig(
     controller: 'liveupdate.dev/controller',
     instance: config.identity,
     log,
+    metrics: new PromEventMetrics(registry),
   });
   const manager = new Manager({
     source: client,

@@ -69,6 +69,64 @@ describe('KubeEventRecorder', () => {
     expect((api.created[0]!['note'] as string).length).toBe(1024);
   });
 
+  it('writes events in the background, at most `concurrency` at a time, and counts every outcome', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const release: (() => void)[] = [];
+    const results: string[] = [];
+    const api = {
+      create: <T extends KubeObject>(_t: ResourceType, obj: KubeObject): Promise<T> => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        return new Promise<T>((resolve, reject) =>
+          release.push(() => {
+            inFlight--;
+            if (obj.metadata.name.startsWith('bad')) reject(new Error('apiserver down'));
+            else resolve(obj as T);
+          }),
+        );
+      },
+      mergePatch: <T extends KubeObject>(): Promise<T> => Promise.resolve(OBJ as T),
+    };
+    const r = new KubeEventRecorder(api, {
+      controller: 'c',
+      instance: 'i',
+      log: silentLogger(),
+      concurrency: 2,
+      metrics: { events: { inc: ({ result }) => results.push(result) } },
+    });
+    for (const name of ['a', 'b', 'bad-c', 'd', 'e']) {
+      // recording returns before any write finished
+      r.event({ ...OBJ, metadata: { ...OBJ.metadata, name, uid: name } }, 'Normal', 'Stored', 'ok');
+    }
+    const flushed = r.flush();
+    for (let i = 0; i < 5; i++) {
+      await Promise.resolve();
+      await new Promise((resolve) => setImmediate(resolve));
+      release.shift()?.();
+    }
+    await flushed;
+    expect(most).toBe(2);
+    expect(results.sort()).toEqual(['failed', 'written', 'written', 'written', 'written']);
+  });
+
+  it('drops events beyond 1,000 waiting writes, and counts them', async () => {
+    const results: string[] = [];
+    const api = new FakeEventsApi();
+    const r = new KubeEventRecorder(api, {
+      controller: 'c',
+      instance: 'i',
+      log: silentLogger(),
+      metrics: { events: { inc: ({ result }) => results.push(result) } },
+    });
+    for (let i = 0; i < 1005; i++)
+      r.event({ ...OBJ, metadata: { ...OBJ.metadata, uid: `u${i}` } }, 'Normal', 'Stored', 'ok');
+    await r.flush();
+    expect(api.created).toHaveLength(1000);
+    expect(results.filter((x) => x === 'dropped')).toHaveLength(5);
+    expect(results.filter((x) => x === 'written')).toHaveLength(1000);
+  });
+
   it('formats MicroTime with microseconds', () => {
     expect(microTime(Date.UTC(2026, 0, 2, 3, 4, 5, 678))).toBe('2026-01-02T03:04:05.678000Z');
   });

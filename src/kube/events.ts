@@ -2,11 +2,13 @@
  * Kubernetes Events (events.k8s.io/v1) for humans running `kubectl describe` / `kubectl events`. Repeats of the same
  * (object, type, reason, message) within the series window update one Event's `series.count` instead of creating
  * new ones, as client-go's event broadcaster does. Recording never throws and never blocks the reconciler: writes
- * happen in the background, a bounded number at a time, and failures are only logged.
+ * happen in the background, at most `concurrency` at a time and at most 1,000 waiting (more are dropped, as
+ * client-go's broadcaster drops when its queue is full); failures are logged, and every outcome is counted.
  */
 import type { Logger } from 'pino';
 import { realClock, type Clock } from './clock.js';
 import type { KubeClient } from './client.js';
+import type { EventMetrics } from './metrics.js';
 import type { EventRecorder, EventType, KubeObject, ResourceType } from './types.js';
 
 export const EVENT_TYPE: ResourceType = {
@@ -42,12 +44,18 @@ export interface EventRecorderOptions {
   instance: string;
   log: Logger;
   clock?: Clock;
+  /** Event writes in flight at once (default 4). */
+  concurrency?: number;
+  metrics?: EventMetrics;
 }
 
 export class KubeEventRecorder implements EventRecorder {
   private readonly series = new Map<string, Series>();
+  /** Writes waiting or running. */
   private pending = 0;
-  private chain: Promise<void> = Promise.resolve();
+  private running = 0;
+  private readonly waiting: (() => Promise<void>)[] = [];
+  private idle: { promise: Promise<void>; resolve: () => void } | undefined;
   private readonly clock: Clock;
 
   constructor(
@@ -96,30 +104,59 @@ export class KubeEventRecorder implements EventRecorder {
   private schedule(s: Series, obj: KubeObject, type: EventType, reason: string, note: string): void {
     if (s.writing) return; // the running write is followed by one with the latest count
     if (this.pending >= MAX_PENDING) {
+      this.opts.metrics?.events.inc({ result: 'dropped' });
       this.opts.log.warn({ reason }, 'event dropped: too many pending event writes');
       return;
     }
     s.writing = true;
     this.pending++;
-    this.chain = this.chain
-      .then(() => this.write(s, obj, type, reason, note))
-      .catch((err: unknown) => {
-        this.opts.log.warn(
-          { err, reason, name: obj.metadata.name, namespace: s.namespace },
-          'failed to record event',
-        );
-        s.written = s.count; // do not retry a failing write forever
-      })
-      .finally(() => {
-        s.writing = false;
-        this.pending--;
-        if (s.count > s.written) this.schedule(s, obj, type, reason, note);
+    this.waiting.push(() =>
+      this.write(s, obj, type, reason, note)
+        .then(
+          () => this.opts.metrics?.events.inc({ result: 'written' }),
+          (err: unknown) => {
+            this.opts.metrics?.events.inc({ result: 'failed' });
+            this.opts.log.warn(
+              { err, reason, name: obj.metadata.name, namespace: s.namespace },
+              'failed to record event',
+            );
+            s.written = s.count; // do not retry a failing write forever
+          },
+        )
+        .finally(() => {
+          s.writing = false;
+          this.pending--;
+          if (s.count > s.written) this.schedule(s, obj, type, reason, note);
+        }),
+    );
+    this.startWrites();
+  }
+
+  private startWrites(): void {
+    const limit = this.opts.concurrency ?? 4;
+    while (this.running < limit && this.waiting.length > 0) {
+      const next = this.waiting.shift()!;
+      this.running++;
+      void next().finally(() => {
+        this.running--;
+        this.startWrites();
+        if (this.pending === 0 && this.idle) {
+          this.idle.resolve();
+          this.idle = undefined;
+        }
       });
+    }
   }
 
   /** Resolves once every queued event write has finished (for shutdown and tests). */
   async flush(): Promise<void> {
-    for (let i = 0; i < 100 && this.pending > 0; i++) await this.chain;
+    if (this.pending === 0) return;
+    if (!this.idle) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.idle = { promise, resolve };
+    }
+    await this.idle.promise;
   }
 
   private async write(

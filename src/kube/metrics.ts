@@ -27,3 +27,8 @@ export interface WorkqueueMetrics {
 export interface LeaderElectionMetrics {
   readonly masterStatus: { set(labels: NameLabel, value: number): void };
 }
+
+/** Outcomes of the event recorder's writes: written, failed (logged), dropped (too many waiting). */
+export interface EventMetrics {
+  readonly events: { inc(labels: { result: 'written' | 'failed' | 'dropped' }): void };
+}

@@ -3,7 +3,7 @@
  * unchanged. One registry per process; tests create their own. No device-level labels, ever.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { LeaderElectionMetrics, QueueProbe, WorkqueueMetrics } from '../kube/metrics.js';
+import type { EventMetrics, LeaderElectionMetrics, QueueProbe, WorkqueueMetrics } from '../kube/metrics.js';
 
 export { Registry } from 'prom-client';
 
@@ -160,6 +160,20 @@ export class PromLeaderElectionMetrics implements LeaderElectionMetrics {
       name: 'leader_election_master_status',
       help: 'Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master',
       labelNames: ['name'],
+      registers: [registry],
+    });
+  }
+}
+
+/** liveupdate_events_total{result}: Kubernetes Events the controller wrote, failed to write, or dropped. */
+export class PromEventMetrics implements EventMetrics {
+  readonly events: Counter<'result'>;
+
+  constructor(registry: Registry) {
+    this.events = new Counter({
+      name: 'liveupdate_events_total',
+      help: 'Kubernetes Events recorded, by result: written, failed (logged) or dropped (too many writes waiting).',
+      labelNames: ['result'],
       registers: [registry],
     });
   }

@@ -14,7 +14,8 @@
  *     (fetch, validate, encrypt, sign, verify the stored object, status writes, index publishing, queueing).
  * Figures only, no assertions. BENCH_TIMEOUT_S bounds the wait for Ready (default 1200 s).
  */
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { get as httpsGet } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -46,6 +47,37 @@ import {
   stopStack,
   waitControllerIdle,
 } from './_process-figures.js';
+
+/**
+ * The apiserver's own request counts (apiserver_request_total) by "VERB resource[/subresource]": what was asked for,
+ * by kind, whoever asked (the caller leaves out this bench's own requests).
+ */
+async function apiserverRequests(env: { apiServerUrl: string; token: string; caFile: string }) {
+  const ca = await readFile(env.caFile, 'utf8');
+  const text = await new Promise<string>((resolve, reject) => {
+    const req = httpsGet(
+      `${env.apiServerUrl}/metrics`,
+      { ca, headers: { authorization: `Bearer ${env.token}` } },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve(body));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+  });
+  const counts = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('apiserver_request_total{')) continue;
+    const label = (name: string) => new RegExp(`[{,]${name}="([^"]*)"`).exec(line)?.[1] ?? '';
+    const sub = label('subresource');
+    const key = `${label('verb')} ${label('resource')}${sub ? `/${sub}` : ''}`;
+    counts.set(key, (counts.get(key) ?? 0) + Number(line.split(' ').at(-1)));
+  }
+  return counts;
+}
 
 const N = Number(process.env['BENCH_BUNDLES'] ?? 500);
 const TIMEOUT_MS = Number(process.env['BENCH_TIMEOUT_S'] ?? 1200) * 1000;
@@ -91,6 +123,7 @@ async function main(): Promise<void> {
     // settle, then measure
     await sleep(2_000);
     const before = await scrape(adminUrl);
+    const apiBefore = await apiserverRequests(env);
     const memBefore = await procMemory(pid);
     const cpuBefore = await procCpuSeconds(pid);
     let peakRss = memBefore.rss;
@@ -145,6 +178,14 @@ async function main(): Promise<void> {
 
     // let the work the burst caused drain (index publishing, echo events) for the totals
     const { settled, ms: settleMs } = await waitControllerIdle(adminUrl, atReady, 180_000);
+    const apiSettled = await apiserverRequests(env);
+    // the controller's requests by verb and resource (this bench's creates and LISTs of bundles left out)
+    const byResource = Object.fromEntries(
+      [...apiSettled]
+        .map(([k, v]) => [k, v - (apiBefore.get(k) ?? 0)] as const)
+        .filter(([k, v]) => v > 0 && k !== 'POST liveupdatebundles' && k !== 'LIST liveupdatebundles')
+        .sort(([, a], [, b]) => b - a),
+    );
     clearInterval(memTimer);
     memTimer = undefined;
     const memEnd = await procMemory(pid);
@@ -223,6 +264,13 @@ async function main(): Promise<void> {
           .join(', '),
         '',
       ],
+      [
+        '  by verb and resource (apiserver)',
+        Object.entries(byResource)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', '),
+        '',
+      ],
       ['API requests / reconcile', (reqTotal / recTotal).toFixed(2), ''],
       ['API requests / bundle', (reqTotal / N).toFixed(2), (baselineRequests / N).toFixed(2)],
       ['controller RSS before burst (MiB)', mib(memBefore.rss), ''],
@@ -266,6 +314,7 @@ async function main(): Promise<void> {
         apiRequestsAtReady: reqAtReady,
         apiRequestsTotal: reqTotal,
         apiRequestsByMethod: byMethod,
+        apiRequestsByResource: byResource,
         apiRequestsPerReconcile: Number((reqTotal / recTotal).toFixed(2)),
         baselineApiRequests: baselineRequests,
         controllerRssBeforeBytes: memBefore.rss,
