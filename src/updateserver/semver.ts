@@ -69,7 +69,9 @@ export function atLeast(v: SemVer, major: number, minor: number, patch: number):
 export function memoizeBounded<T>(fn: (input: string) => T, limit = 4096): (input: string) => T {
   const cache = new Map<string, T>();
   return (input) => {
-    if (cache.has(input)) return cache.get(input) as T;
+    // One lookup on a hit (the usual case); `has` only tells a cached undefined from a miss.
+    const hit = cache.get(input);
+    if (hit !== undefined || cache.has(input)) return hit as T;
     const v = fn(input);
     if (cache.size >= limit) cache.clear();
     cache.set(input, v);

@@ -16,7 +16,8 @@
  *      the service, then p50/p99/p99.9 at 50 % and 75 % of the direct maximum.
  *   3. RSS with 1,000 apps × 10 channels loaded, against the same process with no app, and the index sizes.
  * The service runs with the `NODE_OPTIONS` the chart gives the update-service Pod (`updateServer.nodeOptions` of
- * charts/liveupdate-operator/values.yaml, read from there); `bare` and mode `service-node-defaults` run without.
+ * charts/liveupdate-operator/values.yaml, read from there); `bare` and mode `service-node-defaults` run without,
+ * mode `bare-node-options` is bare with the chart's node options (what they do to HTTP alone).
  * Servers run in child processes on 127.0.0.1 (compiled by tsc, as in the image). Figures only, no assertions.
  * Knobs: BENCH_ONLY=throughput|download|rss, BENCH_DURATION (s per attack, default 5), BENCH_ROUNDS (saturated
  * rounds, default 3), BENCH_RATES (comma-separated req/s, replaces the fixed list), BENCH_MODES (default
@@ -122,6 +123,8 @@ function startTarget(args: string[], nodeFlags: string[] = []): Promise<Child> {
   const env = targetEnv(args[0]!);
   if (args[0] === 'service-node-defaults') {
     args = ['service', ...args.slice(1)];
+  } else if (args[0] === 'bare-node-options') {
+    args = ['bare', ...args.slice(1)];
   } else if (args[0] === 'before') {
     if (BEFORE_TARGET === undefined) throw new Error('mode "before" needs BENCH_BEFORE_TARGET');
     target = BEFORE_TARGET;
