@@ -33,8 +33,8 @@ import {
 import type { ObjectStore } from '../storage/object-store.js';
 import { S3ObjectStore } from '../storage/s3-store.js';
 import { StorageLayout } from '../storage/layout.js';
-import { AppReconciler } from './app/reconciler.js';
-import { BundleReconciler, appKeyForBundle } from './bundle/reconciler.js';
+import { AppReconciler, appKeyForNamedBundle } from './app/reconciler.js';
+import { BundleReconciler } from './bundle/reconciler.js';
 import { ChannelReconciler, appKeyForChannel, channelKeysForBundle } from './channel/reconciler.js';
 import { RootPublisher } from './publishing/root-document.js';
 import { FleetTelemetry } from './telemetry/fleet-stats.js';
@@ -103,7 +103,14 @@ export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
       }),
       watches: [
         { type: CHANNEL_RESOURCE, mapFn: (o) => appKeyForChannel(o as LiveUpdateChannel) },
-        { type: BUNDLE_RESOURCE, mapFn: (o) => appKeyForBundle(o as LiveUpdateBundle) },
+        {
+          type: BUNDLE_RESOURCE,
+          mapFn: (o, cache) =>
+            appKeyForNamedBundle(
+              o as LiveUpdateBundle,
+              cache.list<LiveUpdateChannel>(CHANNEL_RESOURCE, o.metadata.namespace),
+            ),
+        },
       ],
     },
     {

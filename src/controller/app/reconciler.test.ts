@@ -16,6 +16,7 @@ import { validateReleaseIndex } from '../../storage/release-index-schema.js';
 import { findCondition } from '../common/conditions.js';
 import { FakeEventRecorder, FakeObjectClient } from '../common/testing/fake-client.js';
 import { NS, ctx, seedApp, seedBundle, seedChannel, seedSecret } from '../common/testing/fixtures.js';
+import type { KubeObject, ObjectClient, ResourceType } from '../../kube/types.js';
 import { AppReconciler } from './reconciler.js';
 
 const signingKey = generateSigningKey();
@@ -272,6 +273,43 @@ describe('AppReconciler', () => {
       { app: 'demo', bundle: 'demo-1-0-0', pinnedDevices: ['qa'] },
     );
     await expect(reconciler.reconcile(appKey, ctx())).rejects.toThrow(fileKey);
+  });
+
+  it('reads only the bundles its channels name: no copy of the others, no read of their delta manifests', async () => {
+    const { client, store, reconciler } = setup();
+    seedApp(client, 'demo');
+    await readyBundle(client, store, 'demo-1-0-0', '1.0.0');
+    // many bundles of the app that no channel names, one of them with a delta manifest
+    for (let i = 2; i <= 5; i++) await readyBundle(client, store, `demo-${i}-0-0`, `${i}.0.0`);
+    const manifestKey = `lu/${NS}/demo/files/${'e'.repeat(64)}.json`;
+    await store.put(manifestKey, '[]');
+    const other = client.peek<LiveUpdateBundle>(BUNDLE_RESOURCE, { namespace: NS, name: 'demo-2-0-0' })!;
+    await setBundleStatus(client, 'demo-2-0-0', {
+      ...other.status,
+      artifact: { ...other.status!.artifact!, manifestKey, manifestFiles: 0 },
+    });
+    seedChannel(client, 'production', { bundle: 'demo-1-0-0' });
+    const copied: string[] = [];
+    const cached: ObjectClient = client;
+    cached.listMatching = async <T extends KubeObject>(
+      type: ResourceType,
+      namespace: string,
+      match: (obj: T) => boolean,
+    ) => {
+      const items = (await client.list<T>(type, namespace)).filter(match);
+      copied.push(...items.map((o) => o.metadata.name));
+      return items;
+    };
+    const getBuffer = store.getBuffer.bind(store);
+    const read: string[] = [];
+    store.getBuffer = (key, opts) => {
+      read.push(key);
+      return getBuffer(key, opts);
+    };
+    await reconciler.reconcile(appKey, ctx());
+    expect(condition(appOf(client), 'Ready')?.status).toBe('True');
+    expect(copied).toEqual(['demo-1-0-0']);
+    expect(read).not.toContain(manifestKey);
   });
 
   it('keeps serving the previous bundle when the channel moves to a bundle that is not Ready', async () => {

@@ -48,7 +48,7 @@ import {
   readIndex,
   type PublishResult,
 } from '../publishing/index-document.js';
-import { isServable, renderIndex, type RenderedIndex } from '../publishing/render.js';
+import { bundlesNamedByChannels, isServable, renderIndex, type RenderedIndex } from '../publishing/render.js';
 import {
   RootConflictError,
   RootDocumentUnreadableError,
@@ -86,6 +86,18 @@ function creationOrder(a: LiveUpdateApp, b: LiveUpdateApp): number {
   return `${a.metadata.namespace}/${a.metadata.name}`.localeCompare(
     `${b.metadata.namespace}/${b.metadata.name}`,
   );
+}
+
+/**
+ * The app whose index may list the bundle, when one of the app's channels names it: other bundle events cannot change
+ * what the app publishes (with 5,000 bundles in one app, each one's status writes enqueued the app).
+ */
+export function appKeyForNamedBundle(
+  bundle: LiveUpdateBundle,
+  channels: readonly LiveUpdateChannel[],
+): ObjectKey | undefined {
+  if (!bundlesNamedByChannels(channels, bundle.spec.app).has(bundle.metadata.name)) return undefined;
+  return { namespace: bundle.metadata.namespace ?? '', name: bundle.spec.app };
 }
 
 export class AppReconciler implements Reconciler, KindSteps<LiveUpdateApp, LiveUpdateAppStatus> {
@@ -257,16 +269,15 @@ export class AppReconciler implements Reconciler, KindSteps<LiveUpdateApp, LiveU
     ctx: StepContext,
   ): Promise<StepsResult> {
     const namespace = app.metadata.namespace ?? '';
-    const [channels, bundles] = await Promise.all([
-      this.opts.client.list<LiveUpdateChannel>(CHANNEL_RESOURCE, namespace),
-      // Only this app's bundles: the index renders no other (a namespace may hold thousands).
-      listWhere<LiveUpdateBundle>(
-        this.opts.client,
-        BUNDLE_RESOURCE,
-        namespace,
-        (b) => b.spec.app === app.metadata.name,
-      ),
-    ]);
+    const channels = await this.opts.client.list<LiveUpdateChannel>(CHANNEL_RESOURCE, namespace);
+    // Only the bundles this app's channels name: the index lists no other, and an app may have thousands.
+    const named = bundlesNamedByChannels(channels, app.metadata.name);
+    const bundles = await listWhere<LiveUpdateBundle>(
+      this.opts.client,
+      BUNDLE_RESOURCE,
+      namespace,
+      (b) => b.spec.app === app.metadata.name && named.has(b.metadata.name),
+    );
     let published: PublishResult;
     for (let attempt = 1; ; attempt++) {
       try {

@@ -37,6 +37,20 @@ export interface RenderInput {
   manifests: ReadonlyMap<string, IndexManifestEntry[]>;
 }
 
+/**
+ * The bundles an app's index may list: those its channels name (bundle and rollout bundle). No other bundle changes
+ * what is published, so the app reconciler reads only these, and only their events enqueue the app.
+ */
+export function bundlesNamedByChannels(channels: readonly LiveUpdateChannel[], appName: string): Set<string> {
+  const names = new Set<string>();
+  for (const c of channels) {
+    if (c.spec.app !== appName) continue;
+    names.add(c.spec.bundle);
+    if (c.spec.rollout?.bundle) names.add(c.spec.rollout.bundle);
+  }
+  return names;
+}
+
 /** A bundle devices may be sent to: Ready for its current generation, stored, and of this app. */
 export function isServable(bundle: LiveUpdateBundle, appName: string): boolean {
   const ready = bundle.status?.conditions?.find((c) => c.type === ConditionType.Ready);
