@@ -392,6 +392,17 @@ const MAX_HEAD = 64 * 1024;
 /** Reads land in arenas of this size; a read gets the arena's free tail while at least MIN_READ bytes are left. */
 const ARENA = 1024 * 1024;
 const MIN_READ = 256 * 1024;
+/**
+ * Arenas no download uses any more, shared by all downloads: without it every download allocated its own (4 MiB of
+ * fresh ArrayBuffers per 4 MiB bundle), and that external memory made V8 run full mark-compact GCs every few hundred
+ * MiB proxied. Bounded: arenas beyond it are left to the garbage collector.
+ */
+const idleArenas: Buffer[] = [];
+const IDLE_ARENAS_MAX = 8;
+
+function recycleArena(buf: Buffer): void {
+  if (idleArenas.length < IDLE_ARENAS_MAX) idleArenas.push(buf);
+}
 /** Error bodies kept for their `<Code>`, bytes. */
 const MAX_ERROR_BODY = 64 * 1024;
 
@@ -417,12 +428,13 @@ function rawGet(
 
   return new Promise<GetResult | null>((resolve, reject) => {
     // Arenas and how many chunks handed on from each are not released yet (see ReleasableBody). An arena is reused
-    // only once it is no longer read into and every chunk from it was released; chunks never released (a consumer
-    // that does not know about release, an aborted download) just leave their arena to the garbage collector.
+    // (by this download or another) only once it is no longer read into — retired, or the body was read to its end
+    // and the socket closed — and every chunk from it was released; chunks never released (a consumer that does not
+    // know about release, an aborted download) just leave their arena to the garbage collector.
     const arenas = new Map<ArrayBufferLike, { buf: Buffer; out: number }>();
-    const free: Buffer[] = [];
+    let bodyComplete = false;
     const newArena = (): Buffer => {
-      const buf = free.pop() ?? Buffer.allocUnsafe(ARENA);
+      const buf = idleArenas.pop() ?? Buffer.allocUnsafe(ARENA);
       arenas.set(buf.buffer, { buf, out: 0 });
       return buf;
     };
@@ -433,7 +445,7 @@ function rawGet(
         const retired = arenas.get(arena.buffer);
         if (retired && retired.out === 0) {
           arenas.delete(arena.buffer);
-          free.push(arena);
+          recycleArena(arena);
         }
         arena = newArena();
         arenaUsed = 0;
@@ -448,9 +460,9 @@ function rawGet(
       const a = arenas.get(chunk.buffer);
       if (!a || a.out <= 0) return;
       a.out--;
-      if (a.out === 0 && a.buf !== arena && free.length < 4) {
+      if (a.out === 0 && (a.buf !== arena || bodyComplete)) {
         arenas.delete(a.buf.buffer);
-        free.push(a.buf);
+        recycleArena(a.buf);
       }
     };
     let settled = false;
@@ -551,6 +563,8 @@ function rawGet(
           cleanup();
           stream.push(null);
           socket.destroy();
+          // Nothing is read into the current arena any more: it is recycled once its chunks are released.
+          bodyComplete = true;
           return false;
         }
         return more;
