@@ -281,6 +281,16 @@ async function askVersion(
     : `${res.status}:${String(answer['error'])}`;
 }
 
+/** VmRSS of a process, the median of 3 readings 500 ms apart (a single reading may catch a GC's transient). */
+async function settledRss(pid: number): Promise<number> {
+  const readings: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    if (i > 0) await sleep(500);
+    readings.push((await procMemory(pid)).rss);
+  }
+  return readings.sort((a, b) => a - b)[1]!;
+}
+
 function runKubectl(args: readonly string[]): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(KUBECTL, [...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -374,7 +384,6 @@ async function main(): Promise<void> {
         if (Date.now() > deadline) throw new Error(`replica ${r.name} not ready after 60 s`);
       }
     }
-    const replicaEmpty = await Promise.all(replicaPids.map((p) => procMemory(p)));
 
     await stack.startController();
     const pid = stack.controller!.child.pid!;
@@ -407,6 +416,8 @@ async function main(): Promise<void> {
     await sleep(2_000); // settle after start (apps without channels), then measure
     const before = await scrape(adminUrl);
     const cpuBefore = await procCpuSeconds(pid);
+    // the replicas have been idle since they started: their RSS with nothing published
+    const replicaEmpty = await Promise.all(replicaPids.map((p) => settledRss(p)));
     const replicaCpuBefore = await Promise.all(replicaPids.map((p) => procCpuSeconds(p)));
     const memBefore = await procMemory(pid);
     let peakRss = memBefore.rss;
@@ -485,7 +496,11 @@ async function main(): Promise<void> {
     const cpuAtReady = await procCpuSeconds(pid);
 
     // let the work the burst caused drain (index publishing, echo events)
-    const { settled, ms: settleMs } = await waitControllerIdle(adminUrl, atReady, 300_000);
+    const { settled, ms: settleMs } = await waitControllerIdle(adminUrl, atReady, 300_000, [
+      'liveupdatebundle',
+      'liveupdateapp',
+    ]);
+    const tSettled = performance.now();
     const cpuSettled = await procCpuSeconds(pid);
     const memSettled = await procMemory(pid);
     const peakHwm = Math.max(peakRss, memSettled.hwm);
@@ -529,7 +544,7 @@ async function main(): Promise<void> {
         await sleep(250);
       }
     }
-    const replicaLoaded = await Promise.all(replicaPids.map((p) => procMemory(p)));
+    const replicaLoaded = await Promise.all(replicaPids.map((p) => settledRss(p)));
     const replicaCpuLoaded = await Promise.all(replicaPids.map((p) => procCpuSeconds(p)));
 
     // part 2: channel edits with kubectl apply, devices polling both replicas
@@ -539,6 +554,7 @@ async function main(): Promise<void> {
     const rand = random(17);
     const editsBefore = await scrape(adminUrl);
     const editCpuBefore = await procCpuSeconds(pid);
+    const restMs = performance.now() - tSettled;
     const tEdits = performance.now();
     let startAt = 0;
     const edits = await Promise.all(
@@ -658,6 +674,17 @@ async function main(): Promise<void> {
       ],
       ['reconcile errors', String(delta(settled, before, 'controller_runtime_reconcile_errors_total'))],
       [
+        `at rest for ${secs(restMs)} s after: reconciles/s (bundle/app/channel), API requests/s, CPU s/s`,
+        `${Object.values(reconciles(editsBefore, settled))
+          .map((n) => ((n / restMs) * 1000).toFixed(1))
+          .join(
+            ' / ',
+          )}, ${((delta(editsBefore, settled, 'rest_client_requests_total') / restMs) * 1000).toFixed(1)}, ${(
+          (editCpuBefore - cpuSettled) /
+          (restMs / 1000)
+        ).toFixed(2)}`,
+      ],
+      [
         'index publishes / root writes',
         `${delta(settled, before, 'liveupdate_release_index_publishes_total')} / ${delta(settled, before, 'liveupdate_root_document_writes_total|result=written')} (conflicts ${delta(settled, before, 'liveupdate_root_document_writes_total|result=conflict')})`,
       ],
@@ -687,7 +714,7 @@ async function main(): Promise<void> {
       ['bundle objects in S3 (must equal bundles)', `${bundleObjects} / ${nBundles}`],
       [
         `replica RSS, no app → ${APPS} apps loaded (MiB)`,
-        perReplica((i) => `${mib(replicaEmpty[i]!.rss)} → ${mib(replicaLoaded[i]!.rss)}`),
+        perReplica((i) => `${mib(replicaEmpty[i]!)} → ${mib(replicaLoaded[i]!)}`),
       ],
       ['replica peak RSS (VmHWM, MiB) at the end', perReplica((i) => mib(replicaEnd[i]!.hwm))],
       [
@@ -755,8 +782,8 @@ async function main(): Promise<void> {
           p50Bytes: percentile(indexSizes, 50),
           maxBytes: indexSizes[indexSizes.length - 1] ?? 0,
         },
-        replicaRssEmptyBytes: replicaEmpty.map((m) => m.rss),
-        replicaRssLoadedBytes: replicaLoaded.map((m) => m.rss),
+        replicaRssEmptyBytes: replicaEmpty,
+        replicaRssLoadedBytes: replicaLoaded,
         edits: {
           ok: ok.length,
           failed: failed.length,
