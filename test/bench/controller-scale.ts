@@ -674,7 +674,7 @@ async function main(): Promise<void> {
       ],
       ['reconcile errors', String(delta(settled, before, 'controller_runtime_reconcile_errors_total'))],
       [
-        `at rest for ${secs(restMs)} s after: reconciles/s (bundle/app/channel), API requests/s, CPU s/s`,
+        `at rest (${secs(restMs)} s): reconciles/s b/a/c, requests/s, CPU`,
         `${Object.values(reconciles(editsBefore, settled))
           .map((n) => ((n / restMs) * 1000).toFixed(1))
           .join(
