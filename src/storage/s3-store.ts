@@ -395,7 +395,7 @@ const MIN_READ = 256 * 1024;
 /**
  * Arenas no download uses any more, shared by all downloads: without it every download allocated its own (4 MiB of
  * fresh ArrayBuffers per 4 MiB bundle), and that external memory made V8 run full mark-compact GCs every few hundred
- * MiB proxied. Bounded: arenas beyond it are left to the garbage collector.
+ * MiB proxied (ADR 0036). Bounded: arenas beyond it are left to the garbage collector.
  */
 const idleArenas: Buffer[] = [];
 const IDLE_ARENAS_MAX = 8;
