@@ -84,8 +84,16 @@ const IN_FLIGHT = 20;
 /** How often devices ask each replica, and this process reads the release root, while an edit is in flight. */
 const PROBE_MS = 50;
 const REPLICAS = 2;
-const NAMESPACE = 'bench-scale';
+/**
+ * BENCH_SCALE_NAMESPACES (1): the apps spread round-robin over that many namespaces (one per team, say). One namespace
+ * is the hardest case for anything that lists a whole namespace.
+ */
+const NAMESPACE_COUNT = Number(process.env['BENCH_SCALE_NAMESPACES'] ?? 1);
+const NAMESPACES: readonly string[] = Array.from({ length: NAMESPACE_COUNT }, (_, i) =>
+  NAMESPACE_COUNT === 1 ? 'bench-scale' : `bench-scale-${i}`,
+);
 const BASELINE_NAMESPACE = 'bench-scale-baseline';
+const namespaceOf = (a: number): string => NAMESPACES[a % NAMESPACES.length]!;
 const BASELINE_PREFIX = 'bench-baseline/';
 /** Every device runs native 1.0.0 with its builtin bundle; the live versions are 1.0.1… */
 const NATIVE_VERSION = '1.0.0';
@@ -106,7 +114,7 @@ function channelManifest(a: number, c: ChannelKind, bundle: number): LiveUpdateC
   return {
     apiVersion: API_VERSION,
     kind: 'LiveUpdateChannel',
-    metadata: { name: channelName(a, c), namespace: NAMESPACE },
+    metadata: { name: channelName(a, c), namespace: namespaceOf(a) },
     spec: {
       app: appName(a),
       deviceName: c,
@@ -191,10 +199,10 @@ class Progress<T extends Observed> {
       type,
       source: kube,
       log: silentLogger(),
-      namespace: NAMESPACE,
       resyncMs: 0,
     });
     const see = (obj: T): void => {
+      if (!NAMESPACES.includes(obj.metadata.namespace ?? '')) return;
       const name = obj.metadata.name;
       if (this.done(obj)) {
         this.current.add(name);
@@ -318,7 +326,7 @@ async function main(): Promise<void> {
   const env = await startEnvironment({ handleSignals: true });
   const workDir = await mkdtemp(join(tmpdir(), 'liveupdate-bench-scale-'));
   const logDir = join(workDir, 'logs');
-  const stack = new Stack({ env, logDir, namespace: NAMESPACE, ...controllerEntry() });
+  const stack = new Stack({ env, logDir, namespace: NAMESPACES[0]!, ...controllerEntry() });
   const timers: NodeJS.Timeout[] = [];
   const progresses: { informer: Pick<Informer, 'start' | 'waitForSync' | 'stop'> }[] = [];
   let roots: RootReader | undefined;
@@ -327,7 +335,7 @@ async function main(): Promise<void> {
   const nBundles = APPS * BUNDLES_PER_APP;
   const nChannels = APPS * CHANNELS.length;
   try {
-    await setUpStack(stack, [NAMESPACE, BASELINE_NAMESPACE]);
+    await setUpStack(stack, [...NAMESPACES, BASELINE_NAMESPACE]);
     const kube = stack.kube;
 
     // keys (distinct per app, generated on libuv's thread pool) and apps, before the controller starts
@@ -339,13 +347,13 @@ async function main(): Promise<void> {
       await kube.create(SECRET_RESOURCE, {
         apiVersion: 'v1',
         kind: 'Secret',
-        metadata: { name: `${appName(a)}-signing-key`, namespace: NAMESPACE },
+        metadata: { name: `${appName(a)}-signing-key`, namespace: namespaceOf(a) },
         stringData: { 'private.pem': pem },
       } as KubeObject & { stringData: Record<string, string> });
       await kube.create(APP_RESOURCE, {
         apiVersion: API_VERSION,
         kind: 'LiveUpdateApp',
-        metadata: { name: appName(a), namespace: NAMESPACE },
+        metadata: { name: appName(a), namespace: namespaceOf(a) },
         spec: {
           appId: appId(a),
           signingKey: { secretName: `${appName(a)}-signing-key`, key: 'private.pem' },
@@ -385,7 +393,8 @@ async function main(): Promise<void> {
       }
     }
 
-    await stack.startController();
+    // the Stack's namespace holds the lease; the controller watches the benchmark's namespaces (not the baseline's)
+    await stack.startController({ env: { LIVEUPDATE_WATCH_NAMESPACE: NAMESPACES.join(',') } });
     const pid = stack.controller!.child.pid!;
     const adminUrl = stack.controllerAdminUrl;
 
@@ -454,7 +463,7 @@ async function main(): Promise<void> {
         bundleManifest(
           appName(a),
           bundleName(a, b),
-          NAMESPACE,
+          namespaceOf(a),
           bundleVersion(b),
           stack.artifacts.url(z.path),
           z.sha256,
@@ -747,7 +756,8 @@ async function main(): Promise<void> {
       ],
     ];
     console.log(
-      `${APPS} apps × (${CHANNELS.length} channels + ${BUNDLES_PER_APP} bundles) = ${nChannels} channels, ${nBundles} ` +
+      `${APPS} apps in ${NAMESPACES.length} namespace(s) × (${CHANNELS.length} channels + ${BUNDLES_PER_APP} bundles) = ` +
+        `${nChannels} channels, ${nBundles} ` +
         `bundles; zips ${kib(zipBytes / nBundles)} KiB on average; ${IN_FLIGHT} creates in flight; ${REPLICAS} ` +
         `update-service replicas polling every ${chart.pollSeconds} s (NODE_OPTIONS=${chart.nodeOptions || 'none'}); ` +
         `devices and the root read every ${PROBE_MS} ms; ${EDITS} edits, mean gap ${EDIT_GAP_MS} ms. Not timed: ` +
@@ -760,6 +770,7 @@ async function main(): Promise<void> {
       JSON.stringify({
         bench: 'controller-scale',
         apps: APPS,
+        namespaces: NAMESPACES.length,
         channels: nChannels,
         bundles: nBundles,
         replicas: REPLICAS,
