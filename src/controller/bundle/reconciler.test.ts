@@ -20,6 +20,7 @@ import { StallingError, TransientError } from '../common/errors.js';
 import { Registry } from 'prom-client';
 import { createControllerDomainMetrics, type ControllerDomainMetrics } from '../metrics.js';
 import { parseDuration } from '../common/duration.js';
+import { directSecrets, secretReaderId, type SecretReader } from '../secret-cache.js';
 import { BundleReconciler } from './reconciler.js';
 import type { ArtifactFetcher, FetchRequest, FetchedArtifact } from './fetch.js';
 import type { KubeObject, ObjectKey, ResourceType } from '../../kube/types.js';
@@ -55,6 +56,7 @@ function setup(
     sourceSecretLabel?: { key: string; value?: string };
     now?: () => Date;
     maxExpandedBytes?: number;
+    secrets?: SecretReader;
   } = {},
 ) {
   const client = new FakeObjectClient();
@@ -72,6 +74,7 @@ function setup(
     ...(opts.sourceSecretLabel ? { sourceSecretLabel: opts.sourceSecretLabel } : {}),
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.maxExpandedBytes !== undefined ? { maxExpandedBytes: opts.maxExpandedBytes } : {}),
+    ...(opts.secrets ? { secrets: opts.secrets } : {}),
   });
   if (opts.encrypted !== false) {
     seedSecret(client, 'demo-key', { 'private.pem': signingKey.privateKeyPem });
@@ -224,6 +227,29 @@ describe('BundleReconciler', () => {
     expect(createHash('sha256').update(stored.data).digest('hex')).toBe(
       bundle.status!.artifact!.storedSha256,
     );
+  });
+
+  it('reads its Secrets as itself through the reader it is given, fresh when a reconcile is requested', async () => {
+    const reads: string[] = [];
+    let direct: SecretReader | undefined;
+    const secrets: SecretReader = {
+      get: (k, o) => {
+        reads.push(`${k.name} ${o?.reader} ${o?.fresh}`);
+        return direct!.get(k, o);
+      },
+    };
+    const { client, fetcher, reconciler } = setup({ secrets });
+    direct = directSecrets(client);
+    fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', await webZip());
+    seedBundle(client, 'demo-1-0-0');
+    await reconciler.reconcile(key, ctx());
+    const reader = secretReaderId(BUNDLE_RESOURCE, key);
+    expect(reads).toEqual([`demo-key ${reader} false`]);
+    await client.mergePatch(BUNDLE_RESOURCE, key, {
+      metadata: { annotations: { [RECONCILE_REQUESTED_AT_ANNOTATION]: 'now-1' } },
+    });
+    await reconciler.reconcile(key, ctx());
+    expect(reads).toEqual([`demo-key ${reader} false`, `demo-key ${reader} true`]);
   });
 
   it('stores an unencrypted bundle for an app without a key', async () => {
