@@ -231,15 +231,15 @@ describe('BundleReconciler', () => {
 
   it('reads its Secrets as itself through the reader it is given, fresh when a reconcile is requested', async () => {
     const reads: string[] = [];
-    let direct: SecretReader | undefined;
+    const from: { client?: FakeObjectClient } = {};
     const secrets: SecretReader = {
       get: (k, o) => {
         reads.push(`${k.name} ${o?.reader} ${o?.fresh}`);
-        return direct!.get(k, o);
+        return directSecrets(from.client!).get(k, o);
       },
     };
     const { client, fetcher, reconciler } = setup({ secrets });
-    direct = directSecrets(client);
+    from.client = client;
     fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', await webZip());
     seedBundle(client, 'demo-1-0-0');
     await reconciler.reconcile(key, ctx());
