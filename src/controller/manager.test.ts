@@ -490,4 +490,37 @@ describe('Manager', () => {
     stop.abort();
     await done;
   });
+
+  it('a resync skips keys reconciled within the last half period: a burst is not reconciled twice', async () => {
+    const clock = new FakeClock();
+    const source = new FakeSource();
+    source.put('a');
+    const reconciler = new RecordingReconciler(clock);
+    const manager = new Manager({
+      source,
+      log: silentLogger(),
+      metrics: createRuntimeMetrics(createRegistry({ defaultMetrics: false })),
+      clock,
+      informer: { resyncMs: 10_000, watchdogMs: 10_000_000 },
+    });
+    manager.add({ name: 'configmap', forType: CM, reconciler });
+    const stop = new AbortController();
+    const done = manager.run(stop.signal);
+    await clock.advance(0);
+    expect(reconciler.count('ns/a')).toBe(1);
+    // created just before the resync: reconciled once, not again by the resync 4 s later
+    await clock.advance(6_000);
+    source.put('b', '', undefined, true);
+    await clock.advance(0);
+    expect(reconciler.count('ns/b')).toBe(1);
+    await clock.advance(4_000);
+    expect(reconciler.count('ns/a')).toBe(2);
+    expect(reconciler.count('ns/b')).toBe(1);
+    // the next resync looks at both again
+    await clock.advance(10_000);
+    expect(reconciler.count('ns/a')).toBe(3);
+    expect(reconciler.count('ns/b')).toBe(2);
+    stop.abort();
+    await done;
+  });
 });

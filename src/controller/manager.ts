@@ -10,7 +10,9 @@
  * only when something besides status changed ({@link changedBeyondStatus}: generation, labels, annotations such as
  * `liveupdate.dev/reconcile-requested-at`, deletion) — the controller's own status and finalizer writes, and with them
  * an error message that differs each time, never re-queue the object; watched types may filter their updates with a
- * predicate; a resync (the same resourceVersion delivered again) enqueues only keys that are not backing off.
+ * predicate; a resync (the same resourceVersion delivered again) enqueues only keys that are not backing off and
+ * were not reconciled successfully within the last half resync period (a periodic look at every object, not a second
+ * reconcile of each one a burst just built: 5,000 new bundles were reconciled twice, issue 17).
  *
  * With leader election, informers and workers run only while this process leads. Losing the lease aborts in-flight
  * reconciles at once and ends `run` with {@link LeaseLostError} (the process exits non-zero, as controller-runtime
@@ -21,7 +23,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { realClock, type Clock } from '../kube/clock.js';
 import { keyString, parseKey, type ListWatcher } from '../kube/client.js';
-import { Informer, InformerGroup, type CacheInformer } from '../kube/informer.js';
+import { DEFAULT_RESYNC_MS, Informer, InformerGroup, type CacheInformer } from '../kube/informer.js';
 import { LeaderElector, LeaseLostError, type LeaseStore } from '../kube/leader-election.js';
 import {
   KubeApiError,
@@ -148,6 +150,8 @@ export class Manager {
   /** The watched namespaces; empty = all. */
   private readonly scope: readonly string[];
   private elector: LeaderElector | undefined;
+  /** Per controller, the keys reconciled without error lately (a resync skips them). */
+  private recent = new Map<string, RecentKeys>();
   private leading = false;
   private running = false;
 
@@ -356,7 +360,12 @@ export class Manager {
       },
     };
     const queues = new Map<string, WorkQueue>();
+    const resyncMs = this.opts.informer?.resyncMs ?? DEFAULT_RESYNC_MS;
     for (const c of this.controllers) {
+      const recent = this.recentlyReconciled(c.name, resyncMs / 2);
+      const resyncAdd = (k: string): void => {
+        if (!recent.has(k)) queue.addUnlessBackingOff(k);
+      };
       const queue = new WorkQueue({
         name: c.name,
         clock: this.clock,
@@ -368,7 +377,7 @@ export class Manager {
       informerFor(c.forType).addHandlers({
         onAdd: enqueue,
         onUpdate: (o, n) => {
-          if (isResync(o, n)) queue.addUnlessBackingOff(keyString(n.metadata));
+          if (isResync(o, n)) resyncAdd(keyString(n.metadata));
           else if (changedBeyondStatus(o, n)) enqueue(n);
         },
         onDelete: enqueue,
@@ -383,7 +392,7 @@ export class Manager {
             return;
           }
           for (const k of Array.isArray(keys) ? keys : keys ? [keys] : []) {
-            if (resync) queue.addUnlessBackingOff(keyString(k));
+            if (resync) resyncAdd(keyString(k));
             else queue.add(keyString(k));
           }
         };
@@ -448,6 +457,12 @@ export class Manager {
     }
   }
 
+  private recentlyReconciled(controller: string, windowMs: number): RecentKeys {
+    const recent = new RecentKeys(this.clock, windowMs);
+    this.recent.set(controller, recent);
+    return recent;
+  }
+
   private async worker(
     c: ControllerSpec,
     queue: WorkQueue,
@@ -476,6 +491,7 @@ export class Manager {
         log.debug('reconciling');
         const result = await c.reconciler.reconcile(key, { reconcileID, log, signal });
         queue.forget(k);
+        this.recent.get(c.name)?.add(k);
         if (result.terminalError !== undefined) {
           m.reconcileTotal.inc({ controller: c.name, result: 'error' });
           m.reconcileErrors.inc({ controller: c.name });
@@ -503,6 +519,35 @@ export class Manager {
         queue.done(k);
       }
     }
+  }
+}
+
+/** Keys seen within a time window; entries older than the window are swept as the set grows. */
+class RecentKeys {
+  private readonly at = new Map<string, number>();
+  private sweepAt = 1024;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly windowMs: number,
+  ) {}
+
+  add(key: string): void {
+    this.at.delete(key);
+    this.at.set(key, this.clock.now());
+    if (this.at.size < this.sweepAt) return;
+    // insertion order is time order: drop from the oldest until one is recent
+    const cutoff = this.clock.now() - this.windowMs;
+    for (const [k, t] of this.at) {
+      if (t > cutoff) break;
+      this.at.delete(k);
+    }
+    this.sweepAt = Math.max(1024, this.at.size * 2);
+  }
+
+  has(key: string): boolean {
+    const t = this.at.get(key);
+    return t !== undefined && this.clock.now() - t < this.windowMs;
   }
 }
 

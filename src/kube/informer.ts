@@ -11,6 +11,9 @@ import { realClock, sleep, type Clock, type TimerHandle } from './clock.js';
 import { keyString, type ListWatcher, type WatchEvent } from './client.js';
 import { KubeApiError, type KubeObject, type ResourceType } from './types.js';
 
+/** How often an informer relists and re-delivers every cached object (resync) by default. */
+export const DEFAULT_RESYNC_MS = 600_000;
+
 export interface InformerHandlers<T extends KubeObject> {
   onAdd?(obj: T): void;
   /** Also called on resync with the cached object as `oldObj`. */
@@ -118,7 +121,7 @@ export class Informer<T extends KubeObject = KubeObject> {
   private async run(stop: AbortSignal): Promise<void> {
     const initial = this.opts.backoffInitialMs ?? 800;
     const max = this.opts.backoffMaxMs ?? 30_000;
-    const resyncMs = this.opts.resyncMs ?? 600_000;
+    const resyncMs = this.opts.resyncMs ?? DEFAULT_RESYNC_MS;
     let resourceVersion = '';
     let needList = true;
     let failures = 0;
