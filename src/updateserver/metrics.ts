@@ -3,7 +3,8 @@
  * liveupdate_app_info maps it to the LiveUpdateApp's namespace and name), channel names, bundle versions, actions and
  * routes: never device or custom ids (personal data), and every label set is bounded (see StatsAggregator).
  */
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { BinnedHistogram } from '../observability/binned-histogram.js';
 
 export class UpdateServerMetrics {
   readonly indexLoadErrors: Counter<'reason'>;
@@ -14,7 +15,8 @@ export class UpdateServerMetrics {
   readonly statsFlushErrors: Counter;
   readonly requests: Counter<'route' | 'code'>;
   readonly updateAnswers: Counter<'app_id' | 'answer'>;
-  readonly requestDuration: Histogram<'route'>;
+  /** Observed once per device request: a {@link BinnedHistogram}, not prom-client's (label hashing per observe). */
+  readonly requestDuration: BinnedHistogram<'route'>;
   readonly rateLimited: Counter<'scope'>;
   readonly downloadBytes: Counter;
   private ageSource: () => Array<{ app: string; seconds: number }> = () => [];
@@ -87,7 +89,7 @@ export class UpdateServerMetrics {
       registers,
       collect: flushPending,
     });
-    this.requestDuration = new Histogram({
+    this.requestDuration = new BinnedHistogram({
       name: 'liveupdate_http_request_duration_seconds',
       help: 'Device API request duration by route (downloads: time to first byte)',
       labelNames: ['route'],
