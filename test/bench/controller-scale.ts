@@ -79,6 +79,8 @@ const BUNDLES_PER_APP = Number(process.env['BENCH_SCALE_BUNDLES_PER_APP'] ?? 10)
 const EDITS = Math.min(Number(process.env['BENCH_SCALE_EDITS'] ?? 100), APPS);
 const EDIT_GAP_MS = Number(process.env['BENCH_SCALE_EDIT_GAP_MS'] ?? 1000);
 const TIMEOUT_MS = Number(process.env['BENCH_TIMEOUT_S'] ?? 3600) * 1000;
+/** Convergence fails when no bundle, channel or app became Ready for this long (BENCH_SCALE_STALL_S). */
+const STALL_MS = Number(process.env['BENCH_SCALE_STALL_S'] ?? 180) * 1000;
 const KUBECTL = process.env['BENCH_KUBECTL'] ?? 'kubectl';
 const IN_FLIGHT = 20;
 /** How often devices ask each replica, and this process reads the release root, while an edit is in flight. */
@@ -474,6 +476,7 @@ async function main(): Promise<void> {
     const createMs = performance.now() - t0;
 
     let lastReport = 0;
+    let lastProgress = { at: 0, count: -1 };
     for (;;) {
       stack.assertRunning();
       const now = performance.now() - t0;
@@ -482,18 +485,30 @@ async function main(): Promise<void> {
         const c = bundles.stalled.status?.conditions?.find((x) => x.type === 'Ready');
         throw new Error(`bundle ${bundles.stalled.metadata.name} Stalled: ${c?.reason} ${c?.message}`);
       }
+      const state =
+        `bundles ${bundles.current.size}/${nBundles} Ready, channels ${channels.current.size}/${nChannels} ` +
+        `serving, apps ${apps.current.size}/${APPS} Ready`;
       if (now - lastReport > 30_000) {
         lastReport = now;
-        console.log(
-          `  ${(now / 1000).toFixed(0)} s: bundles ${bundles.current.size}/${nBundles} Ready, channels ` +
-            `${channels.current.size}/${nChannels} serving, apps ${apps.current.size}/${APPS} Ready`,
+        console.log(`  ${(now / 1000).toFixed(0)} s: ${state}`);
+      }
+      const count = bundles.firstDone.size + channels.firstDone.size + apps.firstDone.size;
+      if (count !== lastProgress.count) lastProgress = { at: now, count };
+      if (now - lastProgress.at > STALL_MS || now > TIMEOUT_MS) {
+        const m = await scrape(adminUrl, ['name']);
+        const figures = [
+          'workqueue_depth|name=liveupdatebundle',
+          'workqueue_depth|name=liveupdateapp',
+          'workqueue_depth|name=liveupdatechannel',
+          'nodejs_eventloop_lag_p99_seconds',
+          'nodejs_eventloop_lag_max_seconds',
+          'controller_runtime_reconcile_errors_total',
+        ].map((k) => `${k} ${m.get(k) ?? '-'}`);
+        throw new Error(
+          `${now > TIMEOUT_MS ? `not converged after ${TIMEOUT_MS / 1000} s` : `no object became Ready for ${STALL_MS / 1000} s`}: ` +
+            `${state}; controller: ${figures.join(', ')}`,
         );
       }
-      if (now > TIMEOUT_MS)
-        throw new Error(
-          `not converged after ${TIMEOUT_MS / 1000} s: bundles ${bundles.current.size}/${nBundles}, channels ` +
-            `${channels.current.size}/${nChannels}, apps ${apps.current.size}/${APPS}`,
-        );
       await sleep(250);
     }
     const lastOf = (p: { firstDone: Map<string, number> }): number => Math.max(...p.firstDone.values()) - t0;
