@@ -80,6 +80,8 @@ const EDITS = Math.min(Number(process.env['BENCH_SCALE_EDITS'] ?? 100), APPS);
 const EDIT_GAP_MS = Number(process.env['BENCH_SCALE_EDIT_GAP_MS'] ?? 1000);
 const TIMEOUT_MS = Number(process.env['BENCH_TIMEOUT_S'] ?? 3600) * 1000;
 /** Convergence fails when no bundle, channel or app became Ready for this long (BENCH_SCALE_STALL_S). */
+/** The window over which the idle controller's cost is measured: the chart's telemetry interval. */
+const REST_WINDOW_MS = 30_000;
 const STALL_MS = Number(process.env['BENCH_SCALE_STALL_S'] ?? 180) * 1000;
 const KUBECTL = process.env['BENCH_KUBECTL'] ?? 'kubectl';
 const IN_FLIGHT = 20;
@@ -570,6 +572,9 @@ async function main(): Promise<void> {
     }
     const replicaLoaded = await Promise.all(replicaPids.map((p) => settledRss(p)));
     const replicaCpuLoaded = await Promise.all(replicaPids.map((p) => procCpuSeconds(p)));
+
+    // what the converged installation costs at rest: one telemetry interval (every Ready channel requeues once in it)
+    await sleep(Math.max(0, REST_WINDOW_MS - (performance.now() - tSettled)));
 
     // part 2: channel edits with kubectl apply, devices polling both replicas
     roots = new RootReader(readRoot);
