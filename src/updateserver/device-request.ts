@@ -50,10 +50,50 @@ export class RequestError extends Error {
   }
 }
 
-/** Capgo's `deviceIdRegex`: a UUID, any case. */
-const DEVICE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-/** Capgo's `reverseDomainRegex`. */
-const APP_ID = /^[a-z0-9]+(\.[\w-]+)+$/i;
+/** A hex digit, any case. */
+function isHex(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
+}
+
+/** An ASCII letter or digit, any case. */
+function isAlnum(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a);
+}
+
+/** `[\w-]`: an ASCII letter or digit, `_` or `-`. */
+function isWordOrDash(c: number): boolean {
+  return isAlnum(c) || c === 0x5f || c === 0x2d;
+}
+
+/**
+ * Capgo's `deviceIdRegex` (`/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i`: a UUID, any case),
+ * as a character loop: it runs on every update check (device-request.test.ts compares both on generated inputs).
+ */
+export function isDeviceId(s: string): boolean {
+  if (s.length !== 36) return false;
+  for (let i = 0; i < 36; i++) {
+    const c = s.charCodeAt(i);
+    if (i === 8 || i === 13 || i === 18 || i === 23 ? c !== 0x2d : !isHex(c)) return false;
+  }
+  return true;
+}
+
+/**
+ * Capgo's `reverseDomainRegex` (`/^[a-z0-9]+(\.[\w-]+)+$/i`: letters and digits, then one or more `.` segments of
+ * letters, digits, `_` and `-`), as a character loop (device-request.test.ts compares both on generated inputs).
+ */
+export function isAppId(s: string): boolean {
+  let i = 0;
+  while (i < s.length && isAlnum(s.charCodeAt(i))) i++;
+  if (i === 0 || i === s.length) return false;
+  while (i < s.length) {
+    if (s.charCodeAt(i) !== 0x2e) return false;
+    const start = ++i;
+    while (i < s.length && isWordOrDash(s.charCodeAt(i))) i++;
+    if (i === start) return false;
+  }
+  return true;
+}
 /** A full semver (what `@std/semver` `canParse` accepts, optional leading `v`). */
 const FULL_SEMVER =
   /^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$/;
@@ -76,6 +116,13 @@ function isEmpty(o: Record<string, unknown>): boolean {
   return true;
 }
 
+/** `Object.keys(o).length > max` without the array (bodies come from JSON.parse: no inherited enumerable keys). */
+function hasMoreKeysThan(o: Record<string, unknown>, max: number): boolean {
+  let n = 0;
+  for (const _ in o) if (++n > max) return true;
+  return false;
+}
+
 /** Capgo's `fixSemver` + parse: `"1"` → 1.0.0, `"1.2"` → 1.2.0, `builtin`/`unknown` → 0.0.0. */
 export const coerceVersionBuild: (v: string) => string | undefined = memoizeBounded((v) => {
   if (v === 'builtin' || v === 'unknown') return '0.0.0';
@@ -85,10 +132,13 @@ export const coerceVersionBuild: (v: string) => string | undefined = memoizeBoun
   return `${s.major}.${s.minor}.${s.patch}${pre}`;
 });
 
-/** True when `v` is a version `plugin_version` may carry (x.y.z with optional prerelease/build). */
-export function isPluginVersion(v: string): boolean {
-  return v.length <= 128 && FULL_SEMVER.test(v);
-}
+/**
+ * True when `v` is a version `plugin_version` may carry (x.y.z with optional prerelease/build). Memoized: a fleet
+ * runs a handful of plugin versions, and every update check asks.
+ */
+export const isPluginVersion: (v: string) => boolean = memoizeBounded(
+  (v) => v.length <= 128 && FULL_SEMVER.test(v),
+);
 
 class Fields {
   constructor(
@@ -143,9 +193,9 @@ export function parseIdentity(
   if (app === undefined || app === null || app === '')
     throw new RequestError(400, 'missing_app_id', 'app_id is required');
   const f: Fields = new Fields(raw, invalidCode(source));
-  if (typeof device !== 'string' || device.length > 36 || !DEVICE_ID.test(device))
+  if (typeof device !== 'string' || !isDeviceId(device))
     f.fail('device_id', 'must be a UUID of at most 36 characters');
-  if (typeof app !== 'string' || app.length > 255 || !APP_ID.test(app))
+  if (typeof app !== 'string' || app.length > 255 || !isAppId(app))
     f.fail('app_id', 'must be a reverse-domain identifier such as com.example.app');
   return { deviceId: device.toLowerCase(), appId: app };
 }
@@ -158,7 +208,7 @@ export function parseDeviceInfo(
   const code = invalidCode(source);
   if (!isPlainObject(raw) || isEmpty(raw))
     throw new RequestError(400, code, 'the body must be a JSON object');
-  if (Object.keys(raw).length > MAX_KEYS) {
+  if (hasMoreKeysThan(raw, MAX_KEYS)) {
     throw new RequestError(400, code, `the body must have at most ${MAX_KEYS} fields`);
   }
   const deviceRaw = raw['device_id'];
@@ -182,11 +232,11 @@ export function parseDeviceInfo(
   }
 
   const f: Fields = new Fields(raw, code);
-  if (typeof appRaw !== 'string' || appRaw.length > 255 || !APP_ID.test(appRaw))
+  if (typeof appRaw !== 'string' || appRaw.length > 255 || !isAppId(appRaw))
     f.fail('app_id', 'must be a reverse-domain identifier such as com.example.app');
   let deviceId = '';
   if (deviceRaw !== undefined && deviceRaw !== '') {
-    if (typeof deviceRaw !== 'string' || deviceRaw.length > 36 || !DEVICE_ID.test(deviceRaw))
+    if (typeof deviceRaw !== 'string' || !isDeviceId(deviceRaw))
       f.fail('device_id', 'must be a UUID of at most 36 characters');
     deviceId = deviceRaw.toLowerCase();
   }
