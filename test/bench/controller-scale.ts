@@ -25,8 +25,12 @@
  * The replicas poll the store at the chart's default interval (values.yaml `updateServer.indexPollSeconds`,
  * BENCH_SCALE_POLL_SECONDS overrides) with the chart's default `updateServer.nodeOptions`.
  *
- * Figures only, no assertions; a bundle that stalls, an edit never served or a replica that dies fails the run
- * (exit 1) with the evidence. BENCH_TIMEOUT_S bounds each wait (3600 s); BENCH_KEEP_LOGS=1 keeps the logs.
+ * All apps live in one namespace unless BENCH_SCALE_NAMESPACES spreads them; the controller then watches exactly
+ * those namespaces. The raw-I/O baseline uses another namespace, which it does not watch.
+ *
+ * Figures only, no assertions; a bundle that stalls, no progress for BENCH_SCALE_STALL_S (180 s), an edit never
+ * served or a component that dies fails the run (exit 1) with the evidence. BENCH_TIMEOUT_S bounds each wait
+ * (3600 s); BENCH_KEEP_LOGS=1 keeps the logs. Method: docs/adr/0039-edit-to-device-latency.md.
  */
 import { spawn } from 'node:child_process';
 import { generateKeyPair } from 'node:crypto';
@@ -79,9 +83,9 @@ const BUNDLES_PER_APP = Number(process.env['BENCH_SCALE_BUNDLES_PER_APP'] ?? 10)
 const EDITS = Math.min(Number(process.env['BENCH_SCALE_EDITS'] ?? 100), APPS);
 const EDIT_GAP_MS = Number(process.env['BENCH_SCALE_EDIT_GAP_MS'] ?? 1000);
 const TIMEOUT_MS = Number(process.env['BENCH_TIMEOUT_S'] ?? 3600) * 1000;
-/** Convergence fails when no bundle (once all are Ready: no channel or app) became Ready for this long (BENCH_SCALE_STALL_S). */
 /** The window over which the idle controller's cost is measured: the chart's telemetry interval. */
 const REST_WINDOW_MS = 30_000;
+/** Convergence fails when no bundle (once all are Ready: no channel or app) became Ready for this long (BENCH_SCALE_STALL_S). */
 const STALL_MS = Number(process.env['BENCH_SCALE_STALL_S'] ?? 180) * 1000;
 const KUBECTL = process.env['BENCH_KUBECTL'] ?? 'kubectl';
 const IN_FLIGHT = 20;
