@@ -6,18 +6,23 @@
 import type { IncomingMessage } from 'node:http';
 import type { RequestHandler } from 'express';
 
-/** Refuses JSON nested deeper than `max` before it is parsed (a cheap scan of the raw bytes). */
-export function jsonDepthExceeds(buf: Buffer, max: number): boolean {
+/**
+ * Refuses JSON nested deeper than `max` before it is parsed (a cheap scan). On the decoded text or the raw bytes
+ * alike: brackets, quotes and backslashes are ASCII, and UTF-8 decoding never turns bytes into ASCII characters
+ * nor swallows them (the request path scans the text it parses next, with the string's own searches).
+ */
+export function jsonDepthExceeds(json: string | Buffer, max: number): boolean {
+  const text = typeof json === 'string' ? json : json.toString('utf8');
   // Nesting needs an opening bracket per level: with at most `max` of them (every device body: one '{'), counted
-  // with native searches, the byte-by-byte scan is not needed.
+  // with native searches, the character-by-character scan is not needed.
   let brackets = 0;
-  for (let i = buf.indexOf(0x7b); i >= 0 && brackets <= max; i = buf.indexOf(0x7b, i + 1)) brackets++;
-  for (let i = buf.indexOf(0x5b); i >= 0 && brackets <= max; i = buf.indexOf(0x5b, i + 1)) brackets++;
+  for (let i = text.indexOf('{'); i >= 0 && brackets <= max; i = text.indexOf('{', i + 1)) brackets++;
+  for (let i = text.indexOf('['); i >= 0 && brackets <= max; i = text.indexOf('[', i + 1)) brackets++;
   if (brackets <= max) return false;
   let depth = 0;
   let inString = false;
-  for (let i = 0; i < buf.length; i++) {
-    const c = buf[i];
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
     if (inString) {
       if (c === 0x5c) i++;
       else if (c === 0x22) inString = false;
@@ -75,7 +80,8 @@ export function readJsonBody(
     if (err) return next(err);
     const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
     if (size === 0) return next(undefined, {});
-    if (jsonDepthExceeds(buf, maxDepth)) return next(new BodyError(400, 'entity.too.deep', 'too deep'));
+    const text = buf.toString('utf8');
+    if (jsonDepthExceeds(text, maxDepth)) return next(new BodyError(400, 'entity.too.deep', 'too deep'));
     let first = 0;
     while (
       first < buf.length &&
@@ -86,7 +92,7 @@ export function readJsonBody(
       return next(new BodyError(400, 'entity.parse.failed', 'not an object or array'));
     let body: unknown;
     try {
-      body = JSON.parse(buf.toString('utf8'));
+      body = JSON.parse(text);
     } catch {
       return next(new BodyError(400, 'entity.parse.failed', 'invalid JSON'));
     }

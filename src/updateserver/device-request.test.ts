@@ -1,14 +1,13 @@
 /**
- * The hand-written id checks of device-request.ts accept exactly what Capgo's regular expressions accept: compared
- * with the original expressions on every string of a small alphabet up to a length, and on every one-character
- * change, insertion and deletion of a valid id.
+ * The hand-written device id check of device-request.ts accepts exactly what Capgo's regular expression accepts:
+ * compared with the original expression on every string of a small alphabet up to a length, on UUID-shaped strings
+ * and on every one-character change, insertion and deletion of valid ids.
  */
-import { isAppId, isDeviceId, isPluginVersion, parseDeviceInfo, RequestError } from './device-request.js';
+import { isDeviceId, isPluginVersion, parseDeviceInfo, RequestError } from './device-request.js';
 import { iosBody } from './testing/fixtures.js';
 
-/** Capgo's `deviceIdRegex` and `reverseDomainRegex`, as written there. */
+/** Capgo's `deviceIdRegex`, as written there. */
 const DEVICE_ID_REGEX = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const APP_ID_REGEX = /^[a-z0-9]+(\.[\w-]+)+$/i;
 
 /**
  * Characters where a hand-written check could go wrong: the classes' bounds and neighbours, `_`, `-`, `.`, case,
@@ -26,7 +25,9 @@ const TRICKY = [
 ];
 
 /** Every character code below 0x180 and the tricky ones. */
-const ALL_CHARS = [...new Set([...Array.from({ length: 0x180 }, (_, i) => String.fromCharCode(i)), ...TRICKY])];
+const ALL_CHARS = [
+  ...new Set([...Array.from({ length: 0x180 }, (_, i) => String.fromCharCode(i)), ...TRICKY]),
+];
 
 /** Every one-character replacement, insertion and deletion of `valid`. */
 function* edits(valid: string): Generator<string> {
@@ -74,7 +75,9 @@ describe('isDeviceId is Capgo’s deviceIdRegex', () => {
   });
 
   it('on every string of hex digits, dashes and tricky characters up to 5 long, and on UUID-shaped ones', () => {
-    expect(disagreements(isDeviceId, DEVICE_ID_REGEX, strings(['a', 'G', '-', '\u212a', '\n'], 5))).toEqual([]);
+    expect(disagreements(isDeviceId, DEVICE_ID_REGEX, strings(['a', 'G', '-', '\u212a', '\n'], 5))).toEqual(
+      [],
+    );
     // UUID-shaped: one of the four dashes moved to any position, in any case, with a leading space or a trailing
     // newline (`$` is the end of the input).
     const shaped = function* (): Generator<string> {
@@ -92,25 +95,18 @@ describe('isDeviceId is Capgo’s deviceIdRegex', () => {
   });
 });
 
-describe('isAppId is Capgo’s reverseDomainRegex', () => {
-  it('on every string of letters, digits, separators and tricky characters up to 5 long', () => {
-    const alphabet = ['a', 'Z', '9', '_', '-', '.', '\u017f', '\u212a', ' ', '\n'];
-    expect(disagreements(isAppId, APP_ID_REGEX, strings(alphabet, 5))).toEqual([]);
-  });
-
-  it.each(['com.example.app', 'A1.b_c-d.E', 'x._', 'io.ionic.starter-app_2'])(
-    'on every one-character edit of %s',
-    (valid) => {
-      expect(isAppId(valid)).toBe(true);
-      expect(disagreements(isAppId, APP_ID_REGEX, edits(valid))).toEqual([]);
-    },
-  );
-});
-
-describe('the errors of the hand-written checks', () => {
+describe('the errors of the id checks', () => {
   it.each([
-    ['device_id', '123e4567-e89b-12d3-a456-42661417400g', 'device_id must be a UUID of at most 36 characters'],
-    ['device_id', '123e4567-e89b-12d3-a456-4266141740001', 'device_id must be a UUID of at most 36 characters'],
+    [
+      'device_id',
+      '123e4567-e89b-12d3-a456-42661417400g',
+      'device_id must be a UUID of at most 36 characters',
+    ],
+    [
+      'device_id',
+      '123e4567-e89b-12d3-a456-4266141740001',
+      'device_id must be a UUID of at most 36 characters',
+    ],
     ['app_id', 'com..example', 'app_id must be a reverse-domain identifier such as com.example.app'],
     ['app_id', 'com_x.example', 'app_id must be a reverse-domain identifier such as com.example.app'],
   ])('%s %j → 400 invalid_json_body', (field, value, message) => {
@@ -125,7 +121,16 @@ describe('the errors of the hand-written checks', () => {
   });
 
   it('a memoized plugin version check answers the same the second time', () => {
-    for (const v of ['8.51.23', '8.51.23', 'v7.0.0-rc.1+b.2', 'v7.0.0-rc.1+b.2', '8.51', '8.51', '08.1.1', '08.1.1'])
+    for (const v of [
+      '8.51.23',
+      '8.51.23',
+      'v7.0.0-rc.1+b.2',
+      'v7.0.0-rc.1+b.2',
+      '8.51',
+      '8.51',
+      '08.1.1',
+      '08.1.1',
+    ])
       expect(isPluginVersion(v)).toBe(v === '8.51.23' || v === 'v7.0.0-rc.1+b.2');
   });
 });

@@ -166,6 +166,43 @@ describe('jsonDepthExceeds', () => {
     expect(jsonDepthExceeds(Buffer.from('[[],[],[{}],[]]'), 3)).toBe(false);
     expect(jsonDepthExceeds(Buffer.from('{"a":{"b":{"c":[{}]}}}'), 4)).toBe(true);
   });
+
+  it('decides on the decoded text as a byte-by-byte scan of the raw bytes does, invalid UTF-8 included', () => {
+    const byteScan = (buf: Buffer, max: number): boolean => {
+      let depth = 0;
+      let inString = false;
+      for (let i = 0; i < buf.length; i++) {
+        const c = buf[i];
+        if (inString) {
+          if (c === 0x5c) i++;
+          else if (c === 0x22) inString = false;
+        } else if (c === 0x22) inString = true;
+        else if (c === 0x7b || c === 0x5b) {
+          if (++depth > max) return true;
+        } else if (c === 0x7d || c === 0x5d) depth--;
+      }
+      return false;
+    };
+    // Brackets, quotes, a backslash, a letter, and bytes of valid and broken multi-byte sequences.
+    const alphabet = [
+      0x7b, 0x5b, 0x7d, 0x5d, 0x22, 0x5c, 0x61, 0xc3, 0xa9, 0xe2, 0x82, 0xac, 0xf0, 0x9f, 0xff,
+    ];
+    let seed = 17;
+    const random = (n: number): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) >>> 8) % n;
+    let exceeded = 0;
+    const disagreements: string[] = [];
+    for (let k = 0; k < 20_000; k++) {
+      const buf = Buffer.from(
+        Array.from({ length: 1 + random(14) }, () => alphabet[random(alphabet.length)]!),
+      );
+      const max = 1 + random(3);
+      const expected = byteScan(buf, max);
+      if (expected) exceeded++;
+      if (jsonDepthExceeds(buf.toString('utf8'), max) !== expected) disagreements.push(buf.toString('hex'));
+    }
+    expect(disagreements).toEqual([]);
+    expect(exceeded).toBeGreaterThan(500);
+  });
 });
 
 describe('OpenAPI document', () => {
