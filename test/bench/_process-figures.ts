@@ -7,6 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
+import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -87,6 +88,37 @@ export function controllerEntry(): { compiledMain?: string } {
   if (r.status !== 0) throw new Error('npm run build (tsc -p tsconfig.build.json) failed');
   console.log('components: dist/main.js compiled by tsc (as in the image)');
   return { compiledMain: join(repo, 'dist/main.js') };
+}
+
+/**
+ * The apiserver's own request counts (apiserver_request_total) by "VERB resource[/subresource]": what was asked for,
+ * by kind, whoever asked (the caller leaves out this bench's own requests).
+ */
+export async function apiserverRequests(env: { apiServerUrl: string; token: string; caFile: string }) {
+  const ca = await readFile(env.caFile, 'utf8');
+  const text = await new Promise<string>((resolve, reject) => {
+    const req = httpsGet(
+      `${env.apiServerUrl}/metrics`,
+      { ca, headers: { authorization: `Bearer ${env.token}` } },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve(body));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+  });
+  const counts = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('apiserver_request_total{')) continue;
+    const label = (name: string) => new RegExp(`[{,]${name}="([^"]*)"`).exec(line)?.[1] ?? '';
+    const sub = label('subresource');
+    const key = `${label('verb')} ${label('resource')}${sub ? `/${sub}` : ''}`;
+    counts.set(key, (counts.get(key) ?? 0) + Number(line.split(' ').at(-1)));
+  }
+  return counts;
 }
 
 export const CONTROLLERS = ['liveupdatebundle', 'liveupdateapp', 'liveupdatechannel'] as const;

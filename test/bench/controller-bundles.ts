@@ -14,8 +14,7 @@
  *     (fetch, validate, encrypt, sign, verify the stored object, status writes, index publishing, queueing).
  * Figures only, no assertions. BENCH_TIMEOUT_S bounds the wait for Ready (default 1200 s).
  */
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { get as httpsGet } from 'node:https';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -46,38 +45,8 @@ import {
   setUpStack,
   stopStack,
   waitControllerIdle,
+  apiserverRequests,
 } from './_process-figures.js';
-
-/**
- * The apiserver's own request counts (apiserver_request_total) by "VERB resource[/subresource]": what was asked for,
- * by kind, whoever asked (the caller leaves out this bench's own requests).
- */
-async function apiserverRequests(env: { apiServerUrl: string; token: string; caFile: string }) {
-  const ca = await readFile(env.caFile, 'utf8');
-  const text = await new Promise<string>((resolve, reject) => {
-    const req = httpsGet(
-      `${env.apiServerUrl}/metrics`,
-      { ca, headers: { authorization: `Bearer ${env.token}` } },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve(body));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-  });
-  const counts = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('apiserver_request_total{')) continue;
-    const label = (name: string) => new RegExp(`[{,]${name}="([^"]*)"`).exec(line)?.[1] ?? '';
-    const sub = label('subresource');
-    const key = `${label('verb')} ${label('resource')}${sub ? `/${sub}` : ''}`;
-    counts.set(key, (counts.get(key) ?? 0) + Number(line.split(' ').at(-1)));
-  }
-  return counts;
-}
 
 const N = Number(process.env['BENCH_BUNDLES'] ?? 500);
 const TIMEOUT_MS = Number(process.env['BENCH_TIMEOUT_S'] ?? 1200) * 1000;

@@ -76,6 +76,7 @@ import {
   setUpStack,
   stopStack,
   waitControllerIdle,
+  apiserverRequests,
 } from './_process-figures.js';
 
 const APPS = Number(process.env['BENCH_SCALE_APPS'] ?? 500);
@@ -432,6 +433,7 @@ async function main(): Promise<void> {
 
     await sleep(2_000); // settle after start (apps without channels), then measure
     const before = await scrape(adminUrl);
+    const apiBefore = await apiserverRequests(env);
     const cpuBefore = await procCpuSeconds(pid);
     // the replicas have been idle since they started: their RSS with nothing published
     const replicaEmpty = await Promise.all(replicaPids.map((p) => settledRss(p)));
@@ -535,6 +537,7 @@ async function main(): Promise<void> {
       'liveupdateapp',
     ]);
     const tSettled = performance.now();
+    const apiSettled = await apiserverRequests(env);
     const cpuSettled = await procCpuSeconds(pid);
     const memSettled = await procMemory(pid);
     const peakHwm = Math.max(peakRss, memSettled.hwm);
@@ -590,6 +593,7 @@ async function main(): Promise<void> {
     roots.start();
     const rand = random(17);
     const editsBefore = await scrape(adminUrl);
+    const apiEditsBefore = await apiserverRequests(env);
     const editCpuBefore = await procCpuSeconds(pid);
     const restMs = performance.now() - tSettled;
     const tEdits = performance.now();
@@ -644,6 +648,7 @@ async function main(): Promise<void> {
     const editsMs = performance.now() - tEdits;
     await roots.stop();
     const editsAfter = await scrape(adminUrl);
+    const apiEditsAfter = await apiserverRequests(env);
     const editCpu = (await procCpuSeconds(pid)) - editCpuBefore;
     const replicaEnd = await Promise.all(replicaPids.map((p) => procMemory(p)));
     const replicaCpuEnd = await Promise.all(replicaPids.map((p) => procCpuSeconds(p)));
@@ -682,6 +687,27 @@ async function main(): Promise<void> {
     const firstReplica = summary(ok.map((e) => Math.min(...e.replicaMs)));
     const reconciles = reconcilesByController;
     const byMethod = requestsByMethod;
+    // the apiserver counts every client: leave out what this benchmark asked for (its creates; kubectl's discovery,
+    // GET and PATCH of the channel) and the long-running LIST/WATCH of every informer
+    const fmtResources = (
+      after: Map<string, number>,
+      base: Map<string, number>,
+      own: readonly string[],
+    ): string =>
+      [...after]
+        .map(([k, v]) => [k, v - (base.get(k) ?? 0)] as const)
+        .filter(
+          ([k, v]) =>
+            v > 0 &&
+            !own.includes(k) &&
+            !/^\S+ (\/|$)/.test(k) &&
+            !k.startsWith('WATCH') &&
+            !k.startsWith('LIST'),
+        )
+        .sort(([, a], [, b]) => b - a)
+        .slice(0, 8)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ');
     const fmtMethods = (r: Record<string, number>): string =>
       Object.entries(r)
         .map(([m, v]) => `${m} ${v}`)
@@ -731,6 +757,10 @@ async function main(): Promise<void> {
       ],
       ['  by method', fmtMethods(byMethod(settled, before))],
       [
+        '  by verb and resource (apiserver)',
+        fmtResources(apiSettled, apiBefore, ['POST liveupdatebundles', 'POST liveupdatechannels']),
+      ],
+      [
         '  per bundle / per reconcile',
         `${(reqTotal / nBundles).toFixed(2)} / ${(reqTotal / recTotal).toFixed(2)}`,
       ],
@@ -776,6 +806,10 @@ async function main(): Promise<void> {
       [
         '  controller: reconciles (bundle/app/channel), API requests',
         `${Object.values(reconciles(editsAfter, editsBefore)).join(' / ')}, ${delta(editsAfter, editsBefore, 'rest_client_requests_total')} (${fmtMethods(byMethod(editsAfter, editsBefore))})`,
+      ],
+      [
+        '  by verb and resource (apiserver)',
+        fmtResources(apiEditsAfter, apiEditsBefore, ['GET liveupdatechannels', 'PATCH liveupdatechannels']),
       ],
       ['  controller CPU during the edits (s)', editCpu.toFixed(1)],
       [
