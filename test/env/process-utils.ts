@@ -48,16 +48,64 @@ export function processArgv0(pid: number): string | undefined {
   }
 }
 
-/** A free TCP port on 127.0.0.1, picked by the kernel. */
-export function freePort(): Promise<number> {
+/**
+ * A free TCP port on 127.0.0.1 for a server started next, and not handed out before by this process.
+ *
+ * Picked below the kernel's ephemeral range (`ip_local_port_range`) where there is one: a port the kernel picks for
+ * `listen(0)` comes from that range, and so does the local port of every outbound connection — under load (a test
+ * suite, a benchmark) some connection took the port between this probe and the server's own `listen`, and the server
+ * died with EADDRINUSE. Ports below the range are taken only by servers that bind them on purpose.
+ */
+export async function freePort(): Promise<number> {
+  const range = portsBelowEphemeral();
+  for (let attempt = 0; range && attempt < 100; attempt++) {
+    const port = range.low + Math.floor(Math.random() * (range.high - range.low + 1));
+    if (handedOut.has(port)) continue;
+    if (await canListen(port)) return handOut(port);
+  }
+  for (;;) {
+    const port = await listenAndClose(0);
+    if (!handedOut.has(port)) return handOut(port);
+  }
+}
+
+const handedOut = new Set<number>();
+
+function handOut(port: number): number {
+  handedOut.add(port);
+  return port;
+}
+
+/** [10000, start of the ephemeral range), or undefined when the range is unknown (not Linux) or leaves too little. */
+function portsBelowEphemeral(): { low: number; high: number } | undefined {
+  try {
+    const [start] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    const low = 10_000;
+    return start !== undefined && start - low >= 1000 ? { low, high: start - 1 } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function canListen(port: number): Promise<boolean> {
+  return listenAndClose(port).then(
+    () => true,
+    () => false,
+  );
+}
+
+function listenAndClose(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
     server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(port, '127.0.0.1', () => {
       const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => (port ? resolve(port) : reject(new Error('no port assigned'))));
+      const bound = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => (bound ? resolve(bound) : reject(new Error('no port assigned'))));
     });
   });
 }
