@@ -270,6 +270,7 @@ async function throughputBench(): Promise<void> {
   const targets = new Map<string, string>();
   const saturated = new Map<string, AttackResult[]>();
   const cpuPerRequest = new Map<string, number>();
+  const cpuRounds = new Map<string, number[]>(modes.map((m) => [m, []]));
   const open = new Map<number, Map<string, AttackResult & { cpuPerRequest: number }>>();
   let n = 0;
   const results = (): string => join(tmp.dir, `results-${n++}.bin`);
@@ -303,7 +304,9 @@ async function throughputBench(): Promise<void> {
           resultsFile: results(),
           pin: PIN,
         });
-        cpu.set(mode, cpu.get(mode)! + ((await child.cpuSinceMark()) - before) / r.requests);
+        const perRequest = ((await child.cpuSinceMark()) - before) / r.requests;
+        cpu.set(mode, cpu.get(mode)! + perRequest);
+        cpuRounds.get(mode)!.push(perRequest);
         saturated.get(mode)!.push(r);
       }
     }
@@ -365,6 +368,18 @@ async function throughputBench(): Promise<void> {
       `CPU per request service/bare: ${(cpuPerRequest.get('service')! / cpuPerRequest.get('bare')!).toFixed(2)} (goal ≤ 1.3)`,
     );
   }
+  // Per round, so that a load spike on a shared machine shows as one odd round rather than a shifted mean.
+  console.log(
+    `CPU µs/req per round: ${modes
+      .map(
+        (m) =>
+          `${m} ${cpuRounds
+            .get(m)!
+            .map((c) => c.toFixed(1))
+            .join(', ')}`,
+      )
+      .join('; ')}`,
+  );
   for (const mode of modes.filter((m) => m !== 'bare' && m !== 'service')) {
     const other = saturated.get(mode)!;
     if (!bare) break;
