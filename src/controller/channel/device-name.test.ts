@@ -7,6 +7,7 @@ import {
   type LiveUpdateChannel,
   type LiveUpdateChannelSpec,
 } from '../../api/v1alpha1/index.js';
+import type { KubeObject, ObjectClient, ResourceType } from '../../kube/types.js';
 import { findCondition } from '../common/conditions.js';
 import { FakeEventRecorder, FakeObjectClient } from '../common/testing/fake-client.js';
 import { NS, ctx, seedApp } from '../common/testing/fixtures.js';
@@ -92,5 +93,46 @@ describe('device-visible channel names', () => {
     const ready = findCondition((await copy).status?.conditions, 'Ready');
     expect(ready).toMatchObject({ status: 'False', reason: 'DeviceNameConflict' });
     expect(ready?.message).toContain('production');
+  });
+
+  it('checks the device name without a copy of the namespace’s other channels: only the ones that collide', async () => {
+    const client = new FakeObjectClient();
+    seedApp(client, 'demo');
+    seedApp(client, 'other');
+    const reconciler = new ChannelReconciler({ client, recorder: new FakeEventRecorder() });
+    client.create(CHANNEL_RESOURCE, channelObj('production', '2026-11-29T10:00:00Z'));
+    client.create(
+      CHANNEL_RESOURCE,
+      channelObj('prod-copy', '2026-11-29T11:00:00Z', { deviceName: 'production' }),
+    );
+    for (let i = 0; i < 20; i++) {
+      client.create(CHANNEL_RESOURCE, channelObj(`beta-${i}`, '2026-11-29T09:00:00Z'));
+      client.create(CHANNEL_RESOURCE, channelObj(`other-${i}`, '2026-11-29T09:00:00Z', { app: 'other' }));
+    }
+    // what a cached client would copy: every channel a list or listMatching hands back
+    const copied: string[] = [];
+    const cached: ObjectClient = client;
+    const list = client.list.bind(client);
+    cached.list = async <T extends KubeObject>(type: ResourceType, namespace?: string) => {
+      const items = await list<T>(type, namespace);
+      if (type === CHANNEL_RESOURCE) copied.push(...items.map((o) => o.metadata.name));
+      return items;
+    };
+    cached.listMatching = async <T extends KubeObject>(
+      type: ResourceType,
+      namespace: string,
+      match: (obj: T) => boolean,
+    ) => {
+      const items = (await list<T>(type, namespace)).filter(match);
+      if (type === CHANNEL_RESOURCE) copied.push(...items.map((o) => o.metadata.name));
+      return items;
+    };
+
+    await reconciler.reconcile({ namespace: NS, name: 'beta-3' }, ctx());
+    expect(copied).toEqual([]);
+    await reconciler.reconcile({ namespace: NS, name: 'prod-copy' }, ctx());
+    expect(copied).toEqual(['production']);
+    const copy = await client.get<LiveUpdateChannel>(CHANNEL_RESOURCE, { namespace: NS, name: 'prod-copy' });
+    expect(findCondition(copy.status?.conditions, 'Ready')).toMatchObject({ reason: 'DeviceNameConflict' });
   });
 });
