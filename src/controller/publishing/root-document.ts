@@ -156,7 +156,8 @@ export class RootPublisher {
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * attempt));
         continue;
       }
-      for (const [key, want] of this.desired) if ('entry' in want) this.confirmed.add(key);
+      // Only what this root contained: an upsert that arrived while the put was in flight is written next.
+      for (const [key, want] of change.written) if (this.desired.get(key) === want) this.confirmed.add(key);
       this.opts.onWrite?.(change.repaired ? 'repaired' : 'written');
       if (change.repaired)
         this.opts.log?.warn(
@@ -169,9 +170,13 @@ export class RootPublisher {
   }
 
   /** The next root, or undefined when `root` already says what this process wants. */
-  private apply(root: ReleaseRoot | undefined): { root: ReleaseRoot; repaired: boolean } | undefined {
+  private apply(
+    root: ReleaseRoot | undefined,
+  ): { root: ReleaseRoot; repaired: boolean; written: Map<string, Desired> } | undefined {
     const now = this.now().getTime();
     const apps = new Map((root?.apps ?? []).map((a) => [appKey(a), a]));
+    /** The desired entries the next root contains, as they were when it was computed. */
+    const written = new Map<string, Desired>();
     let changed = false;
     let repaired = false;
     for (const [key, want] of this.desired) {
@@ -189,6 +194,7 @@ export class RootPublisher {
       }
       if (this.confirmed.has(key)) repaired = true;
       apps.set(key, want.entry);
+      written.set(key, want);
       changed = true;
     }
     if (!changed) return undefined;
@@ -200,6 +206,6 @@ export class RootPublisher {
       generatedAt: this.now().toISOString(),
       apps: [...apps.values()].sort((a, b) => appKey(a).localeCompare(appKey(b))),
     };
-    return { root: validateReleaseRoot(next), repaired };
+    return { root: validateReleaseRoot(next), repaired, written };
   }
 }

@@ -60,6 +60,31 @@ describe('root document shared by several writers', () => {
     expect(got).toEqual(want);
   });
 
+  it('one controller publishing several apps at once reports no repair: with no other writer nothing is lost', async () => {
+    const bucket = await newBucket('root-single');
+    const store = storeFor(bucket);
+    const results: string[] = [];
+    const writer = new RootPublisher(store, ROOT_KEY, { onWrite: (r) => results.push(r) });
+    const APPS = 5;
+    const REVISIONS = 20;
+    // Each app's publishes are sequential with a short pause, as reconciles of different apps arrive: upserts come
+    // while another app's write is in flight.
+    await Promise.all(
+      Array.from({ length: APPS }, async (_, app) => {
+        for (let revision = 1; revision <= REVISIONS; revision++) {
+          await new Promise((resolve) => setTimeout(resolve, Math.random() * 4));
+          await writer.upsert(entry('solo', `app-${app}`, revision));
+        }
+      }),
+    );
+    await writer.settle();
+    const root = await readRoot(store);
+    expect(root.apps.map((a) => `${a.name}@${a.revision}`).sort()).toEqual(
+      Array.from({ length: APPS }, (_, app) => `app-${app}@${REVISIONS}`),
+    );
+    expect(results.filter((r) => r !== 'written')).toEqual([]);
+  });
+
   it('keeps the fields a newer version wrote when this version publishes', async () => {
     const bucket = await newBucket('root-newer');
     const store = storeFor(bucket);
