@@ -45,4 +45,22 @@ describe('buildControllers', () => {
     expect(mapped('demo-3-0-0')).toBeUndefined();
     expect(mapped('demo-4-0-0')).toBeUndefined();
   });
+
+  it('a bundle’s status update wakes the channels that name it (they wait for it without polling)', () => {
+    const { client, specs, cache } = controllers();
+    seedApp(client, 'demo');
+    seedChannel(client, 'production', { bundle: 'demo-1-0-0' });
+    seedChannel(client, 'beta', { bundle: 'demo-0-9-0', rollout: { bundle: 'demo-1-0-0', percentage: 5 } });
+    seedChannel(client, 'other-app', { app: 'other', bundle: 'demo-2-0-0' });
+    const watch = specs
+      .find((c) => c.forType === CHANNEL_RESOURCE)!
+      .watches!.find((w) => w.type === BUNDLE_RESOURCE)!;
+    const pending = seedBundle(client, 'demo-1-0-0');
+    const ready = { ...pending, status: { conditions: [] } };
+    expect(watch.updatePredicate?.(pending, ready) ?? true).toBe(true);
+    expect(watch.mapFn(ready, cache)).toEqual([
+      { namespace: NS, name: 'production' },
+      { namespace: NS, name: 'beta' },
+    ]);
+  });
 });

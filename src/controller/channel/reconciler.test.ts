@@ -161,6 +161,38 @@ describe('ChannelReconciler', () => {
     expect(condition(channel, 'Stalled')).toMatchObject({ reason: 'BundleNotReady' });
     expect(condition(channel, 'Stalled')?.message).toContain('DigestMismatch');
   });
+  it('a channel waiting for its bundle looks again on its own less and less often: the bundle’s watch wakes it', async () => {
+    let now = Date.parse('2026-11-29T10:00:00Z');
+    const client = new FakeObjectClient();
+    const reconciler = new ChannelReconciler({
+      client,
+      recorder: new FakeEventRecorder(),
+      now: () => new Date(now),
+      dependencyRequeueMs: 1000,
+      maxDependencyRequeueMs: 300_000,
+    });
+    seedApp(client, 'demo');
+    seedBundle(client, 'demo-1-0-0', { version: '1.0.0' });
+    seedChannel(client, 'production', { bundle: 'demo-1-0-0' });
+    const waits: (number | undefined)[] = [];
+    for (const after of [0, 1_000, 60_000, 3_600_000]) {
+      now += after;
+      waits.push((await reconciler.reconcile(key, ctx())).requeueAfterMs);
+    }
+    expect(condition(channelOf(client), 'BundlesResolved')?.reason).toBe('BundleNotReady');
+    // from the start of the wait: 1 s, 1 s, then as long as it has waited, at most the cap
+    expect(waits).toEqual([1000, 1000, 61_000, 300_000]);
+
+    // an edit that makes it wait again starts from the short wait
+    await markReady(client, 'demo-1-0-0');
+    await publish(client, [{ name: 'production', bundle: 'demo-1-0-0', version: '1.0.0' }]);
+    await reconciler.reconcile(key, ctx());
+    expect(condition(channelOf(client), 'Ready')?.status).toBe('True');
+    now += 3_600_000;
+    seedBundle(client, 'demo-2-0-0', { version: '2.0.0' });
+    client.updateSpec(CHANNEL_RESOURCE, key, { app: 'demo', bundle: 'demo-2-0-0' });
+    expect((await reconciler.reconcile(key, ctx())).requeueAfterMs).toBe(1000);
+  });
 });
 
 describe('event mapping for the manager', () => {

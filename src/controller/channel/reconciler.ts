@@ -43,8 +43,13 @@ export interface ChannelReconcilerOptions {
   client: ObjectClient;
   recorder: EventRecorder;
   now?: () => Date;
-  /** How long to wait before looking again at a bundle or app that is not ready yet. */
+  /**
+   * How long a channel waiting for a bundle or its app looks again on its own at first; the wait then grows with the
+   * time waited, up to {@link maxDependencyRequeueMs}. A safety net: the bundle and app watches wake it (ADR 0040).
+   */
   dependencyRequeueMs?: number;
+  /** The longest a waiting channel goes without looking again on its own (default 5 minutes). */
+  maxDependencyRequeueMs?: number;
   /** Fleet telemetry (stats rollups): without it, status.stats stays empty and failure thresholds are not judged. */
   telemetry?: FleetTelemetry;
   /** The operator's storage prefix (an app's spec.storage.prefix replaces it). */
@@ -86,9 +91,11 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
   readonly type = CHANNEL_RESOURCE;
   readonly transientReason = Reason.ProgressingWithRetry;
   private readonly requeueMs: number;
+  private readonly maxRequeueMs: number;
 
   constructor(private readonly opts: ChannelReconcilerOptions) {
     this.requeueMs = opts.dependencyRequeueMs ?? 10_000;
+    this.maxRequeueMs = Math.max(this.requeueMs, opts.maxDependencyRequeueMs ?? 300_000);
   }
 
   reconcile(key: ObjectKey, ctx: ReconcileContext): Promise<ReconcileResult> {
@@ -100,16 +107,17 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
     status: LiveUpdateChannelStatus,
     ctx: StepContext,
   ): Promise<StepsResult> {
-    const app = await this.getApp(channel);
+    const waitMs = this.waitMs(status, ctx.now());
+    const app = await this.getApp(channel, waitMs);
     await this.checkDeviceName(channel);
     const conditions = (status.conditions ??= []);
     const generation = channel.metadata.generation ?? 0;
     let live: Resolved;
     let rollout: Resolved | undefined;
     try {
-      live = await this.resolveBundle(channel, channel.spec.bundle);
+      live = await this.resolveBundle(channel, channel.spec.bundle, waitMs);
       rollout = channel.spec.rollout
-        ? await this.resolveBundle(channel, channel.spec.rollout.bundle)
+        ? await this.resolveBundle(channel, channel.spec.rollout.bundle, waitMs)
         : undefined;
     } catch (error) {
       if (error instanceof StallingError || error instanceof WaitingError) {
@@ -157,7 +165,7 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
           telemetry.channels.get(channel.metadata.name)?.versions.get(rollout.version) ?? emptyFigures();
     }
     this.judgeRollout(channel, app, status, prior, rollout, rolloutFigures, ctx);
-    const result = this.checkPublished({ ...channel, status }, app, live, rollout);
+    const result = this.checkPublished({ ...channel, status }, app, live, rollout, waitMs);
     return this.opts.telemetry && this.opts.telemetryIntervalMs
       ? { ...result, requeueAfterMs: this.opts.telemetryIntervalMs }
       : result;
@@ -337,22 +345,30 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
     }
   }
 
-  private async getApp(channel: LiveUpdateChannel): Promise<LiveUpdateApp> {
+  /**
+   * When a channel that waits for its bundles or app looks again on its own: as long as it has waited (Ready False
+   * since), between the first wait and the cap. The watches wake it when what it waits for changes; this timer only
+   * bounds how long a missed event could leave it stale, so 1,000 waiting channels do not poll 100 times a second.
+   */
+  private waitMs(status: LiveUpdateChannelStatus, now: Date): number {
+    const ready = findCondition(status.conditions, ConditionType.Ready);
+    const since = ready?.status === 'False' ? Date.parse(ready.lastTransitionTime) : NaN;
+    const waited = Number.isFinite(since) ? now.getTime() - since : 0;
+    return Math.min(this.maxRequeueMs, Math.max(this.requeueMs, waited));
+  }
+
+  private async getApp(channel: LiveUpdateChannel, waitMs: number): Promise<LiveUpdateApp> {
     try {
       return await this.opts.client.get<LiveUpdateApp>(APP_RESOURCE, appKeyForChannel(channel));
     } catch (error) {
       if (isNotFound(error)) {
-        throw new WaitingError(
-          Reason.AppNotFound,
-          `LiveUpdateApp ${channel.spec.app} not found`,
-          this.requeueMs,
-        );
+        throw new WaitingError(Reason.AppNotFound, `LiveUpdateApp ${channel.spec.app} not found`, waitMs);
       }
       throw error;
     }
   }
 
-  private async resolveBundle(channel: LiveUpdateChannel, name: string): Promise<Resolved> {
+  private async resolveBundle(channel: LiveUpdateChannel, name: string, waitMs: number): Promise<Resolved> {
     if (name === BUILTIN_BUNDLE) return { name, version: BUILTIN_BUNDLE };
     let bundle: LiveUpdateBundle;
     try {
@@ -362,7 +378,7 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
       });
     } catch (error) {
       if (isNotFound(error))
-        throw new WaitingError(Reason.BundleNotFound, `LiveUpdateBundle ${name} not found`, this.requeueMs);
+        throw new WaitingError(Reason.BundleNotFound, `LiveUpdateBundle ${name} not found`, waitMs);
       throw error;
     }
     if (bundle.spec.app !== channel.spec.app) {
@@ -378,7 +394,7 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
       if (findCondition(bundle.status?.conditions, ConditionType.Stalled)?.status === 'True') {
         throw new StallingError(Reason.BundleNotReady, message);
       }
-      throw new WaitingError(Reason.BundleNotReady, message, this.requeueMs);
+      throw new WaitingError(Reason.BundleNotReady, message, waitMs);
     }
     return { name, version: bundle.spec.version };
   }
@@ -411,6 +427,7 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
     app: LiveUpdateApp,
     live: Resolved,
     rollout: Resolved | undefined,
+    waitMs: number,
   ): StepsResult {
     const summary = app.status?.channels?.find((c) => c.name === channel.metadata.name);
     const state = rolloutStateOf(channel);
@@ -424,7 +441,7 @@ export class ChannelReconciler implements Reconciler, KindSteps<LiveUpdateChanne
       throw new WaitingError(
         Reason.Progressing,
         `waiting for LiveUpdateApp ${app.metadata.name} to publish ${live.name}`,
-        5_000,
+        waitMs,
       );
     }
     const held = state === 'Paused' ? ' (paused)' : state === 'RolledBack' ? ' (rolled back)' : '';
