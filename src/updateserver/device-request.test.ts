@@ -3,7 +3,7 @@
  * compared with the original expression on every string of a small alphabet up to a length, on UUID-shaped strings
  * and on every one-character change, insertion and deletion of valid ids.
  */
-import { isDeviceId, isPluginVersion, parseDeviceInfo, RequestError } from './device-request.js';
+import { isDeviceId, isPluginVersion, MAX_KEYS, parseDeviceInfo, RequestError } from './device-request.js';
 import { iosBody } from './testing/fixtures.js';
 
 /** Capgo's `deviceIdRegex`, as written there. */
@@ -118,6 +118,18 @@ describe('the errors of the id checks', () => {
     }
     expect(error).toBeInstanceOf(RequestError);
     expect(error).toMatchObject({ status: 400, code: 'invalid_json_body', message });
+  });
+
+  it('counts the fields: 64 are accepted, 65 refused', () => {
+    const withFields = (n: number): Record<string, unknown> => {
+      const body = iosBody();
+      for (let i = 0; Object.keys(body).length < n; i++) body[`extra_${i}`] = 'x';
+      return body;
+    };
+    expect(parseDeviceInfo(withFields(MAX_KEYS)).appId).toBe(iosBody()['app_id']);
+    expect(() => parseDeviceInfo(withFields(MAX_KEYS + 1))).toThrow(
+      new RequestError(400, 'invalid_json_body', `the body must have at most ${MAX_KEYS} fields`),
+    );
   });
 
   it('a memoized plugin version check answers the same the second time', () => {
