@@ -690,7 +690,7 @@ export class Stack {
     return name === 'controller' ? this.controller : this.updateServer;
   }
 
-  /** Stops the update service and the controller (SIGTERM, graceful), then the artifact server. */
+  /** Stops the update service (every replica) and the controller (SIGTERM, graceful), then the artifact server. */
   async stop(): Promise<Record<string, string>> {
     const result: Record<string, string> = {};
     const stopping = [this.updateServer, this.controller].filter((c): c is Component => c !== undefined);
