@@ -282,6 +282,22 @@ export class Manager {
     const scope = this.scope;
     const inScope = (namespace: string | undefined): boolean =>
       scope.length === 0 || (namespace !== undefined && scope.includes(namespace));
+    const list = <T extends KubeObject>(
+      type: ResourceType,
+      namespace?: string,
+      labelSelector?: string,
+    ): Promise<T[]> => {
+      // Without a namespace, "all" means every watched namespace: never a cluster-wide list when scoped.
+      const inf = !labelSelector && (!namespace || inScope(namespace)) ? cached(type) : undefined;
+      if (!inf) {
+        if (namespace || scope.length === 0) return client.list<T>(type, namespace, labelSelector);
+        return Promise.all(scope.map((ns) => client.list<T>(type, ns, labelSelector))).then((lists) =>
+          lists.flat(),
+        );
+      }
+      const items = inf.list().filter((o) => !namespace || o.metadata.namespace === namespace);
+      return Promise.resolve(items.map((o) => structuredClone(o) as T));
+    };
     return {
       get: <T extends KubeObject>(type: ResourceType, key: ObjectKey): Promise<T> => {
         const inf = inScope(key.namespace) ? cached(type) : undefined;
@@ -293,32 +309,19 @@ export class Manager {
           );
         return Promise.resolve(structuredClone(obj) as T);
       },
-      list: <T extends KubeObject>(
-        type: ResourceType,
-        namespace?: string,
-        labelSelector?: string,
-      ): Promise<T[]> => {
-        // Without a namespace, "all" means every watched namespace: never a cluster-wide list when scoped.
-        const inf = !labelSelector && (!namespace || inScope(namespace)) ? cached(type) : undefined;
-        if (!inf) {
-          if (namespace || scope.length === 0) return client.list<T>(type, namespace, labelSelector);
-          return Promise.all(scope.map((ns) => client.list<T>(type, ns, labelSelector))).then((lists) =>
-            lists.flat(),
-          );
-        }
-        const items = inf.list().filter((o) => !namespace || o.metadata.namespace === namespace);
-        return Promise.resolve(items.map((o) => structuredClone(o) as T));
-      },
+      list,
       // Filters the cached objects before copying: a reconcile that looks for a few objects among thousands does
       // not deep-copy them all (500 bundles: 250,000 copies of ~4 KiB for the version-conflict check, issue 17).
       listMatching: <T extends KubeObject>(
         type: ResourceType,
-        namespace: string,
+        namespace: string | undefined,
         match: (obj: T) => boolean,
       ): Promise<T[]> => {
-        const inf = inScope(namespace) ? cached(type) : undefined;
-        if (!inf) return client.list<T>(type, namespace).then((items) => items.filter(match));
-        const items = (inf.list() as T[]).filter((o) => o.metadata.namespace === namespace && match(o));
+        const inf = !namespace || inScope(namespace) ? cached(type) : undefined;
+        if (!inf) return list<T>(type, namespace).then((items) => items.filter(match));
+        const items = (inf.list() as T[]).filter(
+          (o) => (!namespace || o.metadata.namespace === namespace) && match(o),
+        );
         return Promise.resolve(items.map((o) => structuredClone(o)));
       },
       apply: (type, obj) => client.apply(type, obj),

@@ -96,12 +96,13 @@ export interface ObjectClient {
   get<T extends KubeObject>(type: ResourceType, key: ObjectKey): Promise<T>;
   list<T extends KubeObject>(type: ResourceType, namespace?: string, labelSelector?: string): Promise<T[]>;
   /**
-   * The objects of a namespace that `match`, when the client can filter cheaper than {@link list} (a cache: only the
-   * matches are copied; `match` must not modify what it is given). Optional: callers fall back to list + filter.
+   * The objects of a namespace (undefined: of every namespace, as {@link list}) that `match`, when the client can filter
+   * cheaper than {@link list} (a cache: only the matches are copied; `match` must not modify what it is given).
+   * Optional: callers fall back to list + filter.
    */
   listMatching?<T extends KubeObject>(
     type: ResourceType,
-    namespace: string,
+    namespace: string | undefined,
     match: (obj: T) => boolean,
   ): Promise<T[]>;
   /** Server-side apply of the main resource (not status) with this component's field manager; force=true. */

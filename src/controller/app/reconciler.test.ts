@@ -297,7 +297,7 @@ describe('AppReconciler', () => {
       match: (obj: T) => boolean,
     ) => {
       const items = (await client.list<T>(type, namespace)).filter(match);
-      copied.push(...items.map((o) => o.metadata.name));
+      if (type === BUNDLE_RESOURCE) copied.push(...items.map((o) => o.metadata.name));
       return items;
     };
     const getBuffer = store.getBuffer.bind(store);
@@ -310,6 +310,38 @@ describe('AppReconciler', () => {
     expect(condition(appOf(client), 'Ready')?.status).toBe('True');
     expect(copied).toEqual(['demo-1-0-0']);
     expect(read).not.toContain(manifestKey);
+  });
+
+  it('copies only its own channels and the apps claiming its appId: not the namespace’s other apps and channels', async () => {
+    const { client, store, reconciler } = setup();
+    seedApp(client, 'demo');
+    await readyBundle(client, store, 'demo-1-0-0', '1.0.0');
+    seedChannel(client, 'production', { bundle: 'demo-1-0-0' });
+    for (let i = 0; i < 10; i++) {
+      seedApp(client, `other-${i}`, { appId: `com.example.other${i}` });
+      seedChannel(client, `other-${i}-production`, { app: `other-${i}`, bundle: 'builtin' });
+    }
+    const copied: string[] = [];
+    const cached: ObjectClient = client;
+    const list = client.list.bind(client);
+    const counted = <T extends KubeObject>(items: T[]) => {
+      copied.push(...items.map((o) => `${o.kind}/${o.metadata.name}`));
+      return items;
+    };
+    cached.list = async <T extends KubeObject>(type: ResourceType, namespace?: string) =>
+      counted(await list<T>(type, namespace));
+    cached.listMatching = async <T extends KubeObject>(
+      type: ResourceType,
+      namespace: string | undefined,
+      match: (obj: T) => boolean,
+    ) => counted((await list<T>(type, namespace)).filter(match));
+    await reconciler.reconcile(appKey, ctx());
+    expect(condition(appOf(client), 'Ready')?.status).toBe('True');
+    expect(copied.sort()).toEqual([
+      'LiveUpdateApp/demo',
+      'LiveUpdateBundle/demo-1-0-0',
+      'LiveUpdateChannel/production',
+    ]);
   });
 
   it('keeps serving the previous bundle when the channel moves to a bundle that is not Ready', async () => {

@@ -195,10 +195,15 @@ export class AppReconciler implements Reconciler, KindSteps<LiveUpdateApp, LiveU
 
   /** The oldest app claiming an appId owns it; later ones stall, so devices never see two indexes for one id. */
   private async checkUniqueAppId(app: LiveUpdateApp): Promise<void> {
-    const all = await this.opts.client.list<LiveUpdateApp>(APP_RESOURCE);
-    const claimants = all
-      .filter((a) => a.spec.appId === app.spec.appId && !a.metadata.deletionTimestamp)
-      .sort(creationOrder);
+    // Only the claimants are copied: every app of the cluster was, in each app reconcile (issue 17).
+    const claimants = (
+      await listWhere<LiveUpdateApp>(
+        this.opts.client,
+        APP_RESOURCE,
+        undefined,
+        (a) => a.spec.appId === app.spec.appId && !a.metadata.deletionTimestamp,
+      )
+    ).sort(creationOrder);
     const owner = claimants[0];
     if (
       owner &&
@@ -269,7 +274,13 @@ export class AppReconciler implements Reconciler, KindSteps<LiveUpdateApp, LiveU
     ctx: StepContext,
   ): Promise<StepsResult> {
     const namespace = app.metadata.namespace ?? '';
-    const channels = await this.opts.client.list<LiveUpdateChannel>(CHANNEL_RESOURCE, namespace);
+    // The app's channels only: the namespace may hold a thousand of other apps' (issue 17).
+    const channels = await listWhere<LiveUpdateChannel>(
+      this.opts.client,
+      CHANNEL_RESOURCE,
+      namespace,
+      (c) => c.spec.app === app.metadata.name,
+    );
     // Only the bundles this app's channels name: the index lists no other, and an app may have thousands.
     const named = bundlesNamedByChannels(channels, app.metadata.name);
     const bundles = await listWhere<LiveUpdateBundle>(
