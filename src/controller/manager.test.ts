@@ -23,6 +23,8 @@ const SECRET: ResourceType = {
   namespaced: true,
 };
 
+const keyOf = (o: KubeObject): string => `${o.metadata.namespace}/${o.metadata.name}`;
+
 type Behaviour = (key: ObjectKey, ctx: ReconcileContext) => Promise<ReconcileResult>;
 
 class RecordingReconciler implements Reconciler {
@@ -353,6 +355,9 @@ describe('Manager', () => {
     await clock.advance(0);
     expect(reconciler.calls.map((c) => c.key).sort()).toEqual(['ns/a', 'team-b/b']);
     expect((await cached.list(CM)).map((o) => o.metadata.name).sort()).toEqual(['a', 'b']);
+    expect((await cached.listMatching!(CM, undefined, (o) => o.metadata.name === 'b')).map(keyOf)).toEqual([
+      'team-b/b',
+    ]);
     source.put('c', '', undefined, true, 'team-b');
     await clock.advance(0);
     expect(reconciler.count('team-b/c')).toBe(1);
