@@ -79,8 +79,11 @@ export class SecretCache implements SecretReader {
   private seq = 0;
   private readonly clock: Clock;
 
+  private readonly direct: SecretReader;
+
   constructor(private readonly opts: SecretCacheOptions) {
     this.clock = opts.clock ?? realClock;
+    this.direct = directSecrets(opts.client);
   }
 
   async get(key: ObjectKey, opts: SecretReadOptions = {}): Promise<SecretObject | undefined> {
@@ -146,12 +149,7 @@ export class SecretCache implements SecretReader {
   private async load(id: string, key: ObjectKey): Promise<Entry> {
     const seq = ++this.seq;
     const readAt = this.clock.now();
-    let secret: SecretObject | undefined;
-    try {
-      secret = deepFreeze(await this.opts.client.get<SecretObject>(SECRET_RESOURCE, key));
-    } catch (error) {
-      if (!isNotFound(error)) throw error;
-    }
+    const secret = deepFreeze(await this.direct.get(key));
     const entry: Entry = { secret, version: secret?.metadata.resourceVersion ?? ABSENT, readAt, seq };
     const current = this.entries.get(id);
     if (!current || current.seq < seq) {
