@@ -150,8 +150,6 @@ export class Manager {
   /** The watched namespaces; empty = all. */
   private readonly scope: readonly string[];
   private elector: LeaderElector | undefined;
-  /** Per controller, the keys reconciled without error lately (a resync skips them). */
-  private recent = new Map<string, RecentKeys>();
   private leading = false;
   private running = false;
 
@@ -363,9 +361,12 @@ export class Manager {
       },
     };
     const queues = new Map<string, WorkQueue>();
+    const recents = new Map<string, RecentKeys>();
     const resyncMs = this.opts.informer?.resyncMs ?? DEFAULT_RESYNC_MS;
     for (const c of this.controllers) {
-      const recent = this.recentlyReconciled(c.name, resyncMs / 2);
+      // The keys reconciled without error lately: a resync skips them.
+      const recent = new RecentKeys(this.clock, resyncMs / 2);
+      recents.set(c.name, recent);
       const resyncAdd = (k: string): void => {
         if (!recent.has(k)) queue.addUnlessBackingOff(k);
       };
@@ -427,8 +428,9 @@ export class Manager {
       this.log.info('caches synced, starting workers');
       for (const c of this.controllers) {
         const queue = queues.get(c.name) as WorkQueue;
+        const recent = recents.get(c.name) as RecentKeys;
         for (let i = 0; i < this.workersOf(c); i++)
-          workers.push(this.worker(c, queue, workCtl.signal, () => stopping));
+          workers.push(this.worker(c, queue, recent, workCtl.signal, () => stopping));
       }
       for (const r of this.runnables)
         background.push(
@@ -460,15 +462,10 @@ export class Manager {
     }
   }
 
-  private recentlyReconciled(controller: string, windowMs: number): RecentKeys {
-    const recent = new RecentKeys(this.clock, windowMs);
-    this.recent.set(controller, recent);
-    return recent;
-  }
-
   private async worker(
     c: ControllerSpec,
     queue: WorkQueue,
+    recent: RecentKeys,
     signal: AbortSignal,
     stopping: () => boolean,
   ): Promise<void> {
@@ -494,7 +491,7 @@ export class Manager {
         log.debug('reconciling');
         const result = await c.reconciler.reconcile(key, { reconcileID, log, signal });
         queue.forget(k);
-        this.recent.get(c.name)?.add(k);
+        recent.add(k);
         if (result.terminalError !== undefined) {
           m.reconcileTotal.inc({ controller: c.name, result: 'error' });
           m.reconcileErrors.inc({ controller: c.name });
