@@ -25,6 +25,9 @@ export interface RangeSpec {
   end?: number;
 }
 
+/** Largest Buffer/string body {@link ObjectStore.put} sends in one checked request (the S3 client's part size). */
+export const CHECKED_BODY_MAX_BYTES = 64 * 1024 * 1024;
+
 export interface PutOptions {
   contentType?: string;
   /** Known length, required for streams by some S3 servers; omitted = the implementation buffers or multiparts. */
@@ -57,7 +60,13 @@ export interface ObjectStore {
     key: string,
     opts?: { maxBytes?: number; signal?: AbortSignal },
   ): Promise<{ info: ObjectInfo; data: Buffer }>;
-  /** Unconditional unless `opts.ifMatch` / `opts.ifNoneMatch` is set; throws {@link PreconditionFailedError}. */
+  /**
+   * Unconditional unless `opts.ifMatch` / `opts.ifNoneMatch` is set; throws {@link PreconditionFailedError}.
+   * A Buffer or string body of up to {@link CHECKED_BODY_MAX_BYTES} goes up in one request whose body the store
+   * checks on arrival against a digest computed here from the same bytes (S3: the SigV4 payload SHA-256 over HTTP,
+   * Content-MD5 over HTTPS); a body changed or cut short on the way is refused, so a put that resolves stored
+   * exactly those bytes (docs/adr/0042-one-checked-put-per-small-artifact.md).
+   */
   put(key: string, body: Readable | Buffer | string, opts?: PutOptions): Promise<{ etag: string }>;
   remove(key: string, signal?: AbortSignal): Promise<void>;
   list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo>;

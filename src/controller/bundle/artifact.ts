@@ -1,11 +1,12 @@
 /**
  * From a fetched artifact to what gets stored: detect the format (zip, or tar/tar.gz of a build directory), validate
  * or pack, encrypt and sign (or only hash), and optionally build the delta manifest. Then upload content-addressed
- * and verify the stored copy byte for byte. All file work happens in a temp dir the caller removes.
+ * so that the stored copy is provably the prepared one: a checked PUT for small artifacts, a re-read compared byte
+ * for byte for large ones. All file work happens in a temp dir the caller removes.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Reason } from '../../api/v1alpha1/index.js';
 import {
@@ -19,7 +20,7 @@ import {
   type SigningKey,
 } from '../../bundle/index.js';
 import type { AppRef, StorageLayout } from '../../storage/layout.js';
-import { ObjectNotFoundError, type ObjectStore } from '../../storage/object-store.js';
+import { CHECKED_BODY_MAX_BYTES, ObjectNotFoundError, type ObjectStore } from '../../storage/object-store.js';
 import type { IndexManifestEntry } from '../../storage/release-index.js';
 import { StallingError, TransientError } from '../common/errors.js';
 
@@ -163,8 +164,16 @@ export interface StoredArtifact {
 }
 
 /**
- * Uploads the prepared artifact (and delta files) under content-addressed keys, skipping objects already stored
- * with the right size, then re-reads the bundle object and compares size and sha256.
+ * Bundle objects up to this size go up from memory in one PUT whose body the store checks on arrival
+ * (docs/adr/0042-one-checked-put-per-small-artifact.md): no HEAD before it, no GET after it. Larger ones stream,
+ * are skipped when already stored with their size, and are re-read and compared after the upload.
+ */
+export const CHECKED_PUT_MAX_BYTES = Math.min(8 * 1024 * 1024, CHECKED_BODY_MAX_BYTES);
+
+/**
+ * Uploads the prepared artifact (and delta files) under content-addressed keys. A small bundle object is read into
+ * memory, checked against storedSha256 and sent in one checked PUT; a large one is skipped when already stored with
+ * the right size, else streamed, then re-read and compared (size and sha256).
  */
 export async function storeArtifact(
   store: ObjectStore,
@@ -174,8 +183,12 @@ export async function storeArtifact(
   signal: AbortSignal,
 ): Promise<StoredArtifact> {
   const objectKey = layout.bundleKey(app, artifact.storedSha256);
-  await putIfAbsent(store, objectKey, artifact.storedPath, artifact.storedSize, 'application/zip', signal);
-  await verifyStored(store, objectKey, artifact.storedSize, artifact.storedSha256, signal);
+  if (artifact.storedSize <= CHECKED_PUT_MAX_BYTES) {
+    await checkedPut(store, objectKey, artifact, signal);
+  } else {
+    await putIfAbsent(store, objectKey, artifact.storedPath, artifact.storedSize, 'application/zip', signal);
+    await verifyStored(store, objectKey, artifact.storedSize, artifact.storedSha256, signal);
+  }
   if (!artifact.delta) return { objectKey };
   const entries: IndexManifestEntry[] = [];
   for (const entry of artifact.delta.entries) {
@@ -194,6 +207,29 @@ export async function storeArtifact(
   const manifestKey = layout.deltaFileKey(app, `${createHash('sha256').update(body).digest('hex')}.json`);
   await store.put(manifestKey, body, { contentType: 'application/json', signal });
   return { objectKey, manifestKey, manifestFiles: entries.length };
+}
+
+/**
+ * One PUT of the bytes whose sha256 names the key. The body is hashed here, from the very buffer that is sent, so
+ * the store's own check of that body on arrival (ObjectStore.put of a Buffer) proves the stored object is the
+ * prepared artifact; re-reading it would prove nothing more. Rewriting an object already there is harmless (same
+ * key, same bytes) and repairs one whose bytes were altered in place.
+ */
+async function checkedPut(
+  store: ObjectStore,
+  key: string,
+  artifact: PreparedArtifact,
+  signal: AbortSignal,
+): Promise<void> {
+  const body = await readFile(artifact.storedPath, { signal });
+  const sha256 = createHash('sha256').update(body).digest('hex');
+  if (body.length !== artifact.storedSize || sha256 !== artifact.storedSha256) {
+    throw new TransientError(
+      Reason.StorageVerificationFailed,
+      `${artifact.storedPath} has ${body.length} bytes with sha256 ${sha256}, expected ${artifact.storedSize} bytes with ${artifact.storedSha256}`,
+    );
+  }
+  await store.put(key, body, { contentType: 'application/zip', signal });
 }
 
 async function putIfAbsent(

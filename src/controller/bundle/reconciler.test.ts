@@ -160,6 +160,31 @@ describe('BundleReconciler', () => {
     expect(recorder.reasons()).toContain('ArtifactStored');
   });
 
+  it('stores a small artifact with one PUT of the very bytes it hashed: no HEAD before it, no GET after it (ADR 0042)', async () => {
+    const { client, store, fetcher, reconciler } = setup();
+    fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', await webZip());
+    seedBundle(client, 'demo-1-0-0');
+    const requests: string[] = [];
+    const puts: unknown[] = [];
+    for (const method of ['stat', 'get', 'getBuffer', 'put', 'remove'] as const) {
+      const original = store[method].bind(store) as (...args: unknown[]) => unknown;
+      (store as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+        requests.push(method);
+        if (method === 'put') puts.push(args[1]);
+        return original(...args);
+      };
+    }
+
+    await reconciler.reconcile(key, ctx());
+
+    const artifact = bundleOf(client).status!.artifact!;
+    expect(requests).toEqual(['put']);
+    const body = puts[0] as Buffer;
+    expect(Buffer.isBuffer(body)).toBe(true);
+    expect(body.length).toBe(artifact.size);
+    expect(createHash('sha256').update(body).digest('hex')).toBe(artifact.storedSha256);
+  });
+
   it('does not fetch again when the artifact is up to date, and rebuilds it when it vanished from the store', async () => {
     const { client, store, fetcher, reconciler } = setup();
     fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', await webZip());

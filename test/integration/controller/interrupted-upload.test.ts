@@ -1,7 +1,9 @@
 // A controller that dies in the middle of an upload (the request body breaks off) leaves no partial object behind
-// and no index entry pointing at one; a restarted controller completes the bundle and publishes it.
+// and no index entry pointing at one; a restarted controller completes the bundle and publishes it. An upload
+// changed or cut short on the way to S3 is refused by the server (the controller does not read small artifacts
+// back, ADR 0042): nothing is stored, the bundle is not Ready, and a clean retry stores the very bytes.
 import { createHash, randomBytes } from 'node:crypto';
-import { Transform, type Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import {
   APP_RESOURCE,
   BUNDLE_RESOURCE,
@@ -14,9 +16,16 @@ import { KubeEventRecorder } from '../../../src/kube/events.js';
 import { silentLogger } from '../../../src/observability/logger.js';
 import type { ObjectStore, PutOptions } from '../../../src/storage/object-store.js';
 import { validateReleaseIndex } from '../../../src/storage/release-index-schema.js';
-import { cleanupTestResources, newBucket, newNamespace } from '../../env/fixtures.js';
+import {
+  cleanupTestResources,
+  newBucket,
+  newNamespace,
+  s3Store,
+  testEnvironment,
+} from '../../env/fixtures.js';
+import { alteringProxy } from './altering-s3-proxy.js';
 import { installCrds } from '../api/crds.js';
-import { ArtifactServer, converge, isCurrent, manifests, newHarness } from './harness.js';
+import { ArtifactServer, converge, isCurrent, manifests, newHarness, type Harness } from './harness.js';
 
 const server = new ArtifactServer();
 beforeAll(async () => {
@@ -42,10 +51,27 @@ function dyingStore(store: ObjectStore): ObjectStore {
     );
   };
   return Object.assign(Object.create(store) as ObjectStore, {
-    put: (key: string, body: Readable | Buffer | string, opts?: PutOptions) =>
-      key.includes('/bundles/') && typeof body === 'object' && 'pipe' in body
-        ? store.put(key, breakOff(body), opts)
-        : store.put(key, body, opts),
+    put: (key: string, body: Readable | Buffer | string, opts?: PutOptions) => {
+      if (!key.includes('/bundles/') || typeof body === 'string') return store.put(key, body, opts);
+      // A small artifact goes up as one Buffer: the same break-off, on a stream of it.
+      const stream = Buffer.isBuffer(body) ? Readable.from([body]) : body;
+      const size = Buffer.isBuffer(body) ? body.length : opts?.size;
+      return store.put(key, breakOff(stream), { ...opts, ...(size !== undefined ? { size } : {}) });
+    },
+  });
+}
+
+/** A bundle reconciler of the harness's cluster and prefix that stores through `store`. */
+function bundleReconcilerOver(h: Harness, store: ObjectStore, instance: string): BundleReconciler {
+  return new BundleReconciler({
+    client: h.controllerClient,
+    recorder: new KubeEventRecorder(h.controllerClient, {
+      controller: 'liveupdate.dev/controller',
+      instance,
+      log: silentLogger(),
+    }),
+    store,
+    storagePrefix: h.storagePrefix,
   });
 }
 
@@ -83,16 +109,7 @@ describe('an upload interrupted by a controller crash', () => {
       }),
     );
     await h.user.mergePatch(CHANNEL_RESOURCE, { namespace, name: 'production' }, { spec: { bundle: 'v2' } });
-    const dying = new BundleReconciler({
-      client: h.controllerClient,
-      recorder: new KubeEventRecorder(h.controllerClient, {
-        controller: 'liveupdate.dev/controller',
-        instance: 'dying',
-        log: silentLogger(),
-      }),
-      store: dyingStore(h.store),
-      storagePrefix: h.storagePrefix,
-    });
+    const dying = bundleReconcilerOver(h, dyingStore(h.store), 'dying');
     const ctx = { reconcileID: 'crash', log: silentLogger(), signal: new AbortController().signal };
     await expect(dying.reconcile({ namespace, name: 'v2' }, ctx)).rejects.toThrow();
     await h.app.reconcile({ namespace, name: 'demo' }, ctx);
@@ -118,4 +135,54 @@ describe('an upload interrupted by a controller crash', () => {
     expect(createHash('sha256').update(object.data).digest('hex')).toBe(v2.status!.artifact!.storedSha256);
     expect(object.data.equals(large)).toBe(true);
   });
+});
+
+describe('an upload changed or cut short on the way to S3', () => {
+  it.each(['flip', 'cut'] as const)(
+    '(%s) is refused by the server: nothing stored, not Ready; a clean retry stores the very bytes',
+    async (alter) => {
+      const namespace = await newNamespace(`altered-${alter}`);
+      const h = newHarness(await newBucket('altered'));
+      const zip = await webZip({ 'index.html': `<!doctype html>${alter}` });
+      server.routes.set(`/${namespace}/1.0.0.zip`, zip);
+      await h.user.create(APP_RESOURCE, manifests.app(namespace));
+      await converge(h, namespace);
+      await h.user.create(
+        BUNDLE_RESOURCE,
+        manifests.bundle(namespace, 'v1', {
+          version: '1.0.0',
+          source: { http: { url: server.url(`/${namespace}/1.0.0.zip`) } },
+        }),
+      );
+      const proxy = await alteringProxy(testEnvironment().s3.endpoint, alter);
+      try {
+        const altered = bundleReconcilerOver(
+          h,
+          s3Store(h.store.bucket, { endpoint: proxy.endpoint, timeoutMs: 5_000 }),
+          'altered',
+        );
+        const ctx = { reconcileID: alter, log: silentLogger(), signal: new AbortController().signal };
+        const result = altered.reconcile({ namespace, name: 'v1' }, ctx);
+        if (alter === 'flip') await expect(result).rejects.toThrow(/XAmzContentSHA256Mismatch|BadDigest/);
+        else await expect(result).rejects.toThrow();
+        expect(proxy.altered()).toBe(1);
+      } finally {
+        proxy.close();
+      }
+      const stored: string[] = [];
+      for await (const info of h.store.list(`${h.storagePrefix}/${namespace}/demo/bundles/`))
+        stored.push(info.key);
+      expect(stored).toEqual([]);
+      expect(isCurrent(await h.user.get<LiveUpdateBundle>(BUNDLE_RESOURCE, { namespace, name: 'v1' }))).toBe(
+        false,
+      );
+
+      await converge(h, namespace);
+      const v1 = await h.user.get<LiveUpdateBundle>(BUNDLE_RESOURCE, { namespace, name: 'v1' });
+      expect(isCurrent(v1)).toBe(true);
+      const object = await h.store.getBuffer(v1.status!.artifact!.objectKey);
+      expect(object.data.length).toBe(v1.status!.artifact!.size);
+      expect(createHash('sha256').update(object.data).digest('hex')).toBe(v1.status!.artifact!.storedSha256);
+    },
+  );
 });

@@ -6,8 +6,16 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { ObjectNotFoundError, StoreUnavailableError } from '../../../src/storage/object-store.js';
 import { describeObjectStoreContract } from '../../../src/storage/testing/object-store-contract.js';
 import { minioClientFor, startS3Server, type S3Server } from '../../env/environment.js';
-import { cleanupTestResources, newBucket, s3Client, s3Store, uniqueName } from '../../env/fixtures.js';
+import {
+  cleanupTestResources,
+  newBucket,
+  s3Client,
+  s3Store,
+  testEnvironment,
+  uniqueName,
+} from '../../env/fixtures.js';
 import { freePort } from '../../env/process-utils.js';
+import { alteringProxy } from '../controller/altering-s3-proxy.js';
 
 jest.setTimeout(60_000);
 
@@ -106,5 +114,42 @@ describe('S3ObjectStore errors and extras', () => {
     const res = await fetch(url);
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('presigned body');
+  });
+});
+
+// The bundle reconciler stores small artifacts with one PUT and does not read them back (ADR 0042): that is sound
+// only because the server itself refuses a body that is not the one the client hashed. Checked on both servers.
+describe.each([
+  {
+    server: 'versitygw',
+    target: () => testEnvironment().s3.endpoint,
+    store: (endpoint: string) => storeFor(bucket, { endpoint, timeoutMs: 5_000 }),
+  },
+  {
+    server: 'SeaweedFS',
+    target: () => seaweedfs!.endpoint,
+    store: (endpoint: string) =>
+      storeFor(seaweedfsBucket, {
+        endpoint,
+        accessKeyId: seaweedfs!.accessKey,
+        secretAccessKey: seaweedfs!.secretKey,
+        timeoutMs: 5_000,
+      }),
+  },
+])('a Buffer PUT altered on the way to $server', ({ target, store }) => {
+  it.each(['flip', 'cut'] as const)('(%s) is refused and stores nothing', async (alter) => {
+    const proxy = await alteringProxy(target(), alter);
+    const key = `altered/${alter}-${uniqueName('k')}`;
+    const body = Buffer.from('PK\u0003\u0004 a small sealed bundle '.repeat(64));
+    try {
+      const put = store(proxy.endpoint).put(key, body, { contentType: 'application/zip' });
+      // A changed byte: the server answers that the body is not the one signed (not a timeout, not a 5xx).
+      if (alter === 'flip') await expect(put).rejects.toThrow(/XAmzContentSHA256Mismatch|BadDigest/);
+      else await expect(put).rejects.toThrow();
+      expect(proxy.altered()).toBe(1);
+    } finally {
+      proxy.close();
+    }
+    await expect(store(target()).stat(key)).rejects.toBeInstanceOf(ObjectNotFoundError);
   });
 });
