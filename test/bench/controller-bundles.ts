@@ -70,7 +70,10 @@ async function main(): Promise<void> {
     // The app and its key exist before the controller starts: a key Secret that appears after the controller's first
     // Secret poll counts as changed at the next poll and re-reconciles every object naming it (every bundle, mid-burst).
     await createSigningApp(kube, NAMESPACE, APP, 'dev.liveupdate.bench');
-    await stack.startController();
+    // BENCH_CONTROLLER_NODE_OPTIONS reaches the controller process only (not this bench, not tsc), e.g.
+    // `--cpu-prof --cpu-prof-dir=/tmp/prof`: the profile is written when the controller exits at the end.
+    const nodeOptions = process.env['BENCH_CONTROLLER_NODE_OPTIONS'];
+    await stack.startController(nodeOptions === undefined ? {} : { env: { NODE_OPTIONS: nodeOptions } });
     const pid = stack.controller!.child.pid!;
     const adminUrl = stack.controllerAdminUrl;
 
