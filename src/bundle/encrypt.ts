@@ -1,8 +1,8 @@
 import { createCipheriv, createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { openWriter, progressReporter, readChunks } from './io.js';
-import { OFFTHREAD_HASH_MIN_BYTES, offThreadSha256 } from './offthread-hash.js';
-import type { ByteSink, ByteSource } from './io.js';
+import { OFFTHREAD_HASH_MIN_BYTES, encryptFileOffThread } from './offthread-hash.js';
+import type { ByteSink, ByteSource, ChunkWriter } from './io.js';
 import type { SigningKey } from './keys.js';
 import { AES_ALGORITHM, createSession, signDigest } from './session.js';
 import type { BundleSession } from './session.js';
@@ -18,6 +18,11 @@ export interface EncryptBundleOptions {
   readonly signal?: AbortSignal;
   /** Called with the number of plain bytes processed so far. */
   readonly onProgress?: (bytes: number) => void;
+  /**
+   * Also hash the ciphertext as it is written (`encryptedSha256`), so a caller that needs the stored object's
+   * digest (the controller's content-addressed key) does not read the output again.
+   */
+  readonly hashCiphertext?: boolean;
 }
 
 export interface EncryptBundleResult {
@@ -34,6 +39,8 @@ export interface EncryptBundleResult {
   readonly size: number;
   /** Ciphertext size: `size` rounded up to the next multiple of 16 (+16 when already aligned). */
   readonly encryptedSize: number;
+  /** Lowercase hex SHA-256 of the ciphertext, with {@link EncryptBundleOptions.hashCiphertext}. */
+  readonly encryptedSha256?: string;
 }
 
 export interface HashBundleResult {
@@ -50,31 +57,32 @@ export interface HashBundleResult {
  */
 export async function encryptBundle(options: EncryptBundleOptions): Promise<EncryptBundleResult> {
   const session = options.session ?? createSession(options.key);
-  const hash = await plainHasher(options.input);
-  const cipher = createCipheriv(AES_ALGORITHM, session.aesKey, session.iv);
   const progress = progressReporter(options.onProgress);
-  let encryptedSize = 0;
-  let digest: Buffer;
+  const { input, signal } = options;
+  const cipherHash = options.hashCiphertext ? createHash('sha256') : undefined;
+  const onCiphertext = (chunk: Uint8Array): void => void cipherHash?.update(chunk);
+  const onRead = (bytes: number): void => progress.add(bytes);
+  let encrypted: { digest: Buffer; encryptedSize: number };
   const writer = await openWriter(options.output);
   try {
-    for await (const chunk of readChunks(options.input, options.signal)) {
-      // Copied to the hash thread (when there is one) before the next read reuses the buffer.
-      await hash.update(chunk);
-      progress.add(chunk.length);
-      const out = cipher.update(chunk);
-      encryptedSize += out.length;
-      await writer.write(out);
-    }
-    const last = cipher.final();
-    encryptedSize += last.length;
-    await writer.write(last);
+    encrypted =
+      typeof input === 'string' && (await stat(input)).size >= OFFTHREAD_HASH_MIN_BYTES
+        ? await encryptFileOffThread({
+            path: input,
+            writer,
+            aesKey: session.aesKey,
+            iv: session.iv,
+            signal,
+            onRead,
+            onCiphertext,
+          })
+        : await encryptInline(input, writer, session, { onRead, onCiphertext }, signal);
     await writer.close();
-    digest = await hash.digest();
   } catch (err) {
-    await hash.destroy();
     await writer.abort(err);
     throw err;
   }
+  const { digest, encryptedSize } = encrypted;
   return {
     ...signDigest(options.key, digest),
     sessionKey: session.sessionKey,
@@ -82,28 +90,36 @@ export async function encryptBundle(options: EncryptBundleOptions): Promise<Encr
     sha256: digest.toString('hex'),
     size: progress.done(),
     encryptedSize,
+    ...(cipherHash ? { encryptedSha256: cipherHash.digest('hex') } : {}),
   };
-}
-
-interface PlainHasher {
-  update(chunk: Uint8Array): void | Promise<void>;
-  digest(): Buffer | Promise<Buffer>;
-  destroy(): void | Promise<void>;
 }
 
 /**
- * The SHA-256 of the plain bytes: on a worker thread for large files, so that hashing overlaps the (serial) AES-CBC
- * on another core; inline for small files and streams (a worker costs tens of milliseconds to start).
+ * SHA-256 and AES on this thread, taking turns between reads and writes: small files (a worker costs tens of
+ * milliseconds to start) and streams.
  */
-async function plainHasher(input: ByteSource): Promise<PlainHasher> {
-  if (typeof input === 'string' && (await stat(input)).size >= OFFTHREAD_HASH_MIN_BYTES)
-    return offThreadSha256();
+async function encryptInline(
+  input: ByteSource,
+  writer: ChunkWriter,
+  session: BundleSession,
+  on: { onRead: (bytes: number) => void; onCiphertext: (chunk: Uint8Array) => void },
+  signal: AbortSignal | undefined,
+): Promise<{ digest: Buffer; encryptedSize: number }> {
   const hash = createHash('sha256');
-  return {
-    update: (chunk) => void hash.update(chunk),
-    digest: () => hash.digest(),
-    destroy: () => undefined,
+  const cipher = createCipheriv(AES_ALGORITHM, session.aesKey, session.iv);
+  let encryptedSize = 0;
+  const write = async (out: Buffer): Promise<void> => {
+    encryptedSize += out.length;
+    on.onCiphertext(out);
+    await writer.write(out);
   };
+  for await (const chunk of readChunks(input, signal)) {
+    hash.update(chunk);
+    on.onRead(chunk.length);
+    await write(cipher.update(chunk));
+  }
+  await write(cipher.final());
+  return { digest: hash.digest(), encryptedSize };
 }
 
 /** SHA-256 of a plain bundle, streaming; for unencrypted bundles this is the `checksum`. */

@@ -62,6 +62,11 @@ export async function* readChunks(
 /** Writes chunks in order with at most one write in flight; chunks must not be reused by the caller. */
 export interface ChunkWriter {
   write(chunk: Buffer): Promise<void>;
+  /**
+   * True when a chunk is fully written once the next `write` resolves, so the caller may free it then (a file);
+   * a caller's stream may still hold it in its buffer.
+   */
+  readonly settlesEachWrite: boolean;
   /** Flush and close (ends a caller's stream too). */
   close(): Promise<void>;
   /** Stop after a failure: a file we created is removed, a caller's stream is destroyed with the error. */
@@ -83,6 +88,7 @@ function fileWriter(path: string, file: FileHandle): ChunkWriter {
   };
   let closed = false;
   return {
+    settlesEachWrite: true,
     async write(chunk) {
       await inflight;
       inflight = writeAll(chunk);
@@ -121,6 +127,7 @@ function streamWriter(stream: Writable): ChunkWriter {
       stream.on(event, onEvent).on('error', done).on('close', onClose);
     });
   return {
+    settlesEachWrite: false,
     async write(chunk) {
       if (failure) throw failure;
       if (!stream.write(chunk)) await waitFor('drain');

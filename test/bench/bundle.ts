@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes, randomFillSync } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { capacitorProject } from '../../src/bundle/testing/capgo-cli.js';
+import { CAPGO_ENV, capacitorProject } from '../../src/bundle/testing/capgo-cli.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -139,6 +139,7 @@ async function main(): Promise<void> {
       sizes: { type: 'string', default: '256,1024' },
       runs: { type: 'string', default: '2' },
       child: { type: 'boolean' },
+      'no-capgo': { type: 'boolean' },
     },
     allowPositionals: true,
     strict: false,
@@ -183,30 +184,32 @@ async function main(): Promise<void> {
         opensslDgst.push(await timed(['bash', '-o', 'pipefail', '-c', `${enc} | openssl dgst -sha256`]));
       }
       if (!sha256) sha256 = (await run('sha256sum', [file])).stdout.split(' ')[0] ?? '';
-      process.stderr.write('capgo bundle encrypt\n');
-      const capgo = await timed(
-        [
-          process.execPath,
-          join(REPO, 'node_modules/@capgo/cli/dist/index.js'),
-          'bundle',
-          'encrypt',
-          file,
-          sha256,
-          '--key',
-          privateKeyPath,
-          '--json',
-        ],
-        {
-          cwd: work,
-          env: {
-            ...process.env,
-            CAPGO_DISABLE_TELEMETRY: '1',
-            CAPGO_DISABLE_POSTHOG: '1',
-            CAPGO_SKIP_UPDATE_PROMPT: '1',
-            CI: '1',
-          },
-        },
-      );
+      const skipped: Measure = {
+        wallSeconds: 0,
+        cpuSeconds: 0,
+        peakRssMiB: 0,
+        error: 'skipped (--no-capgo)',
+      };
+      if (!values['no-capgo']) process.stderr.write('capgo bundle encrypt\n');
+      const capgo = values['no-capgo']
+        ? skipped
+        : await timed(
+            [
+              process.execPath,
+              join(REPO, 'node_modules/@capgo/cli/dist/index.js'),
+              'bundle',
+              'encrypt',
+              file,
+              sha256,
+              '--key',
+              privateKeyPath,
+              '--json',
+            ],
+            {
+              cwd: work,
+              env: CAPGO_ENV,
+            },
+          );
       await rm(`${file}_encrypted.zip`, { force: true });
       await rm(file, { force: true });
       const o = best(ours);

@@ -17,6 +17,15 @@ export interface CapgoResult {
   readonly output: string;
 }
 
+/** The environment the Capgo CLI runs in here: telemetry, update prompts and interactivity off. */
+export const CAPGO_ENV: NodeJS.ProcessEnv = {
+  ...process.env,
+  CAPGO_DISABLE_TELEMETRY: '1',
+  CAPGO_DISABLE_POSTHOG: '1',
+  CAPGO_SKIP_UPDATE_PROMPT: '1',
+  CI: '1',
+};
+
 /** Runs `capgo <args>` in `project` with telemetry and prompts off and stdin closed; never rejects. */
 export function capgo(project: string, args: readonly string[]): Promise<CapgoResult> {
   return new Promise((resolve) => {
@@ -26,14 +35,7 @@ export function capgo(project: string, args: readonly string[]): Promise<CapgoRe
       [CAPGO, ...args],
       {
         cwd: project,
-        env: {
-          ...process.env,
-          CAPGO_DISABLE_TELEMETRY: '1',
-          CAPGO_DISABLE_POSTHOG: '1',
-          CAPGO_SKIP_UPDATE_PROMPT: '1',
-          CI: '1',
-          NO_COLOR: '1',
-        },
+        env: { ...CAPGO_ENV, NO_COLOR: '1' },
         timeout: 50_000,
         maxBuffer: 16 * 1024 * 1024,
       },
