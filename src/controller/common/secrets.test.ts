@@ -14,7 +14,7 @@ const pem = generateSigningKey().privateKeyPem;
 
 function secretWith(value: string, frozen: boolean): SecretObject {
   const data = { 'private.pem': Buffer.from(value).toString('base64') };
-  const secret = { metadata: { name: 'demo-key', namespace: 'ns' }, data };
+  const secret = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'demo-key', namespace: 'ns' }, data };
   // what the SecretCache shares: deep-frozen, one object per version read
   return frozen ? Object.freeze({ ...secret, data: Object.freeze(data) }) : secret;
 }
