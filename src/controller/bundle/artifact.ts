@@ -106,12 +106,12 @@ export async function prepareArtifact(opts: {
 
 async function seal(zip: string, output: string, key: SigningKey, buildId: string, signal: AbortSignal) {
   const session = deriveSession(key, buildId);
-  const result = await encryptBundle({ input: zip, output, key, session, signal });
-  const stored = await hashBundle(output, { signal });
+  // The ciphertext is hashed as it is written, rather than read back from disk afterwards.
+  const result = await encryptBundle({ input: zip, output, key, session, signal, hashCiphertext: true });
   return {
     storedPath: output,
-    storedSize: stored.size,
-    storedSha256: stored.sha256,
+    storedSize: result.encryptedSize,
+    storedSha256: result.encryptedSha256!,
     sha256: result.sha256,
     checksum: result.checksum,
     checksumV2: result.checksumV2,
