@@ -23,7 +23,7 @@ import { parseDuration } from '../common/duration.js';
 import { directSecrets, secretReaderId, type SecretReader } from '../secret-cache.js';
 import { BundleReconciler } from './reconciler.js';
 import type { ArtifactFetcher, FetchRequest, FetchedArtifact } from './fetch.js';
-import type { KubeObject, ObjectKey, ResourceType } from '../../kube/types.js';
+import { KubeApiError, type KubeObject, type ObjectKey, type ResourceType } from '../../kube/types.js';
 
 class FakeFetcher implements ArtifactFetcher {
   readonly bodies = new Map<string, Buffer | Error>();
@@ -183,6 +183,53 @@ describe('BundleReconciler', () => {
     expect(Buffer.isBuffer(body)).toBe(true);
     expect(body.length).toBe(artifact.size);
     expect(createHash('sha256').update(body).digest('hex')).toBe(artifact.storedSha256);
+  });
+
+  it('fetches and prepares while the finalizer PATCH is in flight, and stores nothing before it is on', async () => {
+    const { client, store, fetcher, reconciler } = setup();
+    fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', await webZip());
+    seedBundle(client, 'demo-1-0-0');
+    const order: string[] = [];
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const patch = client.mergePatch.bind(client);
+    client.mergePatch = async <T extends KubeObject>(type: ResourceType, k: ObjectKey, p: object) => {
+      await released;
+      order.push('finalizer on');
+      return patch<T>(type, k, p);
+    };
+    const fetch = fetcher.fetch.bind(fetcher);
+    fetcher.fetch = (request) => {
+      order.push('fetch');
+      return fetch(request);
+    };
+    const put = store.put.bind(store);
+    store.put = (...args) => {
+      order.push('put');
+      return put(...args);
+    };
+
+    const done = reconciler.reconcile(key, ctx());
+    for (let i = 0; i < 50 && !order.includes('fetch'); i++) await new Promise((r) => setTimeout(r, 5));
+    expect(order).toEqual(['fetch']);
+    release();
+    await done;
+
+    expect(order).toEqual(['fetch', 'finalizer on', 'put']);
+    expect(condition(bundleOf(client), 'Ready')?.status).toBe('True');
+  });
+
+  it('a finalizer PATCH that fails ends the reconcile with its error: nothing stored, no status written', async () => {
+    const { client, store, fetcher, reconciler } = setup();
+    fetcher.bodies.set('https://artifacts.example/demo-1-0-0.zip', await webZip());
+    seedBundle(client, 'demo-1-0-0');
+    client.failNext.mergePatch = new KubeApiError('Conflict', 409, 'the object has been modified');
+
+    await expect(reconciler.reconcile(key, ctx())).rejects.toThrow('the object has been modified');
+
+    expect(store.keys()).toEqual([]);
+    expect(client.calls.filter((c) => c.startsWith('applyStatus LiveUpdateBundle'))).toEqual([]);
+    expect(bundleOf(client).metadata.finalizers ?? []).toEqual([]);
   });
 
   it('does not fetch again when the artifact is up to date, and rebuilds it when it vanished from the store', async () => {

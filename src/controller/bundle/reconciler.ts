@@ -166,6 +166,8 @@ export function buildId(bundle: LiveUpdateBundle, revision: string, artifactSha2
 export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle, LiveUpdateBundleStatus> {
   readonly type = BUNDLE_RESOURCE;
   readonly transientReason = Reason.UnexpectedError;
+  /** The finalizer PATCH of a new bundle runs while it is fetched and prepared; nothing is stored before it is on. */
+  readonly awaitsFinalizer = true;
   private readonly fetcher: ArtifactFetcher;
   private readonly requeueMs: number;
   private readonly secrets: SecretReader;
@@ -318,6 +320,8 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
   ): Promise<boolean> {
     const artifact = status.artifact;
     if (!artifact || artifact.revision !== revision) return false;
+    // verifyStored may remove a corrupt object: a store write, so after the finalizer like the upload.
+    await ctx.finalizerAdded;
     const layout = layoutForApp(app, this.opts.storagePrefix);
     const expectedKey = layout.bundleKey(
       { namespace: bundle.metadata.namespace ?? '', name: app.metadata.name },
@@ -402,6 +406,8 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
     });
     const layout = layoutForApp(app, this.opts.storagePrefix);
     const appRef = { namespace: bundle.metadata.namespace ?? '', name: app.metadata.name };
+    // The finalizer is on the object before anything exists in the store (deletion must find and remove it).
+    await ctx.finalizerAdded;
     const stored = await storeArtifact(this.opts.store, layout, appRef, prepared, ctx.signal).catch(
       (error: unknown) => {
         if (error instanceof StoreUnavailableError)

@@ -1,7 +1,8 @@
 /**
  * The one reconcile shape every kind follows (Flux source-controller): get the object (NotFound → done); whatever
  * happens next, summarize the outcome into kstatus conditions and apply the status once at the end; deletion →
- * clean up → drop the finalizer; add the finalizer; suspend → stop; then the kind's ordered steps.
+ * clean up → drop the finalizer; add the finalizer (for a kind that asks, while its steps fetch and prepare);
+ * suspend → stop; then the kind's ordered steps.
  * Kinds implement {@link KindSteps}; this file owns the control flow, the status patch and the error taxonomy.
  * The interface the manager calls (Reconciler, ReconcileResult) is `../reconciler-interface.ts`.
  */
@@ -44,12 +45,23 @@ export interface KindSteps<T extends Reconcilable<S>, S extends StatusBase> {
   reconcileLive(obj: T, status: S, ctx: StepContext): Promise<StepsResult>;
   /** Cleanup before the finalizer is removed. */
   reconcileDelete(obj: T, status: S, ctx: StepContext): Promise<DeletionResult>;
+  /**
+   * The kind's steps await `ctx.finalizerAdded` themselves before their first write outside the API server (the
+   * bundle: before its upload), so the finalizer PATCH of a new object runs while they fetch and prepare.
+   * Otherwise the finalizer is on the object before the steps start.
+   */
+  readonly awaitsFinalizer?: boolean;
 }
 
 export interface StepContext extends ReconcileContext {
   now: () => Date;
   /** True when the reconcile-requested-at annotation asks for a reconcile not handled yet. */
   forced: boolean;
+  /**
+   * Resolves once the object carries the finalizer (at once when it already did); rejects as the PATCH did, and the
+   * reconcile then ends with that error whatever the steps did, as if it had failed before them.
+   */
+  finalizerAdded?: Promise<void>;
 }
 
 export interface ReconcileDeps {
@@ -77,22 +89,22 @@ export async function reconcileObject<T extends Reconcilable<S>, S extends Statu
   const requestedAt = obj.metadata.annotations?.[RECONCILE_REQUESTED_AT_ANNOTATION];
   const status = structuredClone(obj.status ?? ({} as S));
   status.conditions ??= [];
-  const stepCtx: StepContext = {
-    ...ctx,
-    log,
-    now,
-    forced: requestedAt !== undefined && requestedAt !== status.lastHandledReconcileAt,
-  };
+  const forced = requestedAt !== undefined && requestedAt !== status.lastHandledReconcileAt;
 
-  if (obj.metadata.deletionTimestamp) return finalize(deps, steps, obj, status, stepCtx);
+  if (obj.metadata.deletionTimestamp) return finalize(deps, steps, obj, status, { ...ctx, log, now, forced });
 
-  if (!obj.metadata.finalizers?.includes(FINALIZER)) {
-    obj = await addFinalizer(deps.client, steps.type, obj);
-  }
+  const adding = obj.metadata.finalizers?.includes(FINALIZER)
+    ? undefined
+    : addFinalizer(deps.client, steps.type, obj);
+  if (adding && (!steps.awaitsFinalizer || obj.spec.suspend)) obj = await adding;
   if (obj.spec.suspend) {
     log.info('reconciliation is suspended');
     return {};
   }
+  const finalizerAdded = adding ? adding.then(() => undefined) : Promise.resolve();
+  // Awaited by the steps and below: a rejection is never unhandled, and it is thrown after the steps.
+  finalizerAdded.catch(() => undefined);
+  const stepCtx: StepContext = { ...ctx, log, now, forced, finalizerAdded };
 
   let outcome: Outcome;
   try {
@@ -100,6 +112,8 @@ export async function reconcileObject<T extends Reconcilable<S>, S extends Statu
   } catch (error) {
     outcome = classify(error, steps.transientReason);
   }
+  // A failed finalizer PATCH ends the reconcile with its error and writes nothing, as before any step ran.
+  if (adding) obj = await adding;
   summarize(status, outcome, obj.metadata.generation ?? 0, now());
   if (outcome.kind !== 'waiting' && outcome.kind !== 'transient' && requestedAt !== undefined) {
     status.lastHandledReconcileAt = requestedAt;
