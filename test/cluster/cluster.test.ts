@@ -134,21 +134,72 @@ async function rolledOut(): Promise<void> {
             `app.kubernetes.io/component=${component}`,
           ])
           .catch(String),
-        cluster!
-          .kubectl([
-            '-n',
-            RELEASE_NAMESPACE,
-            'logs',
-            '-l',
-            `app.kubernetes.io/component=${component}`,
-            '--tail=40',
-          ])
-          .catch(String),
+        cluster!.podLogTails(RELEASE_NAMESPACE, `${RELEASE}-liveupdate-operator-${component}-`, 3000),
       ]);
       if (error instanceof Error) error.message = `${error.message}\n${diagnostics.join('\n').slice(-8000)}`;
       throw error;
     }
   }
+}
+
+/**
+ * What decides where the Service sends devices, for a failure message: the Pods as the kubelet reports them (ready,
+ * podIP), the node's addresses, the EndpointSlices as the API server has them, what the proxy's informer holds, and
+ * the end of the kube-controller-manager's log (it writes the slices).
+ */
+async function serviceDiagnostics(): Promise<string> {
+  const get = (args: readonly string[]) => cluster!.kubectl(args).catch((error: unknown) => String(error));
+  const [podsText, node, slices, kcm] = await Promise.all([
+    get([
+      '-n',
+      RELEASE_NAMESPACE,
+      'get',
+      'pods',
+      '-o',
+      'jsonpath={range .items[*]}{.metadata.name} ready={.status.containerStatuses[0].ready} podIP={.status.podIP} hostIP={.status.hostIP} deleting={.metadata.deletionTimestamp}{"\\n"}{end}',
+    ]),
+    get(['get', 'node', NODE_NAME, '-o', 'jsonpath={.status.addresses}']),
+    get(['-n', RELEASE_NAMESPACE, 'get', 'endpointslices', '-o', 'yaml']),
+    cluster!.logTail('kube-controller-manager', 3000),
+  ]);
+  return [
+    `Pods:\n${podsText}`,
+    `node addresses: ${node}`,
+    `the proxy routes to: ${JSON.stringify(proxy.backends())}; its informer holds ${JSON.stringify(proxy.slices())}`,
+    `EndpointSlices (API server):\n${slices}`,
+    `kube-controller-manager log (end):\n${kcm}`,
+  ].join('\n');
+}
+
+/**
+ * Until the Service routes to exactly the ready update-server Pods: a Pod the kubelet reports ready is in the
+ * Service only once the EndpointSlice controller has written it, and a kube-proxy has programmed it; `rollout status`
+ * waits for neither. Devices are only sent once they would reach the Pod.
+ */
+async function serviceRoutesToReadyPods(): Promise<void> {
+  const started = Date.now();
+  const readyPods = async () =>
+    (await pods('update-server'))
+      .filter((p) => !p.metadata.deletionTimestamp && p.status.containerStatuses?.[0]?.ready)
+      .map((p) => p.metadata.name)
+      .sort();
+  try {
+    await waitFor(
+      'the Service to route to the ready update server Pods',
+      async () => {
+        const ready = await readyPods();
+        const routed = proxy.backends().map((b) => b.pod);
+        return ready.length > 0 && JSON.stringify(ready) === JSON.stringify(routed) ? true : undefined;
+      },
+      120_000,
+    );
+  } catch (error) {
+    if (error instanceof Error) error.message = `${error.message}\n${await serviceDiagnostics()}`;
+    throw error;
+  }
+  progress(
+    `the Service routed to the ready update server Pod ${Date.now() - started} ms after rollout status`,
+  );
 }
 
 /** New ports for the next helm revision; the admin URLs the test reads follow them. */
@@ -260,6 +311,7 @@ beforeAll(async () => {
   );
   await rolledOut();
   progress(`helm install --wait + rollout status took ${Date.now() - started} ms`);
+  await serviceRoutesToReadyPods();
 
   journey = new Journey({
     stack,
@@ -406,6 +458,8 @@ describe('the chart on a real single-node cluster', () => {
           (failed ? ` (${[...outcomes.failed].map(([what, n]) => `${n}× ${what}`).join('; ')})` : '') +
           `; connections per Pod:port ${JSON.stringify(Object.fromEntries(proxy.routed))}, refused ${proxy.refused}`,
       );
+      if (failed > 0 || proxy.refused > 0)
+        progress(`devices were refused or failed:\n${await serviceDiagnostics()}`);
       const newPods = (await pods('update-server')).map((p) => p.metadata.name);
       expect(newPods).toHaveLength(1);
       expect(oldPods).not.toContain(newPods[0]);

@@ -16,7 +16,18 @@ import { KUBECTL } from '../env/fixtures.js';
 import { fileTail, freePort, isProcessAlive, repoRoot, spawnOwned } from '../env/process-utils.js';
 import { ensureTool, type Progress } from '../env/testbin.js';
 
-export const NODE_NAME = 'liveupdate-test-node';
+/**
+ * The node's name, which is also its address. The node must publish an address the kubelet gives its host-network
+ * Pods as `status.podIP` and the EndpointSlice controller writes into the Service's slices. It cannot be the loopback
+ * the Pods listen on: the API server rejects a slice with a loopback address, and the kubelet a loopback `--node-ip`.
+ * Left to itself the kubelet picks the default-route interface's address when the machine has one, and none when it
+ * has not; the test then set 127.0.0.1, and a Pod started before the kubelet replaced it kept 127.0.0.1 and never
+ * reached its Service. A `--hostname-override` that is an IP is published as it is, on any machine: one from
+ * TEST-NET-3 (RFC 5737), which no network routes. Nothing dials it: probes and the Service proxy go to 127.0.0.1,
+ * and container logs are read from the kubelet's log dir ({@link SingleNodeCluster.podLogTails}), not through the
+ * API server.
+ */
+export const NODE_NAME = '203.0.113.1';
 const PAUSE_IMAGE = 'localhost/liveupdate-pause:1';
 /** Debian's containernetworking-plugins. */
 const CNI_BIN_DIR = '/usr/lib/cni';
@@ -46,6 +57,33 @@ export class SingleNodeCluster {
       ['--kubeconfig', this.env.kubeconfigPath, ...args],
       input !== undefined ? { input } : {},
     );
+  }
+
+  /** The last `bytes` of a node process's log (kubelet, kube-controller-manager, ...), for diagnostics. */
+  logTail(name: string, bytes: number): Promise<string> {
+    const proc = this.procs.find((p) => p.name === name);
+    return proc ? fileTail(proc.log, bytes) : Promise.resolve(`(no ${name} here)`);
+  }
+
+  /**
+   * The end of every container log of the Pods in `namespace` whose name starts with `podPrefix`, read from the
+   * kubelet's log dir (`<namespace>_<pod>_<uid>/<container>/<n>.log`): `kubectl logs` would have the API server dial
+   * the node's address, which nothing listens on here.
+   */
+  async podLogTails(namespace: string, podPrefix: string, bytes: number): Promise<string> {
+    const root = join(this.dir, 'kubelet', 'pod-logs');
+    const tails: string[] = [];
+    for (const podDir of (await readdir(root).catch(() => [] as string[])).sort()) {
+      const [podNamespace, pod] = podDir.split('_');
+      if (podNamespace !== namespace || !pod?.startsWith(podPrefix)) continue;
+      for (const container of await readdir(join(root, podDir)).catch(() => [] as string[])) {
+        for (const file of (await readdir(join(root, podDir, container)).catch(() => [] as string[])).sort())
+          tails.push(
+            `--- ${pod}/${container}/${file} ---\n${await fileTail(join(root, podDir, container, file), bytes)}`,
+          );
+      }
+    }
+    return tails.length > 0 ? tails.join('\n') : `(no container logs of ${namespace}/${podPrefix}*)`;
   }
 
   /** `ctr` in containerd's Kubernetes namespace. */
@@ -200,17 +238,6 @@ export class SingleNodeCluster {
       await this.kubectl(['get', 'node', NODE_NAME]);
       return true;
     });
-    // The kubelet refuses a loopback --node-ip and publishes no address; the API server (logs, exec) and the
-    // EndpointSlices need one. The kubelet keeps an address set this way.
-    await this.kubectl([
-      'patch',
-      'node',
-      NODE_NAME,
-      '--subresource=status',
-      '--type=merge',
-      '-p',
-      JSON.stringify({ status: { addresses: [{ type: 'InternalIP', address: '127.0.0.1' }] } }),
-    ]);
   }
 
   private async startControlPlaneControllers(scheduler: string, controllerManager: string): Promise<void> {
@@ -243,15 +270,23 @@ export class SingleNodeCluster {
   private async waitNodeReady(): Promise<void> {
     const kubelet = this.procs.find((p) => p.name === 'kubelet')!;
     await this.until(
-      'the node is Ready and untainted',
+      'the node is Ready, untainted and publishes its address',
       kubelet,
       async () => {
         const node = JSON.parse(await this.kubectl(['get', 'node', NODE_NAME, '-o', 'json'])) as {
           spec: { taints?: { key: string }[] };
-          status: { conditions: { type: string; status: string }[] };
+          status: {
+            conditions: { type: string; status: string }[];
+            addresses?: { type: string; address: string }[];
+          };
         };
         const ready = node.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True');
-        return ready && !(node.spec.taints ?? []).some((t) => t.key.startsWith('node.kubernetes.io/'));
+        const addressed = (node.status.addresses ?? []).some(
+          (a) => a.type === 'InternalIP' && a.address === NODE_NAME,
+        );
+        return (
+          ready && addressed && !(node.spec.taints ?? []).some((t) => t.key.startsWith('node.kubernetes.io/'))
+        );
       },
       180_000,
     );

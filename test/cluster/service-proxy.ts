@@ -83,6 +83,13 @@ export class ServiceProxy {
     return ready.length > 0 ? sort(ready) : sort(terminating);
   }
 
+  /** The EndpointSlices as the informer holds them (name, ports, endpoints with conditions), for diagnostics. */
+  slices(): { name: string; ports: EndpointSlice['ports']; endpoints: EndpointSlice['endpoints'] }[] {
+    return this.informer
+      .list()
+      .map((slice) => ({ name: slice.metadata.name, ports: slice.ports, endpoints: slice.endpoints }));
+  }
+
   async start(): Promise<void> {
     this.informer.start();
     await this.informer.waitForSync();
