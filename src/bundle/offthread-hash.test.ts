@@ -2,8 +2,7 @@ import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Readable, Writable } from 'node:stream';
-import { buffer } from 'node:stream/consumers';
+import { Readable, Writable } from 'node:stream';
 import { encryptBundle } from './encrypt.js';
 import { generateSigningKey } from './keys.js';
 import { OFFTHREAD_HASH_MIN_BYTES, liveWorkers } from './offthread-hash.js';
@@ -49,12 +48,19 @@ describe('encryptBundle on worker threads (large files)', () => {
     expect(plainOnly.encryptedSha256).toBeUndefined();
   });
 
-  it('keeps every chunk intact for a caller stream that holds on to them', async () => {
-    // `buffer()` keeps the written chunks until the end: freeing them after their write would corrupt the result.
-    const sink = new PassThrough({ highWaterMark: 64 * 1024 * 1024 });
-    const collected = buffer(sink);
+  it('keeps every chunk intact for a slow caller stream that holds on to them', async () => {
+    // Keeps the written chunks (no copy) until the end: freeing them after their write would corrupt the result.
+    // Slow, so the AES worker runs ahead and has to wait for the writes.
+    const held: Buffer[] = [];
+    const sink = new Writable({
+      highWaterMark: 1024,
+      write(chunk: Buffer, _encoding, callback) {
+        held.push(chunk);
+        setTimeout(callback, 1);
+      },
+    });
     const result = await encryptBundle({ input: bigPath, output: sink, key, session });
-    expect((await collected).equals(expected)).toBe(true);
+    expect(Buffer.concat(held).equals(expected)).toBe(true);
     expect(result.sha256).toBe(sha256(big));
     expect(liveWorkers()).toBe(0);
   });

@@ -63,9 +63,11 @@ const data = new Uint8Array(sab, controlBytes);
 const aes = role === 'aes';
 const done = aes ? ${ENCRYPTED} : ${HASHED};
 const engine = aes ? createCipheriv(algorithm, key, iv) : createHash('sha256');
+let posted = 0;
 const post = (chunk) => {
   const own = chunk.byteOffset === 0 && chunk.buffer.byteLength === chunk.length;
   parentPort.postMessage(chunk, own ? [chunk.buffer] : []);
+  posted++;
 };
 // Slot n is free again for the reader (as far as this worker is concerned).
 const release = (n) => {
@@ -79,7 +81,8 @@ for (let n = 0; ; n++) {
   if (length < 0) break;
   const bytes = data.subarray(slot * slotBytes, slot * slotBytes + length);
   if (aes) {
-    for (let written; n - (written = Atomics.load(control, ${WRITTEN})) >= maxUnwritten; )
+    // Counted in chunks posted, not slots: a slot shorter than a block posts nothing.
+    for (let written; posted - (written = Atomics.load(control, ${WRITTEN})) >= maxUnwritten; )
       Atomics.wait(control, ${WRITTEN}, written);
     const out = engine.update(bytes);
     release(n);
