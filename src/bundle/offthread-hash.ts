@@ -1,14 +1,13 @@
 /**
- * Encrypting a large file on three threads, like `openssl enc | openssl dgst` on two processes: AES-128-CBC (serial)
- * on one worker, SHA-256 of the plain bytes on another, and this thread only moving bytes (reads into a ring of
- * shared memory, writes of the ciphertext the AES worker hands back). Both workers read the same ring slots, so the
- * plain bytes are read once and never copied; the ciphertext buffers are transferred, not copied. Bounded memory:
- * the ring (16 slots of 256 KiB) plus at most {@link MAX_UNWRITTEN} ciphertext chunks not yet written.
+ * Encrypting a large file on two workers, like `openssl enc | openssl dgst` on two processes: one worker reads the
+ * file into a ring of shared memory and hashes it (SHA-256), the other encrypts the same slots (AES-128-CBC, serial)
+ * and hands each ciphertext buffer back, transferred, for this thread to write. The plain bytes are read once and
+ * never copied, and this thread only writes. Bounded memory: the ring (16 slots of 256 KiB) plus at most
+ * {@link MAX_UNWRITTEN} ciphertext chunks not yet written.
  *
  * Starting a worker costs tens of milliseconds, so {@link encryptBundle} uses this only for files of
  * {@link OFFTHREAD_HASH_MIN_BYTES} and more; small bundles and streams are encrypted inline.
  */
-import { open } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import type { ChunkWriter } from './io.js';
 import { AES_ALGORITHM } from './session.js';
@@ -20,84 +19,93 @@ const SLOTS = 16;
 const SLOT_BYTES = 256 * 1024;
 /** Ciphertext chunks the AES worker may be ahead of the writes (bounds memory when the output is slow). */
 const MAX_UNWRITTEN = 16;
+/** The reader reports progress every this many bytes. */
+const PROGRESS_BYTES = 16 * 1024 * 1024;
 /**
- * Int32 control words: slots published by the reader, hashed, encrypted, ciphertext chunks written; then one length
+ * Int32 control words: slots published by the reader, slots encrypted, ciphertext chunks written; then one length
  * per slot (-1: end of input).
  */
 const PUBLISHED = 0;
-const HASHED = 1;
-const ENCRYPTED = 2;
-const WRITTEN = 3;
-const LENGTHS = 4;
+const ENCRYPTED = 1;
+const WRITTEN = 2;
+const LENGTHS = 3;
 const CONTROL_BYTES = (LENGTHS + SLOTS) * 4;
-/** How often a waiting reader looks whether a worker died without a message (milliseconds). */
-const WAIT_SLICE_MS = 1000;
 
 /** Releases an ArrayBuffer's memory at once (ES2024 `ArrayBuffer.prototype.transfer`; the project targets ES2023). */
 function detach(buffer: ArrayBuffer): void {
   (buffer as ArrayBuffer & { transfer(length: number): ArrayBuffer }).transfer(0);
 }
 
-/** `Atomics.waitAsync` (Node ≥ 16; typed in TypeScript's ES2024 lib, the project compiles against ES2023). */
-const waitAsync = (
-  Atomics as unknown as {
-    waitAsync(
-      this: void,
-      array: Int32Array,
-      index: number,
-      value: number,
-      timeoutMs: number,
-    ): { async: false; value: string } | { async: true; value: Promise<string> };
-  }
-).waitAsync;
-
 // Plain JavaScript evaluated by the workers (no module resolution: runs the same under tsx, jest and the image).
-// The `sha256` worker posts the digest at the end; the `aes` worker posts every ciphertext chunk (its buffer
-// transferred), the last one from \`final()\`, then 'end'.
+// The `read` worker fills slot after slot (once the AES worker released what it held a ring ago), publishes it,
+// hashes it, posts { read } every PROGRESS_BYTES and { read, digest } at the end. The `aes` worker posts every
+// ciphertext chunk (its buffer transferred), the last one from \`final()\`, then 'end'.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createCipheriv, createHash } = require('node:crypto');
-const { sab, slots, slotBytes, controlBytes, role, algorithm, key, iv, maxUnwritten } = workerData;
+const { closeSync, openSync, readSync } = require('node:fs');
+const { sab, slots, slotBytes, controlBytes, role } = workerData;
 const control = new Int32Array(sab, 0, controlBytes / 4);
 const data = new Uint8Array(sab, controlBytes);
-const aes = role === 'aes';
-const done = aes ? ${ENCRYPTED} : ${HASHED};
-const engine = aes ? createCipheriv(algorithm, key, iv) : createHash('sha256');
-let posted = 0;
-const post = (chunk) => {
-  const own = chunk.byteOffset === 0 && chunk.buffer.byteLength === chunk.length;
-  parentPort.postMessage(chunk, own ? [chunk.buffer] : []);
-  posted++;
-};
-// Slot n is free again for the reader (as far as this worker is concerned).
-const release = (n) => {
-  Atomics.store(control, done, n + 1);
-  Atomics.notify(control, done);
-};
-for (let n = 0; ; n++) {
-  while (Atomics.load(control, ${PUBLISHED}) === n) Atomics.wait(control, ${PUBLISHED}, n);
-  const slot = n % slots;
-  const length = Atomics.load(control, ${LENGTHS} + slot);
-  if (length < 0) break;
-  const bytes = data.subarray(slot * slotBytes, slot * slotBytes + length);
-  if (aes) {
+
+function readAndHash({ path, progressBytes }) {
+  const hash = createHash('sha256');
+  const fd = openSync(path, 'r');
+  let unreported = 0;
+  try {
+    for (let n = 0, position = 0; ; n++) {
+      for (let encrypted; n - (encrypted = Atomics.load(control, ${ENCRYPTED})) >= slots; )
+        Atomics.wait(control, ${ENCRYPTED}, encrypted);
+      const offset = (n % slots) * slotBytes;
+      let length = 0;
+      for (let r; length < slotBytes && (r = readSync(fd, data, offset + length, slotBytes - length, position + length)) > 0; )
+        length += r;
+      Atomics.store(control, ${LENGTHS} + (n % slots), length > 0 ? length : -1);
+      Atomics.store(control, ${PUBLISHED}, n + 1);
+      Atomics.notify(control, ${PUBLISHED});
+      if (length === 0) break;
+      position += length;
+      hash.update(data.subarray(offset, offset + length));
+      unreported += length;
+      if (unreported >= progressBytes) {
+        parentPort.postMessage({ read: unreported });
+        unreported = 0;
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+  parentPort.postMessage({ read: unreported, digest: hash.digest() });
+}
+
+function encrypt({ algorithm, key, iv, maxUnwritten }) {
+  const cipher = createCipheriv(algorithm, key, iv);
+  let posted = 0;
+  const post = (chunk) => {
+    const own = chunk.byteOffset === 0 && chunk.buffer.byteLength === chunk.length;
+    parentPort.postMessage(chunk, own ? [chunk.buffer] : []);
+    posted++;
+  };
+  for (let n = 0; ; n++) {
+    while (Atomics.load(control, ${PUBLISHED}) === n) Atomics.wait(control, ${PUBLISHED}, n);
+    const slot = n % slots;
+    const length = Atomics.load(control, ${LENGTHS} + slot);
+    if (length < 0) break;
     // Counted in chunks posted, not slots: a slot shorter than a block posts nothing.
     for (let written; posted - (written = Atomics.load(control, ${WRITTEN})) >= maxUnwritten; )
       Atomics.wait(control, ${WRITTEN}, written);
-    const out = engine.update(bytes);
-    release(n);
+    const out = cipher.update(data.subarray(slot * slotBytes, slot * slotBytes + length));
+    // The slot is free again for the reader.
+    Atomics.store(control, ${ENCRYPTED}, n + 1);
+    Atomics.notify(control, ${ENCRYPTED});
     if (out.length > 0) post(out);
-  } else {
-    engine.update(bytes);
-    release(n);
   }
-}
-if (aes) {
-  post(engine.final());
+  post(cipher.final());
   parentPort.postMessage('end');
-} else {
-  parentPort.postMessage(engine.digest());
 }
+
+if (role === 'read') readAndHash(workerData);
+else encrypt(workerData);
 `;
 
 let live = 0;
@@ -121,7 +129,8 @@ function startWorker(
   let exited = false;
   let finished = false;
   worker.on('message', (message: unknown) => {
-    if (message === 'end' || (workerData.role === 'sha256' && message instanceof Uint8Array)) finished = true;
+    if (message === 'end' || (typeof message === 'object' && message !== null && 'digest' in message))
+      finished = true;
     onMessage(message);
   });
   worker.once('error', onFailure);
@@ -170,7 +179,6 @@ export async function encryptFileOffThread(
   signal?.throwIfAborted();
   const sab = new SharedArrayBuffer(CONTROL_BYTES + SLOTS * SLOT_BYTES);
   const control = new Int32Array(sab, 0, CONTROL_BYTES / 4);
-  const data = new Uint8Array(sab, CONTROL_BYTES);
   const ring = { sab, slots: SLOTS, slotBytes: SLOT_BYTES, controlBytes: CONTROL_BYTES };
 
   let failure: Error | undefined;
@@ -181,9 +189,6 @@ export async function encryptFileOffThread(
   const fail = (err: unknown): void => {
     failure ??= err instanceof Error ? err : new Error(String(err));
     failed(failure);
-    // Wake whatever waits: the reader (on the consumers' counters) and the writer.
-    Atomics.notify(control, HASHED);
-    Atomics.notify(control, ENCRYPTED);
     wakeWriter?.();
   };
   const onAbort = (): void => fail(signal?.reason);
@@ -193,9 +198,13 @@ export async function encryptFileOffThread(
   const digest = new Promise<Buffer>((resolve) => (resolveDigest = resolve));
   const chunks: Uint8Array[] = [];
   let ended = false;
-  const hasher = startWorker(
-    { ...ring, role: 'sha256' },
-    (message) => resolveDigest(Buffer.from(message as Uint8Array)),
+  const reader = startWorker(
+    { ...ring, role: 'read', path: options.path, progressBytes: PROGRESS_BYTES },
+    (message) => {
+      const { read, digest } = message as { read: number; digest?: Uint8Array };
+      options.onRead?.(read);
+      if (digest) resolveDigest(Buffer.from(digest));
+    },
     fail,
   );
   const encrypter = startWorker(
@@ -214,47 +223,6 @@ export async function encryptFileOffThread(
     },
     fail,
   );
-
-  let published = 0;
-  /** Waits until slot `published` may be filled: both workers are done with what it held a ring ago. */
-  const slotFree = async (): Promise<void> => {
-    for (;;) {
-      if (failure) throw failure;
-      const hashed = Atomics.load(control, HASHED);
-      const encrypted = Atomics.load(control, ENCRYPTED);
-      if (published - Math.min(hashed, encrypted) < SLOTS) return;
-      const w =
-        hashed <= encrypted
-          ? waitAsync(control, HASHED, hashed, WAIT_SLICE_MS)
-          : waitAsync(control, ENCRYPTED, encrypted, WAIT_SLICE_MS);
-      if (w.async) await w.value;
-    }
-  };
-  const publish = (length: number): void => {
-    Atomics.store(control, LENGTHS + (published % SLOTS), length);
-    published++;
-    Atomics.store(control, PUBLISHED, published);
-    Atomics.notify(control, PUBLISHED);
-  };
-
-  const slotOffset = (n: number): number => (n % SLOTS) * SLOT_BYTES;
-  const read = async (): Promise<void> => {
-    const file = await open(options.path, 'r');
-    try {
-      for (let position = 0; ;) {
-        await slotFree();
-        const { bytesRead } = await file.read(data, slotOffset(published), SLOT_BYTES, position);
-        if (failure) throw failure;
-        if (bytesRead === 0) break;
-        position += bytesRead;
-        options.onRead?.(bytesRead);
-        publish(bytesRead);
-      }
-      publish(-1);
-    } finally {
-      await file.close();
-    }
-  };
 
   let encryptedSize = 0;
   const write = async (): Promise<void> => {
@@ -282,12 +250,10 @@ export async function encryptFileOffThread(
   };
 
   try {
-    // Each loop stops the other through `fail`, so both have finished when this returns.
-    await Promise.all([read().catch(fail), write().catch(fail)]);
-    if (failure) throw failure;
+    await write();
     return { digest: await Promise.race([digest, failedPromise]), encryptedSize };
   } finally {
     signal?.removeEventListener('abort', onAbort);
-    await Promise.all([hasher.stop(), encrypter.stop()]);
+    await Promise.all([reader.stop(), encrypter.stop()]);
   }
 }
