@@ -155,7 +155,7 @@ export interface OffThreadEncryptOptions {
   readonly aesKey: Buffer;
   readonly iv: Buffer;
   readonly signal?: AbortSignal | undefined;
-  /** Called with the size of every chunk read. */
+  /** Called with the plain bytes read since the last call, every 16 MiB and at the end (they sum to the size). */
   readonly onRead?: (bytes: number) => void;
   /** Called with every ciphertext chunk, in order, before it is written (valid only during the call). */
   readonly onCiphertext?: (chunk: Uint8Array) => void;
