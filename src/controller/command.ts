@@ -52,7 +52,13 @@ export interface ControllerDeps {
   store: ObjectStore;
   config: Pick<ControllerConfig, 's3' | 'artifactMaxBytes' | 'fetchTimeoutMs' | 'sourceSecretLabel'> &
     Partial<Pick<ControllerConfig, 'expandedMaxBytes'>> &
-    Partial<Pick<ControllerConfig, 'telemetryIntervalMs' | 'gcIntervalMs'>>;
+    Partial<Pick<ControllerConfig, 'telemetryIntervalMs' | 'gcIntervalMs'>> & {
+      /**
+       * The first requeue of a bundle or channel waiting for what it depends on (default 10 s; the reconcilers'
+       * own safety net, ADR 0040). Tests set it out of reach to show that the watches alone wake them.
+       */
+      dependencyRequeueMs?: number;
+    };
   metrics?: ControllerDomainMetrics;
   /** Root document writer shared by the app reconcilers; built from the store when omitted. */
   root?: RootPublisher;
@@ -83,6 +89,10 @@ export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
   const storagePrefix = deps.config.s3.prefix;
   const root = deps.root ?? rootPublisherFor(store, storagePrefix, deps);
   const telemetryIntervalMs = deps.config.telemetryIntervalMs ?? 30_000;
+  const dependencyRequeue =
+    deps.config.dependencyRequeueMs !== undefined
+      ? { dependencyRequeueMs: deps.config.dependencyRequeueMs }
+      : {};
   // Half an interval: a channel requeued every interval never reads figures older than that.
   const telemetry = new FleetTelemetry({ store, cacheMs: telemetryIntervalMs / 2 });
   const channelsOfApp = (app: KubeObject, channels: LiveUpdateChannel[]): ReturnType<typeof keyOf>[] =>
@@ -122,6 +132,7 @@ export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
         storagePrefix,
         telemetry,
         telemetryIntervalMs,
+        ...dependencyRequeue,
         ...metrics,
       }),
       watches: [
@@ -154,6 +165,7 @@ export function buildControllers(deps: ControllerDeps): ControllerSpec[] {
           : {}),
         maxFetchTimeoutMs: deps.config.fetchTimeoutMs,
         ...(deps.config.sourceSecretLabel ? { sourceSecretLabel: deps.config.sourceSecretLabel } : {}),
+        ...dependencyRequeue,
         ...metrics,
         ...secrets,
       }),
