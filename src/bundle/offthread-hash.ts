@@ -5,8 +5,11 @@
  * never copied, and this thread only writes. Bounded memory: the ring (16 slots of 256 KiB) plus at most
  * {@link MAX_UNWRITTEN} ciphertext chunks not yet written.
  *
- * Starting a worker costs tens of milliseconds, so {@link encryptBundle} uses this only for files of
- * {@link OFFTHREAD_HASH_MIN_BYTES} and more; small bundles and streams are encrypted inline.
+ * Starting the two workers costs 50–100 ms (a third of openssl's time for 256 MiB), so they are kept: a pair is
+ * started on the first large file, reused by the next encryption, terminated after {@link configureEncryptionWorkers}'
+ * idle period, and replaced whenever an encryption using it fails or is aborted. Concurrent encryptions each get a
+ * pair of their own. Idle workers are `unref()`'d: they never keep the process alive. {@link encryptBundle} still
+ * encrypts small bundles (under {@link OFFTHREAD_HASH_MIN_BYTES}) and streams inline.
  */
 import { Worker } from 'node:worker_threads';
 import type { ChunkWriter } from './io.js';
@@ -37,7 +40,7 @@ function detach(buffer: ArrayBuffer): void {
 }
 
 // Plain JavaScript evaluated by the workers (no module resolution: runs the same under tsx, jest and the image).
-// The `read` worker fills slot after slot (once the AES worker released what it held a ring ago), publishes it,
+// Each message is one job; the control words are zeroed by the main thread before it posts one. The `read` worker fills slot after slot (once the AES worker released what it held a ring ago), publishes it,
 // hashes it, posts { read } every PROGRESS_BYTES and { read, digest } at the end. The `aes` worker posts every
 // ciphertext chunk (its buffer transferred), the last one from \`final()\`, then 'end'.
 const WORKER_SOURCE = `
@@ -104,47 +107,122 @@ function encrypt({ algorithm, key, iv, maxUnwritten }) {
   parentPort.postMessage('end');
 }
 
-if (role === 'read') readAndHash(workerData);
-else encrypt(workerData);
+// One job per message, for as long as the pool keeps this worker.
+parentPort.on('message', (job) => (role === 'read' ? readAndHash(job) : encrypt(job)));
 `;
 
 let live = 0;
-/** Workers started by this module and not yet exited (for tests: none may outlive a failed encryption). */
+let started = 0;
+/** Worker threads of this module alive now, idle ones in the pool included (for tests). */
 export function liveWorkers(): number {
   return live;
 }
-
-interface RingWorker {
-  /** Terminates the worker (idempotent). */
-  stop(): Promise<void>;
+/** Worker threads this module has started since it was loaded (for tests: reuse starts none). */
+export function startedWorkers(): number {
+  return started;
 }
 
-function startWorker(
-  workerData: Record<string, unknown>,
-  onMessage: (message: unknown) => void,
-  onFailure: (err: Error) => void,
-): RingWorker {
-  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData });
-  live++;
-  let exited = false;
-  let finished = false;
-  worker.on('message', (message: unknown) => {
-    if (message === 'end' || (typeof message === 'object' && message !== null && 'digest' in message))
-      finished = true;
-    onMessage(message);
-  });
-  worker.once('error', onFailure);
-  worker.once('exit', (code) => {
-    exited = true;
-    live--;
-    if (!finished) onFailure(new Error(`${String(workerData.role)} worker exited with ${code}`));
-  });
-  return {
-    async stop() {
-      finished = true;
-      if (!exited) await worker.terminate();
-    },
-  };
+/** What one encryption needs from the pair's two workers while it owns them. */
+interface PairJob {
+  onMessage(role: Role, message: unknown): void;
+  onFailure(err: Error): void;
+}
+type Role = 'read' | 'aes';
+
+/**
+ * A reader worker and an AES worker sharing one ring, started once and reused by one encryption after another.
+ * Either worker failing, exiting, or the encryption using it being aborted stops both: a pair whose workers may be
+ * mid-job never goes back to the pool.
+ */
+class WorkerPair {
+  readonly control: Int32Array;
+  private readonly workers: Record<Role, Worker>;
+  private job: PairJob | undefined;
+  private stopped = false;
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor() {
+    const sab = new SharedArrayBuffer(CONTROL_BYTES + SLOTS * SLOT_BYTES);
+    this.control = new Int32Array(sab, 0, CONTROL_BYTES / 4);
+    const ring = { sab, slots: SLOTS, slotBytes: SLOT_BYTES, controlBytes: CONTROL_BYTES };
+    this.workers = { read: this.start('read', ring), aes: this.start('aes', ring) };
+  }
+
+  private start(role: Role, ring: Record<string, unknown>): Worker {
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { ...ring, role } });
+    live++;
+    started++;
+    worker.on('message', (message: unknown) => this.job?.onMessage(role, message));
+    worker.once('error', (err: Error) => this.lost(err));
+    worker.once('exit', (code) => {
+      live--;
+      this.lost(new Error(`${role} worker exited with ${code}`));
+    });
+    return worker;
+  }
+
+  /** Hands both workers their part of one encryption; the caller owns the pair until {@link release} or {@link stop}. */
+  run(job: PairJob, read: Record<string, unknown>, aes: Record<string, unknown>): void {
+    clearTimeout(this.idleTimer);
+    for (const word of [PUBLISHED, ENCRYPTED, WRITTEN]) Atomics.store(this.control, word, 0);
+    this.job = job;
+    // Referenced while working, so an encryption in progress keeps the process alive like any other I/O.
+    this.workers.read.ref();
+    this.workers.aes.ref();
+    this.workers.read.postMessage(read);
+    this.workers.aes.postMessage(aes);
+  }
+
+  /** Both workers finished their part: back to the pool, idle. */
+  release(): void {
+    this.job = undefined;
+    if (this.stopped) return;
+    this.workers.read.unref();
+    this.workers.aes.unref();
+    this.idleTimer = setTimeout(() => void this.stop(), pool.idleMs);
+    this.idleTimer.unref();
+    idlePairs.push(this);
+    while (idlePairs.length > pool.maxIdlePairs) void idlePairs[0]?.stop();
+  }
+
+  /** Terminates both workers (idempotent); the pair is never used again. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.job = undefined;
+    clearTimeout(this.idleTimer);
+    const at = idlePairs.indexOf(this);
+    if (at >= 0) idlePairs.splice(at, 1);
+    await Promise.all([this.workers.read.terminate(), this.workers.aes.terminate()]);
+  }
+
+  private lost(err: Error): void {
+    if (this.stopped) return;
+    const job = this.job;
+    void this.stop();
+    job?.onFailure(err);
+  }
+}
+
+const pool = { idleMs: 30_000, maxIdlePairs: 2 };
+const idlePairs: WorkerPair[] = [];
+
+/**
+ * How long an idle pair of workers is kept, and how many idle pairs at most (a pair: two threads, ~20 MiB). Tests
+ * shorten these; the defaults suit a controller sealing bundle after bundle.
+ */
+export function configureEncryptionWorkers(options: { idleMs?: number; maxIdlePairs?: number }): void {
+  pool.idleMs = options.idleMs ?? pool.idleMs;
+  pool.maxIdlePairs = options.maxIdlePairs ?? pool.maxIdlePairs;
+}
+
+/** Terminates the idle workers now (pairs in use stop when their encryption ends). */
+export async function stopIdleEncryptionWorkers(): Promise<void> {
+  await Promise.all([...idlePairs].map((pair) => pair.stop()));
+}
+
+/** An idle pair, or a new one: an encryption never shares a pair another one is using. */
+function acquirePair(): WorkerPair {
+  return idlePairs.pop() ?? new WorkerPair();
 }
 
 export interface OffThreadEncryptOptions {
@@ -177,9 +255,6 @@ export async function encryptFileOffThread(
 ): Promise<OffThreadEncryptResult> {
   const { signal } = options;
   signal?.throwIfAborted();
-  const sab = new SharedArrayBuffer(CONTROL_BYTES + SLOTS * SLOT_BYTES);
-  const control = new Int32Array(sab, 0, CONTROL_BYTES / 4);
-  const ring = { sab, slots: SLOTS, slotBytes: SLOT_BYTES, controlBytes: CONTROL_BYTES };
 
   let failure: Error | undefined;
   let wakeWriter: (() => void) | undefined;
@@ -198,30 +273,25 @@ export async function encryptFileOffThread(
   const digest = new Promise<Buffer>((resolve) => (resolveDigest = resolve));
   const chunks: Uint8Array[] = [];
   let ended = false;
-  const reader = startWorker(
-    { ...ring, role: 'read', path: options.path, progressBytes: PROGRESS_BYTES },
-    (message) => {
-      const { read, digest } = message as { read: number; digest?: Uint8Array };
-      options.onRead?.(read);
-      if (digest) resolveDigest(Buffer.from(digest));
-    },
-    fail,
-  );
-  const encrypter = startWorker(
+  const pair = acquirePair();
+  const { control } = pair;
+  pair.run(
     {
-      ...ring,
-      role: 'aes',
-      algorithm: AES_ALGORITHM,
-      key: options.aesKey,
-      iv: options.iv,
-      maxUnwritten: MAX_UNWRITTEN,
+      onMessage(role, message) {
+        if (role === 'read') {
+          const { read, digest } = message as { read: number; digest?: Uint8Array };
+          options.onRead?.(read);
+          if (digest) resolveDigest(Buffer.from(digest));
+          return;
+        }
+        if (message === 'end') ended = true;
+        else chunks.push(message as Uint8Array);
+        wakeWriter?.();
+      },
+      onFailure: fail,
     },
-    (message) => {
-      if (message === 'end') ended = true;
-      else chunks.push(message as Uint8Array);
-      wakeWriter?.();
-    },
-    fail,
+    { path: options.path, progressBytes: PROGRESS_BYTES },
+    { algorithm: AES_ALGORITHM, key: options.aesKey, iv: options.iv, maxUnwritten: MAX_UNWRITTEN },
   );
 
   let encryptedSize = 0;
@@ -249,11 +319,17 @@ export async function encryptFileOffThread(
     }
   };
 
+  let done = false;
   try {
     await write();
-    return { digest: await Promise.race([digest, failedPromise]), encryptedSize };
+    const result = { digest: await Promise.race([digest, failedPromise]), encryptedSize };
+    done = true;
+    return result;
   } finally {
     signal?.removeEventListener('abort', onAbort);
-    await Promise.all([reader.stop(), encrypter.stop()]);
+    // Both workers are idle again only after a complete run; otherwise one may still be reading, encrypting or
+    // waiting on the ring, so the pair is replaced rather than reused.
+    if (done) pair.release();
+    else await pair.stop();
   }
 }
