@@ -136,3 +136,34 @@ export async function hashBundle(
   const sha256 = hash.digest('hex');
   return { checksum: sha256, sha256, size: progress.done() };
 }
+
+/**
+ * {@link encryptBundle} of a zip already in memory, for small bundles (the controller's in-memory build): the same
+ * checksums, session key and ciphertext byte for byte, returned as a Buffer with its SHA-256 (`encryptedSha256`),
+ * with no file, stream or worker. Memory: the plain bytes plus the ciphertext (16 bytes more at most).
+ */
+export function encryptBundleBytes(
+  plain: Uint8Array,
+  key: SigningKey,
+  session: BundleSession = createSession(key),
+): EncryptBundleResult & { readonly ciphertext: Buffer; readonly encryptedSha256: string } {
+  const digest = createHash('sha256').update(plain).digest();
+  const cipher = createCipheriv(AES_ALGORITHM, session.aesKey, session.iv);
+  const ciphertext = Buffer.concat([cipher.update(plain), cipher.final()]);
+  return {
+    ...signDigest(key, digest),
+    sessionKey: session.sessionKey,
+    keyId: key.keyId,
+    sha256: digest.toString('hex'),
+    size: plain.length,
+    encryptedSize: ciphertext.length,
+    encryptedSha256: createHash('sha256').update(ciphertext).digest('hex'),
+    ciphertext,
+  };
+}
+
+/** {@link hashBundle} of a bundle already in memory. */
+export function hashBundleBytes(plain: Uint8Array): HashBundleResult {
+  const sha256 = createHash('sha256').update(plain).digest('hex');
+  return { checksum: sha256, sha256, size: plain.length };
+}

@@ -45,7 +45,7 @@ export { DEFAULT_LIMITS, validateZip } from './validate.js';
 export type { ValidateOptions, ZipLimits, ZipSummary } from './validate.js';
 export { createSession, deriveSession, signDigest } from './session.js';
 export type { BundleSession, SignedChecksum } from './session.js';
-export { encryptBundle, hashBundle } from './encrypt.js';
+export { encryptBundle, encryptBundleBytes, hashBundle, hashBundleBytes } from './encrypt.js';
 export type { EncryptBundleOptions, EncryptBundleResult, HashBundleResult } from './encrypt.js';
 export { verifyBundle } from './verify.js';
 export type { VerifyBundleOptions, VerifyBundleResult } from './verify.js';

@@ -5,8 +5,8 @@ import { pipeline } from 'node:stream/promises';
 import { crc32, createInflateRaw } from 'node:zlib';
 import { BundleValidationError } from './errors.js';
 import { entryNameProblem } from './paths.js';
-import { readZipStructure } from './zip-structure.js';
-import type { ZipEntryRecord } from './zip-structure.js';
+import { bufferZipBytes, readZipStructure } from './zip-structure.js';
+import type { ZipBytes, ZipEntryRecord } from './zip-structure.js';
 
 export interface ZipLimits {
   /** Most entries (files and directories) a bundle may have. */
@@ -64,59 +64,67 @@ const S_IFDIR = 0o040000;
  * Android reads must agree, and every name must mean one file on every device.
  * Throws {@link BundleValidationError} with a distinct `reason` on the first problem.
  */
-export async function validateZip(path: string, options: ValidateOptions = {}): Promise<ZipSummary> {
-  const limits: ZipLimits = { ...DEFAULT_LIMITS, ...options.limits };
-  const decompress = options.decompress ?? true;
+export async function validateZip(
+  zip: string | Uint8Array,
+  options: ValidateOptions = {},
+): Promise<ZipSummary> {
+  if (typeof zip !== 'string') return validateBytes(bufferZipBytes(zip), zip.length, options);
   let handle: FileHandle;
   try {
-    handle = await open(path, 'r');
+    handle = await open(zip, 'r');
   } catch (err) {
     throw corrupt(err);
   }
   try {
-    const { size } = await handle.stat();
-    const { entries } = await readZipStructure(handle, size, limits.maxEntries);
-    options.signal?.throwIfAborted();
-    const { names, topLevel } = checkNames(entries);
-    let declaredBytes = 0;
-    let compressedBytes = 0;
-    for (const entry of entries) {
-      declaredBytes += entry.uncompressedSize;
-      compressedBytes += entry.compressedSize;
-      if (declaredBytes > limits.maxUncompressedBytes) {
-        throw new BundleValidationError(
-          'TooLarge',
-          `the zip declares more than ${limits.maxUncompressedBytes} uncompressed bytes`,
-        );
-      }
-      checkRatio(entry.uncompressedSize, entry.compressedSize, limits, entry.name);
-    }
-    if (compressedBytes > 0 && declaredBytes / compressedBytes > limits.maxCompressionRatio) {
-      throw new BundleValidationError(
-        'CompressionRatio',
-        `the zip expands ${Math.round(declaredBytes / compressedBytes)}× (limit ${limits.maxCompressionRatio}×)`,
-      );
-    }
-    const root = bundleRoot(names, topLevel);
-    const files = entries.filter((entry) => !entry.name.endsWith('/'));
-    let actualBytes = 0;
-    if (decompress || options.onFile) {
-      for (const entry of files) {
-        options.signal?.throwIfAborted();
-        const budget = limits.maxUncompressedBytes - actualBytes;
-        actualBytes += await readEntry(handle, entry, budget, options.onFile, options.signal);
-      }
-    }
-    return {
-      entries: entries.length,
-      files: files.length,
-      uncompressedBytes: decompress ? actualBytes : declaredBytes,
-      compressedBytes,
-      root,
-    };
+    return await validateBytes(handle, (await handle.stat()).size, options);
   } finally {
     await handle.close();
   }
+}
+
+/** The rules of {@link validateZip}, the same for a file and for a zip in memory. */
+async function validateBytes(handle: ZipBytes, size: number, options: ValidateOptions): Promise<ZipSummary> {
+  const limits: ZipLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const decompress = options.decompress ?? true;
+  const { entries } = await readZipStructure(handle, size, limits.maxEntries);
+  options.signal?.throwIfAborted();
+  const { names, topLevel } = checkNames(entries);
+  let declaredBytes = 0;
+  let compressedBytes = 0;
+  for (const entry of entries) {
+    declaredBytes += entry.uncompressedSize;
+    compressedBytes += entry.compressedSize;
+    if (declaredBytes > limits.maxUncompressedBytes) {
+      throw new BundleValidationError(
+        'TooLarge',
+        `the zip declares more than ${limits.maxUncompressedBytes} uncompressed bytes`,
+      );
+    }
+    checkRatio(entry.uncompressedSize, entry.compressedSize, limits, entry.name);
+  }
+  if (compressedBytes > 0 && declaredBytes / compressedBytes > limits.maxCompressionRatio) {
+    throw new BundleValidationError(
+      'CompressionRatio',
+      `the zip expands ${Math.round(declaredBytes / compressedBytes)}× (limit ${limits.maxCompressionRatio}×)`,
+    );
+  }
+  const root = bundleRoot(names, topLevel);
+  const files = entries.filter((entry) => !entry.name.endsWith('/'));
+  let actualBytes = 0;
+  if (decompress || options.onFile) {
+    for (const entry of files) {
+      options.signal?.throwIfAborted();
+      const budget = limits.maxUncompressedBytes - actualBytes;
+      actualBytes += await readEntry(handle, entry, budget, options.onFile, options.signal);
+    }
+  }
+  return {
+    entries: entries.length,
+    files: files.length,
+    uncompressedBytes: decompress ? actualBytes : declaredBytes,
+    compressedBytes,
+    root,
+  };
 }
 
 /**
@@ -259,7 +267,7 @@ function checkRatio(uncompressed: number, compressed: number, limits: ZipLimits,
  * slack after it is where a hidden entry would sit.
  */
 async function readEntry(
-  handle: FileHandle,
+  handle: ZipBytes,
   entry: ZipEntryRecord,
   budget: number,
   onFile: ValidateOptions['onFile'],
@@ -317,7 +325,7 @@ async function readEntry(
   return bytes;
 }
 
-async function* compressedChunks(handle: FileHandle, start: number, length: number): AsyncGenerator<Buffer> {
+async function* compressedChunks(handle: ZipBytes, start: number, length: number): AsyncGenerator<Buffer> {
   for (let done = 0; done < length;) {
     const buffer = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, length - done));
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, start + done);

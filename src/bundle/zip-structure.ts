@@ -6,8 +6,34 @@
  * one entry (local header, data, data descriptor), the central directory or the end record and its comment; every
  * local header must repeat its central entry; names must decode the same way everywhere.
  */
-import type { FileHandle } from 'node:fs/promises';
 import { BundleValidationError } from './errors.js';
+
+/**
+ * Positioned reads of a zip's bytes: an open file (`FileHandle` is one), or a zip already in memory
+ * ({@link bufferZipBytes}). The rules read through it are the same either way.
+ */
+export interface ZipBytes {
+  read(
+    buffer: Buffer,
+    offset: number,
+    length: number,
+    position: number,
+  ): Promise<{ bytesRead: number; buffer: Buffer }>;
+}
+
+/** A zip in memory read as a file would be: a read past the end returns what is left, then 0 bytes. */
+export function bufferZipBytes(data: Uint8Array): ZipBytes {
+  return {
+    read(buffer, offset, length, position) {
+      if (!Number.isSafeInteger(position) || position < 0) {
+        return Promise.reject(new RangeError(`cannot read at position ${position}`));
+      }
+      const bytesRead = Math.max(0, Math.min(length, data.length - position));
+      buffer.set(data.subarray(position, position + bytesRead), offset);
+      return Promise.resolve({ bytesRead, buffer });
+    },
+  };
+}
 
 const LOCAL_SIGNATURE = 0x04034b50;
 const CENTRAL_SIGNATURE = 0x02014b50;
@@ -54,7 +80,7 @@ export interface ZipStructure {
  * is parsed.
  */
 export async function readZipStructure(
-  handle: FileHandle,
+  handle: ZipBytes,
   fileSize: number,
   maxEntries: number,
 ): Promise<ZipStructure> {
@@ -110,7 +136,7 @@ interface EndRecord {
   centralOffset: number;
 }
 
-async function readEndRecord(handle: FileHandle, fileSize: number): Promise<EndRecord> {
+async function readEndRecord(handle: ZipBytes, fileSize: number): Promise<EndRecord> {
   if (fileSize < END_SIZE) throw corrupt('the file is too small to be a zip');
   const tailSize = Math.min(fileSize, END_SIZE + MAX_COMMENT);
   const tail = await readAt(handle, fileSize - tailSize, tailSize);
@@ -223,7 +249,7 @@ function parseCentral(central: Buffer, pos: number): CentralRecord {
 
 /** The local header of `record` must repeat it; returns where the next entry must start. */
 async function readLocal(
-  handle: FileHandle,
+  handle: ZipBytes,
   record: CentralRecord,
   centralOffset: number,
 ): Promise<{ entry: ZipEntryRecord; next: number }> {
@@ -302,7 +328,7 @@ function sameSizes(record: CentralRecord, crc: number, compressed: number, uncom
 
 /** A data descriptor (with or without its optional signature) repeating the directory; returns its length. */
 async function descriptorLength(
-  handle: FileHandle,
+  handle: ZipBytes,
   record: CentralRecord,
   at: number,
   centralOffset: number,
@@ -394,7 +420,7 @@ function corrupt(message: string): BundleValidationError {
   return new BundleValidationError('CorruptZip', `the zip cannot be read: ${message}`);
 }
 
-async function readAt(handle: FileHandle, position: number, length: number): Promise<Buffer> {
+async function readAt(handle: ZipBytes, position: number, length: number): Promise<Buffer> {
   const buffer = Buffer.alloc(length);
   let done = 0;
   while (done < length) {

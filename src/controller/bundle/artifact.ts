@@ -2,11 +2,12 @@
  * From a fetched artifact to what gets stored: detect the format (zip, or tar/tar.gz of a build directory), validate
  * or pack, encrypt and sign (or only hash), and optionally build the delta manifest. Then upload content-addressed
  * so that the stored copy is provably the prepared one: a checked PUT for small artifacts, a re-read compared byte
- * for byte for large ones. All file work happens in a temp dir the caller removes.
+ * for byte for large ones. A small zip fetched into memory is validated, encrypted and stored from memory (no file);
+ * everything else happens in files in a temp dir the caller removes.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, readFile } from 'node:fs/promises';
+import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Reason } from '../../api/v1alpha1/index.js';
 import {
@@ -14,9 +15,13 @@ import {
   buildDeltaManifest,
   deriveSession,
   encryptBundle,
+  encryptBundleBytes,
   hashBundle,
+  hashBundleBytes,
   packTarball,
   validateZip,
+  type EncryptBundleResult,
+  type HashBundleResult,
   type SigningKey,
 } from '../../bundle/index.js';
 import type { AppRef, StorageLayout } from '../../storage/layout.js';
@@ -27,8 +32,10 @@ import { StallingError, TransientError } from '../common/errors.js';
 export type ArtifactFormat = 'zip' | 'tarball';
 
 export interface PreparedArtifact {
-  /** The file to store (ciphertext when encrypted). */
-  storedPath: string;
+  /** The file to store (ciphertext when encrypted); built in memory: `storedBytes` instead. */
+  storedPath?: string;
+  /** The bytes to store, when the artifact was built in memory (see {@link IN_MEMORY_BUILD_MAX_BYTES}). */
+  storedBytes?: Buffer;
   storedSize: number;
   storedSha256: string;
   /** sha256 hex of the plain zip. */
@@ -51,14 +58,18 @@ export async function detectFormat(path: string): Promise<ArtifactFormat> {
   try {
     const head = Buffer.alloc(512);
     const { bytesRead } = await handle.read(head, 0, head.length, 0);
-    const bytes = head.subarray(0, bytesRead);
-    if (bytes.length >= 4 && bytes.readUInt32LE(0) === 0x04034b50) return 'zip';
-    if (bytes.length >= 4 && bytes.readUInt32LE(0) === 0x06054b50) return 'zip';
-    if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) return 'tarball';
-    if (bytes.length >= 262 && bytes.subarray(257, 262).toString('latin1') === 'ustar') return 'tarball';
+    return formatOf(head.subarray(0, bytesRead));
   } finally {
     await handle.close();
   }
+}
+
+/** {@link detectFormat} of the first bytes (512 are enough) of an artifact. */
+export function formatOf(bytes: Buffer): ArtifactFormat {
+  if (bytes.length >= 4 && bytes.readUInt32LE(0) === 0x04034b50) return 'zip';
+  if (bytes.length >= 4 && bytes.readUInt32LE(0) === 0x06054b50) return 'zip';
+  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) return 'tarball';
+  if (bytes.length >= 262 && bytes.subarray(257, 262).toString('latin1') === 'ustar') return 'tarball';
   throw new StallingError(
     Reason.UnsupportedArtifact,
     'the artifact is neither a zip nor a tar/tar.gz archive',
@@ -72,7 +83,8 @@ function asStalling(error: unknown): unknown {
 }
 
 export async function prepareArtifact(opts: {
-  fetchedPath: string;
+  /** The fetched artifact: a file, or its bytes (a small artifact fetched into memory). */
+  fetched: { path: string } | { bytes: Buffer };
   workDir: string;
   key: SigningKey | undefined;
   delta: boolean;
@@ -82,17 +94,30 @@ export async function prepareArtifact(opts: {
   maxExpandedBytes?: number;
   signal: AbortSignal;
 }): Promise<PreparedArtifact> {
-  const { workDir, key, signal } = opts;
+  const { workDir, key, signal, fetched } = opts;
   const limits = opts.maxExpandedBytes !== undefined ? { maxUncompressedBytes: opts.maxExpandedBytes } : {};
   try {
-    const format = await detectFormat(opts.fetchedPath);
-    let zip = opts.fetchedPath;
+    let fetchedPath: string;
+    if ('bytes' in fetched) {
+      const format = formatOf(fetched.bytes.subarray(0, 512));
+      // A tarball is packed, a delta manifest unpacks: both work on files.
+      if (format === 'zip' && !opts.delta) {
+        await validateZip(fetched.bytes, { signal, limits });
+        return { ...sealInMemory(fetched.bytes, key, opts.buildId), format };
+      }
+      fetchedPath = join(workDir, 'fetched');
+      await writeFile(fetchedPath, fetched.bytes, { mode: 0o600, signal });
+    } else {
+      fetchedPath = fetched.path;
+    }
+    const format = await detectFormat(fetchedPath);
+    let zip = fetchedPath;
     if (format === 'tarball') {
       zip = join(workDir, 'packed.zip');
-      await packTarball(opts.fetchedPath, zip, { tmpDir: workDir, signal, limits });
+      await packTarball(fetchedPath, zip, { tmpDir: workDir, signal, limits });
     }
     await validateZip(zip, { signal, limits });
-    const sealed: Omit<PreparedArtifact, 'format' | 'delta'> = key
+    const sealed: Sealed = key
       ? await seal(zip, join(workDir, 'sealed.zip'), key, opts.buildId, signal)
       : await plain(zip, signal);
     const delta = opts.delta
@@ -104,12 +129,27 @@ export async function prepareArtifact(opts: {
   }
 }
 
+type Sealed = Omit<PreparedArtifact, 'format' | 'delta'>;
+/** Where the stored bytes are: a file, or a Buffer (built in memory). */
+type StoredBytes = { storedPath: string } | { storedBytes: Buffer };
+
+/** {@link seal} or {@link plain} of a zip in memory: the same results, the stored bytes as a Buffer. */
+function sealInMemory(zip: Buffer, key: SigningKey | undefined, buildId: string): Sealed {
+  if (!key) return plainResult({ storedBytes: zip }, hashBundleBytes(zip));
+  const result = encryptBundleBytes(zip, key, deriveSession(key, buildId));
+  return sealedResult({ storedBytes: result.ciphertext }, result);
+}
+
 async function seal(zip: string, output: string, key: SigningKey, buildId: string, signal: AbortSignal) {
   const session = deriveSession(key, buildId);
   // The ciphertext is hashed as it is written, rather than read back from disk afterwards.
   const result = await encryptBundle({ input: zip, output, key, session, signal, hashCiphertext: true });
+  return sealedResult({ storedPath: output }, result);
+}
+
+function sealedResult(stored: StoredBytes, result: EncryptBundleResult): Sealed {
   return {
-    storedPath: output,
+    ...stored,
     storedSize: result.encryptedSize,
     storedSha256: result.encryptedSha256!,
     sha256: result.sha256,
@@ -121,10 +161,13 @@ async function seal(zip: string, output: string, key: SigningKey, buildId: strin
   };
 }
 
-async function plain(zip: string, signal: AbortSignal) {
-  const result = await hashBundle(zip, { signal });
+async function plain(zip: string, signal: AbortSignal): Promise<Sealed> {
+  return plainResult({ storedPath: zip }, await hashBundle(zip, { signal }));
+}
+
+function plainResult(stored: StoredBytes, result: HashBundleResult): Sealed {
   return {
-    storedPath: zip,
+    ...stored,
     storedSize: result.size,
     storedSha256: result.sha256,
     sha256: result.sha256,
@@ -171,6 +214,13 @@ export interface StoredArtifact {
 export const CHECKED_PUT_MAX_BYTES = Math.min(8 * 1024 * 1024, CHECKED_BODY_MAX_BYTES);
 
 /**
+ * Fetched artifacts up to this size may be built in memory: read into a Buffer, validated, encrypted and stored from
+ * it. The ciphertext (at most 16 bytes longer) still fits the checked PUT. Memory per build: the fetched bytes and
+ * the ciphertext, so at most about 2 × this per concurrent reconcile (docs/adr/0042-one-checked-put-per-small-artifact.md).
+ */
+export const IN_MEMORY_BUILD_MAX_BYTES = CHECKED_PUT_MAX_BYTES - 16;
+
+/**
  * Uploads the prepared artifact (and delta files) under content-addressed keys. A small bundle object is read into
  * memory, checked against storedSha256 and sent in one checked PUT; a large one is skipped when already stored with
  * the right size, else streamed, then re-read and compared (size and sha256).
@@ -183,7 +233,7 @@ export async function storeArtifact(
   signal: AbortSignal,
 ): Promise<StoredArtifact> {
   const objectKey = layout.bundleKey(app, artifact.storedSha256);
-  if (artifact.storedSize <= CHECKED_PUT_MAX_BYTES) {
+  if (artifact.storedBytes || artifact.storedSize <= CHECKED_PUT_MAX_BYTES || !artifact.storedPath) {
     await checkedPut(store, objectKey, artifact, signal);
   } else {
     await putIfAbsent(store, objectKey, artifact.storedPath, artifact.storedSize, 'application/zip', signal);
@@ -221,12 +271,12 @@ async function checkedPut(
   artifact: PreparedArtifact,
   signal: AbortSignal,
 ): Promise<void> {
-  const body = await readFile(artifact.storedPath, { signal });
+  const body = artifact.storedBytes ?? (await readFile(artifact.storedPath ?? '', { signal }));
   const sha256 = createHash('sha256').update(body).digest('hex');
   if (body.length !== artifact.storedSize || sha256 !== artifact.storedSha256) {
     throw new TransientError(
       Reason.StorageVerificationFailed,
-      `${artifact.storedPath} has ${body.length} bytes with sha256 ${sha256}, expected ${artifact.storedSize} bytes with ${artifact.storedSha256}`,
+      `${artifact.storedPath ?? 'the artifact built in memory'} has ${body.length} bytes with sha256 ${sha256}, expected ${artifact.storedSize} bytes with ${artifact.storedSha256}`,
     );
   }
   await store.put(key, body, { contentType: 'application/zip', signal });

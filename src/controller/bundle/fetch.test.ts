@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -55,6 +55,51 @@ async function failure(req: FetchRequest): Promise<StallingError | TransientErro
   }
   throw new Error('fetch succeeded');
 }
+
+describe('SourceFetcher (http) into memory', () => {
+  const body = Buffer.from('PK\u0003\u0004 small artifact bytes');
+  const sha256 = createHash('sha256').update(body).digest('hex');
+
+  it('reads a body whose Content-Length is within the in-memory limit into a Buffer and writes no file', async () => {
+    handler = (_req, res) => res.writeHead(200, { 'content-length': body.length }).end(body);
+    const fetched = await fetcher.fetchSmallInMemory(request('/a.zip'), body.length);
+    expect(fetched).toEqual({ bytes: body, size: body.length, sha256 });
+    await expect(access(join(dir, 'out'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('writes the file when the body is larger than the in-memory limit or its length is not announced', async () => {
+    handler = (_req, res) => res.writeHead(200, { 'content-length': body.length }).end(body);
+    expect(await fetcher.fetchSmallInMemory(request('/a.zip'), body.length - 1)).toEqual({
+      path: join(dir, 'out'),
+      size: body.length,
+      sha256,
+    });
+    await rm(join(dir, 'out'));
+    handler = (_req, res) => {
+      res.write(body.subarray(0, 4)); // chunked: no Content-Length
+      res.end(body.subarray(4));
+    };
+    const chunked = await fetcher.fetchSmallInMemory(request('/a.zip'), 1024);
+    expect(chunked).toEqual({ path: join(dir, 'out'), size: body.length, sha256 });
+    expect((await readFile(join(dir, 'out'))).equals(body)).toBe(true);
+  });
+
+  it('still refuses a body over maxBytes, and a body cut short of its Content-Length is transient', async () => {
+    handler = (_req, res) => res.writeHead(200, { 'content-length': 2000 }).end(Buffer.alloc(2000));
+    await expect(fetcher.fetchSmallInMemory(request('/big.zip'), 4096)).rejects.toMatchObject({
+      kind: 'stalling',
+      reason: 'ArtifactTooLarge',
+    });
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-length': 100 }).write(Buffer.alloc(10));
+      setTimeout(() => res.destroy(), 20);
+    };
+    await expect(fetcher.fetchSmallInMemory(request('/cut.zip'), 1024)).rejects.toMatchObject({
+      kind: 'transient',
+      reason: 'SourceUnavailable',
+    });
+  });
+});
 
 describe('SourceFetcher (http)', () => {
   it('streams the body to the destination and hashes it', async () => {

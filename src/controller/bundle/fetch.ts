@@ -53,8 +53,22 @@ export interface FetchedArtifact {
   provenance?: ArtifactProvenance;
 }
 
+/** A small artifact fetched into memory instead of a file. */
+export interface FetchedBytes extends Omit<FetchedArtifact, 'path'> {
+  bytes: Buffer;
+}
+
 export interface ArtifactFetcher {
   fetch(request: FetchRequest): Promise<FetchedArtifact>;
+  /**
+   * Like `fetch`, but an artifact known to have at most `inMemoryMaxBytes` before its body is read (HTTP
+   * Content-Length, S3 object size) comes back in memory and `request.destination` is not written. Fetchers
+   * without it always write the file.
+   */
+  fetchSmallInMemory?(
+    request: FetchRequest,
+    inMemoryMaxBytes: number,
+  ): Promise<FetchedArtifact | FetchedBytes>;
 }
 
 const MAX_REDIRECTS = 5;
@@ -94,6 +108,45 @@ export async function writeHashed(
     throw error;
   }
   return { path: destination, size, sha256: hash.digest('hex') };
+}
+
+/**
+ * Reads a body whose length is known beforehand into one Buffer of that length, hashing it. A body longer or
+ * shorter than announced (the object changed between the size check and the read) is a transient failure.
+ */
+export async function readHashed(
+  body: Readable,
+  expectedBytes: number,
+  signal: AbortSignal,
+): Promise<FetchedBytes> {
+  const bytes = Buffer.allocUnsafe(expectedBytes);
+  const hash = createHash('sha256');
+  let size = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      signal.throwIfAborted();
+      if (size + chunk.length > expectedBytes) {
+        throw new TransientError(
+          Reason.SourceUnavailable,
+          `the artifact has more than the ${expectedBytes} bytes its source announced`,
+        );
+      }
+      bytes.set(chunk, size);
+      size += chunk.length;
+      hash.update(chunk);
+    }
+  } catch (error) {
+    body.destroy();
+    throw error;
+  }
+  signal.throwIfAborted();
+  if (size !== expectedBytes) {
+    throw new TransientError(
+      Reason.SourceUnavailable,
+      `the artifact ended after ${size} of the ${expectedBytes} bytes its source announced`,
+    );
+  }
+  return { bytes, size, sha256: hash.digest('hex') };
 }
 
 /** A URL safe to show in status and events: no user info, no query (which may carry a token). */
@@ -165,11 +218,25 @@ function networkError(
 }
 
 export class SourceFetcher implements ArtifactFetcher {
-  async fetch(request: FetchRequest): Promise<FetchedArtifact> {
+  fetch(request: FetchRequest): Promise<FetchedArtifact> {
+    return this.fetchWithTimeout(request, -1) as Promise<FetchedArtifact>;
+  }
+
+  fetchSmallInMemory(
+    request: FetchRequest,
+    inMemoryMaxBytes: number,
+  ): Promise<FetchedArtifact | FetchedBytes> {
+    return this.fetchWithTimeout(request, Math.min(inMemoryMaxBytes, request.maxBytes));
+  }
+
+  private async fetchWithTimeout(
+    request: FetchRequest,
+    inMemoryMaxBytes: number,
+  ): Promise<FetchedArtifact | FetchedBytes> {
     const timeout = AbortSignal.timeout(request.timeoutMs);
     const signal = AbortSignal.any([request.signal, timeout]);
     try {
-      return await this.fetchFrom(request, signal);
+      return await this.fetchFrom(request, signal, inMemoryMaxBytes);
     } catch (error) {
       // whatever the transport made of the abort (ABORT_ERR, "terminated", a store error): it was the timeout
       if (timeout.aborted && !request.signal.aborted && !(error instanceof StallingError)) {
@@ -183,9 +250,13 @@ export class SourceFetcher implements ArtifactFetcher {
     }
   }
 
-  private fetchFrom(request: FetchRequest, signal: AbortSignal): Promise<FetchedArtifact> {
-    if (request.source.http) return this.fetchHttp(request.source.http, request, signal);
-    if (request.source.s3) return this.fetchS3(request.source.s3, request, signal);
+  private fetchFrom(
+    request: FetchRequest,
+    signal: AbortSignal,
+    inMemoryMaxBytes: number,
+  ): Promise<FetchedArtifact | FetchedBytes> {
+    if (request.source.http) return this.fetchHttp(request.source.http, request, signal, inMemoryMaxBytes);
+    if (request.source.s3) return this.fetchS3(request.source.s3, request, signal, inMemoryMaxBytes);
     if (request.source.oci) {
       return fetchOci(request.source.oci, request, signal, (what, error) =>
         networkError(what, error, signal, 'oci'),
@@ -198,7 +269,8 @@ export class SourceFetcher implements ArtifactFetcher {
     source: HttpSource,
     request: FetchRequest,
     signal: AbortSignal,
-  ): Promise<FetchedArtifact> {
+    inMemoryMaxBytes: number,
+  ): Promise<FetchedArtifact | FetchedBytes> {
     const shown = redactUrl(source.url);
     try {
       const response = await this.get(new URL(source.url), request, signal, []);
@@ -210,6 +282,9 @@ export class SourceFetcher implements ArtifactFetcher {
           `${shown} is ${declared} bytes, more than the limit of ${request.maxBytes}`,
         );
       }
+      // Content-Length bounds the body (the HTTP parser stops there); a chunked body has none and goes to a file.
+      if (response.headers['content-length'] !== undefined && declared <= inMemoryMaxBytes)
+        return await readHashed(response, declared, signal);
       return await writeHashed(response, request.destination, request.maxBytes, signal);
     } catch (error) {
       throw networkError(`fetching ${shown}`, error, signal);
@@ -302,7 +377,8 @@ export class SourceFetcher implements ArtifactFetcher {
     source: S3Source,
     request: FetchRequest,
     signal: AbortSignal,
-  ): Promise<FetchedArtifact> {
+    inMemoryMaxBytes: number,
+  ): Promise<FetchedArtifact | FetchedBytes> {
     const store = new S3ObjectStore({
       endpoint: new URL(source.endpoint).origin,
       bucket: source.bucket,
@@ -324,6 +400,7 @@ export class SourceFetcher implements ArtifactFetcher {
       }
       const got = await store.get(source.key, { signal });
       if (!got) throw new TransientError(Reason.SourceUnavailable, `${shown}: the server returned no body`);
+      if (stat.size <= inMemoryMaxBytes) return await readHashed(got.body, stat.size, signal);
       return await writeHashed(got.body, request.destination, request.maxBytes, signal);
     } catch (error) {
       throw s3Error(shown, error, signal);

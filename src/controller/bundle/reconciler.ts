@@ -48,7 +48,7 @@ import { listWhere } from '../common/list.js';
 import { readIndex } from '../publishing/index-document.js';
 import type { ControllerDomainMetrics } from '../metrics.js';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../reconciler-interface.js';
-import { prepareArtifact, storeArtifact, verifyStored } from './artifact.js';
+import { IN_MEMORY_BUILD_MAX_BYTES, prepareArtifact, storeArtifact, verifyStored } from './artifact.js';
 import { SourceFetcher, type ArtifactFetcher, type FetchRequest } from './fetch.js';
 import { sourceCredentials } from './source-credentials.js';
 import { directSecrets, secretReaderId, type SecretReader, type SecretReadOptions } from '../secret-cache.js';
@@ -385,7 +385,7 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
     const prepared = await this.track(status, bundle, ctx, 'verify', async () => {
       checkDigest(bundle, fetched.sha256);
       return prepareArtifact({
-        fetchedPath: fetched.path,
+        fetched: 'bytes' in fetched ? { bytes: fetched.bytes } : { path: fetched.path },
         workDir: work,
         key,
         delta: bundle.spec.delta ?? false,
@@ -532,7 +532,10 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
     const started = performance.now();
     const source = bundle.spec.source.s3 ? 's3' : bundle.spec.source.oci ? 'oci' : 'http';
     try {
-      const fetched = await this.fetcher.fetch(request);
+      // Small artifacts are built in memory (ADR 0042): no fetched file, no sealed file.
+      const fetched = this.fetcher.fetchSmallInMemory
+        ? await this.fetcher.fetchSmallInMemory(request, IN_MEMORY_BUILD_MAX_BYTES)
+        : await this.fetcher.fetch(request);
       this.opts.metrics?.artifactFetched(source, 'success', (performance.now() - started) / 1000);
       return fetched;
     } catch (error) {
