@@ -40,9 +40,10 @@ function detach(buffer: ArrayBuffer): void {
 }
 
 // Plain JavaScript evaluated by the workers (no module resolution: runs the same under tsx, jest and the image).
-// Each message is one job; the control words are zeroed by the main thread before it posts one. The `read` worker fills slot after slot (once the AES worker released what it held a ring ago), publishes it,
-// hashes it, posts { read } every PROGRESS_BYTES and { read, digest } at the end. The `aes` worker posts every
-// ciphertext chunk (its buffer transferred), the last one from \`final()\`, then 'end'.
+// Each message is one job; the main thread zeroes the control words before it posts one. The `read` worker fills
+// slot after slot (once the AES worker released what it held a ring ago), publishes it, hashes it, posts { read }
+// every PROGRESS_BYTES and { read, digest } at the end. The `aes` worker posts every ciphertext chunk (its buffer
+// transferred), the last one from \`final()\`, then 'end'.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createCipheriv, createHash } = require('node:crypto');
