@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Reason } from '../../api/v1alpha1/index.js';
 import {
@@ -106,6 +106,7 @@ export async function prepareArtifact(opts: {
         return { ...sealInMemory(fetched.bytes, key, opts.buildId), format };
       }
       fetchedPath = join(workDir, 'fetched');
+      await mkdir(workDir, { recursive: true, mode: 0o700 }); // made on first use (the reconciler's work dir)
       await writeFile(fetchedPath, fetched.bytes, { mode: 0o600, signal });
     } else {
       fetchedPath = fetched.path;

@@ -84,6 +84,17 @@ describe('SourceFetcher (http) into memory', () => {
     expect((await readFile(join(dir, 'out'))).equals(body)).toBe(true);
   });
 
+  it('creates the destination directory (0700) when the body goes to a file and the directory is not there yet', async () => {
+    handler = (_req, res) => {
+      res.write(body.subarray(0, 4)); // chunked: no Content-Length
+      res.end(body.subarray(4));
+    };
+    const destination = join(dir, 'work', 'fetched');
+    const fetched = await fetcher.fetchSmallInMemory(request('/a.zip', { destination }), 1024);
+    expect(fetched).toEqual({ path: destination, size: body.length, sha256 });
+    expect((await stat(join(dir, 'work'))).mode & 0o777).toBe(0o700);
+  });
+
   it('still refuses a body over maxBytes, and a body cut short of its Content-Length is transient', async () => {
     handler = (_req, res) => res.writeHead(200, { 'content-length': 2000 }).end(Buffer.alloc(2000));
     await expect(fetcher.fetchSmallInMemory(request('/big.zip'), 4096)).rejects.toMatchObject({

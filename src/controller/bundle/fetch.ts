@@ -5,7 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Transform, type Readable } from 'node:stream';
@@ -75,7 +76,10 @@ const MAX_REDIRECTS = 5;
 
 class SizeLimitExceeded extends Error {}
 
-/** Streams `body` into `destination`, hashing and counting; removes the partial file on failure. */
+/**
+ * Streams `body` into `destination`, hashing and counting; removes the partial file on failure. The destination's
+ * directory is created (0700) if it does not exist yet: the controller's work dir is made on first use.
+ */
 export async function writeHashed(
   body: Readable,
   destination: string,
@@ -96,8 +100,10 @@ export async function writeHashed(
     },
   });
   try {
+    await mkdir(dirname(destination), { recursive: true, mode: 0o700 });
     await pipeline(body, meter, createWriteStream(destination, { mode: 0o600 }), { signal });
   } catch (error) {
+    body.destroy(); // already done by a failed pipeline; not when the directory could not be made
     await rm(destination, { force: true });
     if (error instanceof SizeLimitExceeded) {
       throw new StallingError(

@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createGzip } from 'node:zlib';
 import tar from 'tar-stream';
 import {
@@ -57,6 +59,7 @@ function setup(
     now?: () => Date;
     maxExpandedBytes?: number;
     secrets?: SecretReader;
+    tmpDir?: string;
   } = {},
 ) {
   const client = new FakeObjectClient();
@@ -75,6 +78,7 @@ function setup(
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.maxExpandedBytes !== undefined ? { maxExpandedBytes: opts.maxExpandedBytes } : {}),
     ...(opts.secrets ? { secrets: opts.secrets } : {}),
+    ...(opts.tmpDir !== undefined ? { tmpDir: opts.tmpDir } : {}),
   });
   if (opts.encrypted !== false) {
     seedSecret(client, 'demo-key', { 'private.pem': signingKey.privateKeyPem });
@@ -183,6 +187,35 @@ describe('BundleReconciler', () => {
     expect(Buffer.isBuffer(body)).toBe(true);
     expect(body.length).toBe(artifact.size);
     expect(createHash('sha256').update(body).digest('hex')).toBe(artifact.storedSha256);
+  });
+
+  it('builds a small zip fetched into memory without a work dir: nothing in the temp dir while it is stored (ADR 0042)', async () => {
+    const parent = await mkdtemp(join(tmpdir(), 'reconciler-test-'));
+    try {
+      const { client, store, fetcher, reconciler } = setup({ tmpDir: parent });
+      const zip = await webZip();
+      const sha256 = createHash('sha256').update(zip).digest('hex');
+      const inMemory: ArtifactFetcher['fetchSmallInMemory'] = (_request, max) => {
+        expect(zip.length).toBeLessThanOrEqual(max);
+        return Promise.resolve({ bytes: zip, size: zip.length, sha256 });
+      };
+      Object.assign(fetcher, { fetchSmallInMemory: inMemory });
+      seedBundle(client, 'demo-1-0-0');
+      const seenAtPut: string[][] = [];
+      const put = store.put.bind(store);
+      store.put = async (...args) => {
+        seenAtPut.push(await readdir(parent));
+        return put(...args);
+      };
+
+      await reconciler.reconcile(key, ctx());
+
+      expect(condition(bundleOf(client), 'Ready')?.status).toBe('True');
+      expect(seenAtPut).toEqual([[]]);
+      expect(await readdir(parent)).toEqual([]);
+    } finally {
+      await rm(parent, { recursive: true, force: true });
+    }
   });
 
   it('fetches and prepares while the finalizer PATCH is in flight, and stores nothing before it is on', async () => {

@@ -5,8 +5,8 @@
  * its size, nothing is fetched again. Deletion removes the stored objects unless a channel (or the published index)
  * still serves the bundle, or deletionPolicy is Orphan.
  */
-import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -362,7 +362,10 @@ export class BundleReconciler implements Reconciler, KindSteps<LiveUpdateBundle,
     ctx: StepContext,
   ): Promise<Artifact> {
     const parent = this.opts.tmpDir ?? tmpdir();
-    const work = await mkdtemp(join(parent, WORK_DIR_PREFIX));
+    // Created when a file is first written (the fetcher's file, a tarball's packing, a delta build); a small zip
+    // fetched into memory never needs it (ADR 0042). A fetcher that cannot fetch into memory gets it at once.
+    const work = join(parent, `${WORK_DIR_PREFIX}${randomBytes(12).toString('hex')}`);
+    if (!this.fetcher.fetchSmallInMemory) await mkdir(work, { mode: 0o700 });
     try {
       return await this.buildIn(work, bundle, app, status, key, revision, ctx);
     } catch (error) {
