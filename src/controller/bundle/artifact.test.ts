@@ -72,7 +72,7 @@ async function build(
       buildId: 'ns/demo@1.0.0',
       signal: new AbortController().signal,
     });
-    const stored = storedBytes ?? (await readFile(storedPath ?? ''));
+    const stored = storedPath === undefined ? storedBytes : await readFile(storedPath);
     return {
       workDir,
       prepared,

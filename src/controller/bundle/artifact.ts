@@ -31,11 +31,14 @@ import { StallingError, TransientError } from '../common/errors.js';
 
 export type ArtifactFormat = 'zip' | 'tarball';
 
-export interface PreparedArtifact {
-  /** The file to store (ciphertext when encrypted); built in memory: `storedBytes` instead. */
-  storedPath?: string;
-  /** The bytes to store, when the artifact was built in memory (see {@link IN_MEMORY_BUILD_MAX_BYTES}). */
-  storedBytes?: Buffer;
+/**
+ * Where the bytes to store are (ciphertext when encrypted): a file, or a Buffer when the artifact was built in memory
+ * (see {@link IN_MEMORY_BUILD_MAX_BYTES}). Always exactly one of the two.
+ */
+export type StoredBytes =
+  { storedPath: string; storedBytes?: undefined } | { storedBytes: Buffer; storedPath?: undefined };
+
+export type PreparedArtifact = StoredBytes & {
   storedSize: number;
   storedSha256: string;
   /** sha256 hex of the plain zip. */
@@ -50,7 +53,7 @@ export interface PreparedArtifact {
     dir: string;
     entries: Array<{ fileName: string; fileHash: string; objectName: string; size: number }>;
   };
-}
+};
 
 /** Reads the magic bytes: zip local header / end of central directory, gzip, or a ustar header. */
 export async function detectFormat(path: string): Promise<ArtifactFormat> {
@@ -130,9 +133,7 @@ export async function prepareArtifact(opts: {
   }
 }
 
-type Sealed = Omit<PreparedArtifact, 'format' | 'delta'>;
-/** Where the stored bytes are: a file, or a Buffer (built in memory). */
-type StoredBytes = { storedPath: string } | { storedBytes: Buffer };
+type Sealed = StoredBytes & Omit<PreparedArtifact, 'format' | 'delta' | keyof StoredBytes>;
 
 /** {@link seal} or {@link plain} of a zip in memory: the same results, the stored bytes as a Buffer. */
 function sealInMemory(zip: Buffer, key: SigningKey | undefined, buildId: string): Sealed {
@@ -234,7 +235,7 @@ export async function storeArtifact(
   signal: AbortSignal,
 ): Promise<StoredArtifact> {
   const objectKey = layout.bundleKey(app, artifact.storedSha256);
-  if (artifact.storedBytes || artifact.storedSize <= CHECKED_PUT_MAX_BYTES || !artifact.storedPath) {
+  if (artifact.storedPath === undefined || artifact.storedSize <= CHECKED_PUT_MAX_BYTES) {
     await checkedPut(store, objectKey, artifact, signal);
   } else {
     await putIfAbsent(store, objectKey, artifact.storedPath, artifact.storedSize, 'application/zip', signal);
@@ -272,7 +273,10 @@ async function checkedPut(
   artifact: PreparedArtifact,
   signal: AbortSignal,
 ): Promise<void> {
-  const body = artifact.storedBytes ?? (await readFile(artifact.storedPath ?? '', { signal }));
+  const body =
+    artifact.storedPath === undefined
+      ? artifact.storedBytes
+      : await readFile(artifact.storedPath, { signal });
   const sha256 = createHash('sha256').update(body).digest('hex');
   if (body.length !== artifact.storedSize || sha256 !== artifact.storedSha256) {
     throw new TransientError(
