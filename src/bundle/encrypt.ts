@@ -82,15 +82,27 @@ export async function encryptBundle(options: EncryptBundleOptions): Promise<Encr
     await writer.abort(err);
     throw err;
   }
-  const { digest, encryptedSize } = encrypted;
   return {
-    ...signDigest(options.key, digest),
-    sessionKey: session.sessionKey,
-    keyId: options.key.keyId,
-    sha256: digest.toString('hex'),
-    size: progress.done(),
-    encryptedSize,
+    ...encryptionResult(options.key, session, encrypted.digest, progress.done(), encrypted.encryptedSize),
     ...(cipherHash ? { encryptedSha256: cipherHash.digest('hex') } : {}),
+  };
+}
+
+/** What an encryption reports, from the plain bytes' digest and the two sizes (the file and the in-memory path). */
+function encryptionResult(
+  key: SigningKey,
+  session: BundleSession,
+  digest: Buffer,
+  size: number,
+  encryptedSize: number,
+): EncryptBundleResult {
+  return {
+    ...signDigest(key, digest),
+    sessionKey: session.sessionKey,
+    keyId: key.keyId,
+    sha256: digest.toString('hex'),
+    size,
+    encryptedSize,
   };
 }
 
@@ -151,12 +163,7 @@ export function encryptBundleBytes(
   const cipher = createCipheriv(AES_ALGORITHM, session.aesKey, session.iv);
   const ciphertext = Buffer.concat([cipher.update(plain), cipher.final()]);
   return {
-    ...signDigest(key, digest),
-    sessionKey: session.sessionKey,
-    keyId: key.keyId,
-    sha256: digest.toString('hex'),
-    size: plain.length,
-    encryptedSize: ciphertext.length,
+    ...encryptionResult(key, session, digest, plain.length, ciphertext.length),
     encryptedSha256: createHash('sha256').update(ciphertext).digest('hex'),
     ciphertext,
   };
