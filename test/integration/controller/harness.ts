@@ -1,6 +1,9 @@
 // Drives the three reconcilers directly (no manager) against the real apiserver and S3 server, plus a local HTTP
 // server that plays the artifact source. `converge()` reconciles every object until nothing changes any more.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   API_VERSION,
   APP_RESOURCE,
@@ -12,6 +15,7 @@ import {
   type LiveUpdateBundle,
   type LiveUpdateChannel,
 } from '../../../src/api/v1alpha1/index.js';
+import { packDirectory } from '../../../src/bundle/index.js';
 import { AppReconciler } from '../../../src/controller/app/reconciler.js';
 import { BundleReconciler, type BundleReconcilerOptions } from '../../../src/controller/bundle/reconciler.js';
 import { ChannelReconciler } from '../../../src/controller/channel/reconciler.js';
@@ -128,7 +132,25 @@ export function isCurrent(
   );
 }
 
+const WEBAPP = fileURLToPath(new URL('../../fixtures/webapp/', import.meta.url));
+
+/** The fixture web app (test/fixtures/webapp) packed into `dir/app.zip`: its bytes and their sha256 (hex). */
+export async function packWebapp(dir: string): Promise<{ zip: Buffer; sha256: string }> {
+  await packDirectory(WEBAPP, join(dir, 'app.zip'));
+  const zip = await readFile(join(dir, 'app.zip'));
+  return { zip, sha256: createHash('sha256').update(zip).digest('hex') };
+}
+
 export const manifests = {
+  /** The Secret holding an app's signing key (`private.pem`), named as the apps of these tests reference it. */
+  signingKeySecret(namespace: string, privateKeyPem: string, name = 'demo-key'): KubeObject {
+    return {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name, namespace },
+      stringData: { 'private.pem': privateKeyPem },
+    } as KubeObject;
+  },
   app(namespace: string, spec: Partial<LiveUpdateApp['spec']> = {}): LiveUpdateApp {
     return {
       apiVersion: API_VERSION,

@@ -1,11 +1,9 @@
 // The reconcilers against the real apiserver and S3 server: Secret + App + Bundle (from a local HTTP server) +
 // Channel converge to Ready, the index in S3 serves the bundle, the stored object decrypts to the original zip;
 // failure paths stall with precise reasons while the previous index keeps serving; deletion is held or cleans up.
-import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   APP_RESOURCE,
   BUNDLE_RESOURCE,
@@ -15,7 +13,7 @@ import {
   type LiveUpdateBundle,
   type LiveUpdateChannel,
 } from '../../../src/api/v1alpha1/index.js';
-import { generateSigningKey, loadPublicKey, packDirectory, verifyBundle } from '../../../src/bundle/index.js';
+import { generateSigningKey, loadPublicKey, verifyBundle } from '../../../src/bundle/index.js';
 import { findCondition } from '../../../src/controller/common/conditions.js';
 import { webZip, writeWebZip } from '../../../src/controller/common/testing/fixtures.js';
 import type { KubeObject } from '../../../src/kube/types.js';
@@ -24,9 +22,16 @@ import { validateReleaseIndex } from '../../../src/storage/release-index-schema.
 import type { ReleaseIndex, ReleaseRoot } from '../../../src/storage/release-index.js';
 import { cleanupTestResources, newBucket, newNamespace } from '../../env/fixtures.js';
 import { installCrds } from '../api/crds.js';
-import { ArtifactServer, converge, isCurrent, manifests, newHarness, type Harness } from './harness.js';
+import {
+  ArtifactServer,
+  converge,
+  isCurrent,
+  manifests,
+  newHarness,
+  packWebapp,
+  type Harness,
+} from './harness.js';
 
-const webapp = fileURLToPath(new URL('../../fixtures/webapp/', import.meta.url));
 const signingKey = generateSigningKey();
 const server = new ArtifactServer();
 let work: string;
@@ -38,9 +43,7 @@ beforeAll(async () => {
   await installCrds();
   await server.start();
   work = await mkdtemp(join(tmpdir(), 'liveupdate-it-'));
-  await packDirectory(webapp, join(work, 'app.zip'));
-  zip = await readFile(join(work, 'app.zip'));
-  zipSha = createHash('sha256').update(zip).digest('hex');
+  ({ zip, sha256: zipSha } = await packWebapp(work));
   // A second valid bundle: the same build with one file more.
   otherZip = await writeWebZip(join(work, 'other.zip'), {
     'index.html': '<!doctype html><title>v1.1</title>',
@@ -70,12 +73,7 @@ async function readIndex(h: Harness, namespace: string): Promise<ReleaseIndex> {
 async function publishedApp(label: string) {
   const namespace = await newNamespace(label);
   const h = newHarness(await newBucket(label));
-  await h.user.create(SECRET_RESOURCE, {
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: { name: 'demo-key', namespace },
-    stringData: { 'private.pem': signingKey.privateKeyPem },
-  } as never);
+  await h.user.create(SECRET_RESOURCE, manifests.signingKeySecret(namespace, signingKey.privateKeyPem));
   await h.user.create(APP_RESOURCE, manifests.app(namespace, { signingKey: { secretName: 'demo-key' } }));
   await h.user.create(
     BUNDLE_RESOURCE,

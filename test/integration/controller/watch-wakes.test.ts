@@ -4,11 +4,9 @@
 // created before its app, all become Ready once the app and its key Secret arrive; if the chain of watch mappings were
 // broken, one of them would sit waiting for its hour and the wait below would time out (without the bundle
 // controller's app watch it does; the channel has two ways to be woken here: its bundle's events and its app's).
-import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   APP_RESOURCE,
   BUNDLE_RESOURCE,
@@ -19,7 +17,7 @@ import {
   type LiveUpdateBundle,
   type LiveUpdateChannel,
 } from '../../../src/api/v1alpha1/index.js';
-import { generateSigningKey, packDirectory } from '../../../src/bundle/index.js';
+import { generateSigningKey } from '../../../src/bundle/index.js';
 import { buildControllers } from '../../../src/controller/command.js';
 import { findCondition } from '../../../src/controller/common/conditions.js';
 import { Manager } from '../../../src/controller/manager.js';
@@ -30,9 +28,8 @@ import { createRegistry, createRuntimeMetrics } from '../../../src/observability
 import { cleanupTestResources, newBucket, newNamespace, testEnvironment } from '../../env/fixtures.js';
 import { installCrds } from '../api/crds.js';
 import { waitFor } from '../kube/helpers.js';
-import { ArtifactServer, isCurrent, manifests, newHarness } from './harness.js';
+import { ArtifactServer, isCurrent, manifests, newHarness, packWebapp } from './harness.js';
 
-const webapp = fileURLToPath(new URL('../../fixtures/webapp/', import.meta.url));
 const HOUR_MS = 3_600_000;
 const server = new ArtifactServer();
 let work: string;
@@ -42,9 +39,8 @@ beforeAll(async () => {
   await installCrds();
   await server.start();
   work = await mkdtemp(join(tmpdir(), 'liveupdate-wake-'));
-  await packDirectory(webapp, join(work, 'app.zip'));
-  const zip = await readFile(join(work, 'app.zip'));
-  zipSha = createHash('sha256').update(zip).digest('hex');
+  const { zip, sha256 } = await packWebapp(work);
+  zipSha = sha256;
   server.routes.set('/app-1.0.0.zip', zip);
 });
 
@@ -135,12 +131,7 @@ it('a channel and a bundle created before what they wait for are woken by the wa
     // Last, the key Secret and the app. Every wait ends through a watch: app → bundle, bundle → channel,
     // channel → app (its index), app → channel (published).
     const signingKey = generateSigningKey();
-    await h.user.create(SECRET_RESOURCE, {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: { name: 'demo-key', namespace },
-      stringData: { 'private.pem': signingKey.privateKeyPem },
-    } as never);
+    await h.user.create(SECRET_RESOURCE, manifests.signingKeySecret(namespace, signingKey.privateKeyPem));
     await h.user.create(APP_RESOURCE, manifests.app(namespace, { signingKey: { secretName: 'demo-key' } }));
     const [bundle, channel] = await waitFor(
       'the bundle and the channel to be Ready',
